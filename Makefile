@@ -1,0 +1,39 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Both create the local virtual environment (.venv) and install the project first.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# CUDA code runs on the Numba CUDA simulator unless a GPU is requested explicitly.
+SIM    := NUMBA_ENABLE_CUDASIM=1
+
+.PHONY: demo test lint docs bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/overfeat-scratch demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(SIM) $(BIN)/python -m pytest
+	$(MAKE) docs
+
+docs: $(STAMP)
+	$(SIM) $(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+# Side-by-side benchmarks against PyTorch CPU (optional; installs the CPU wheel).
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet "torch==2.13.0" || echo "PyTorch not installed: benchmarks run NumPy only"
+	$(BIN)/python benchmarks/bench_layers.py
+
+clean:
+	rm -rf $(VENV) docs/_build docs/jupyter_execute .pytest_cache .hypothesis

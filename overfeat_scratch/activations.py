@@ -1,0 +1,99 @@
+"""ReLU and dropout, forward and backward.
+
+ReLU: ``y = max(x, 0)``; its gradient passes where the output is positive.
+
+Dropout (inverted): in training each element is kept with probability ``1 - p``
+and scaled by ``1 / (1 - p)`` so that the expected output equals the input; in
+evaluation it is the identity, so a trained network needs no rescaling.
+
+The keep/drop decision for element ``i`` is a hash of ``(seed, i)``, not a draw
+from a stateful generator: the NumPy and CUDA backends then drop exactly the same
+elements for the same seed, and a run is reproducible from the seed alone.
+The CUDA kernels are in :mod:`overfeat_scratch.cuda.elementwise`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .checks import check_float_array
+
+MASK32 = np.uint64(0xFFFFFFFF)
+
+
+def relu_naive(x):
+    """ReLU with a loop over the elements (the spec)."""
+    y = np.empty_like(x)
+    for i, v in enumerate(x.flat):
+        y.flat[i] = v if v > 0 else 0
+    return y
+
+
+def relu_forward(x):
+    """``y = max(x, 0)``."""
+    check_float_array(x, "relu input x")
+    return np.maximum(x, 0)
+
+
+def relu_backward(dy, y):
+    """``dx = dy`` where the output was positive, else 0 (the kink at 0 gets 0)."""
+    return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+
+
+def fmix32(h):
+    """MurmurHash3's 32-bit finaliser on uint64 arrays holding 32-bit values."""
+    h = h ^ (h >> np.uint64(16))
+    h = (h * np.uint64(0x85EBCA6B)) & MASK32
+    h = h ^ (h >> np.uint64(13))
+    h = (h * np.uint64(0xC2B2AE35)) & MASK32
+    return h ^ (h >> np.uint64(16))
+
+
+def dropout_threshold(p: float) -> int:
+    """Elements whose 32-bit hash is below this are dropped (probability ``p``)."""
+    return min(int(round(p * 2**32)), 2**32 - 1)
+
+
+def seed_hash(seed: int) -> int:
+    """The per-call key mixed into every element's hash."""
+    return int(fmix32(np.uint64(seed & 0xFFFFFFFF) ^ np.uint64(0x2545F491)))
+
+
+def dropout_keep_mask(size: int, p: float, seed: int):
+    """``keep[i] = hash(seed, i) >= p * 2**32``, a uint8 array of ``size`` elements.
+
+    ``hash(seed, i) = fmix32((i * 0x9E3779B9 + seed_hash(seed)) mod 2**32)``.
+    """
+    i = np.arange(size, dtype=np.uint64)
+    h = fmix32((i * np.uint64(0x9E3779B9) + np.uint64(seed_hash(seed))) & MASK32)
+    return (h >= np.uint64(dropout_threshold(p))).astype(np.uint8)
+
+
+def check_dropout_p(p):
+    if not (isinstance(p, (int, float)) and 0.0 <= p < 1.0):
+        raise ValueError(f"dropout: expected a drop probability 0 <= p < 1, got {p!r}")
+    return float(p)
+
+
+def dropout_naive(x, p, seed):
+    """Dropout with a loop over the elements (the spec); returns ``(y, keep)``."""
+    p = check_dropout_p(p)
+    keep = dropout_keep_mask(x.size, p, seed).reshape(x.shape)
+    y = np.empty_like(x)
+    for i in range(x.size):
+        y.flat[i] = x.flat[i] / (1 - p) if keep.flat[i] else 0
+    return y, keep
+
+
+def dropout_forward(x, p, seed):
+    """Training-mode dropout; returns ``(y, keep)`` with ``keep`` a uint8 mask."""
+    check_float_array(x, "dropout input x")
+    p = check_dropout_p(p)
+    keep = dropout_keep_mask(x.size, p, seed).reshape(x.shape)
+    scale = x.dtype.type(1.0 / (1.0 - p))
+    return x * keep * scale, keep
+
+
+def dropout_backward(dy, keep, p):
+    """The gradient flows through kept elements, scaled like the forward pass."""
+    return dy * keep * dy.dtype.type(1.0 / (1.0 - p))

@@ -1,0 +1,167 @@
+"""The backend switch: one place that decides where arrays live and who computes.
+
+Layers never call NumPy or CUDA directly; they call the methods of a
+:class:`Backend`. A network moved to a backend keeps its parameters and every
+intermediate array there (device arrays stay on the GPU between layers: no host
+round trip per layer). Adding a backend means writing one subclass and one
+:func:`register_backend` line; no layer changes.
+
+Backends:
+
+- ``"numpy"`` (default): :class:`NumpyBackend`, float32 or float64 on the CPU.
+- ``"cuda"``: :class:`overfeat_scratch.cuda.backend.CudaBackend`, float32 Numba-CUDA
+  kernels. Available when a GPU is present, or on any machine when
+  ``NUMBA_ENABLE_CUDASIM=1`` is set before Numba is imported (the simulator:
+  correct, and very slow).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from . import activations, conv, linear, losses, pool
+
+
+class Backend:
+    """The operations a layer may ask for. Shapes follow the functional modules.
+
+    Arrays passed in and returned are this backend's arrays (``np.ndarray`` for
+    NumPy, device arrays for CUDA). Losses return a Python ``float`` and a
+    backend array.
+    """
+
+    name = "abstract"
+
+    # Moving data.
+    def asarray(self, x, dtype=np.float32):
+        """A host array (or this backend's array) as this backend's array."""
+        raise NotImplementedError
+
+    def to_numpy(self, x) -> np.ndarray:
+        """This backend's array as a host ``np.ndarray``."""
+        raise NotImplementedError
+
+    def is_array(self, x) -> bool:
+        """Whether ``x`` already lives on this backend."""
+        raise NotImplementedError
+
+    def all_finite(self, x) -> bool:
+        raise NotImplementedError
+
+    # Layers: see conv, pool, activations, linear, losses for the contracts.
+    def conv2d_forward(self, x, w, b, stride, padding):
+        raise NotImplementedError
+
+    def conv2d_backward(self, dy, x, w, stride, padding):
+        raise NotImplementedError
+
+    def max_pool2d_forward(self, x, kernel, stride):
+        raise NotImplementedError
+
+    def max_pool2d_backward(self, dy, arg, x_shape, kernel, stride):
+        raise NotImplementedError
+
+    def relu_forward(self, x):
+        raise NotImplementedError
+
+    def relu_backward(self, dy, y):
+        raise NotImplementedError
+
+    def dropout_forward(self, x, p, seed):
+        raise NotImplementedError
+
+    def dropout_backward(self, dy, keep, p):
+        raise NotImplementedError
+
+    def linear_forward(self, x, w, b):
+        raise NotImplementedError
+
+    def linear_backward(self, dy, x, w):
+        raise NotImplementedError
+
+    def softmax_cross_entropy(self, logits, labels):
+        raise NotImplementedError
+
+    def l2_loss(self, pred, target, weight=None):
+        raise NotImplementedError
+
+    def reshape(self, x, shape):
+        """A view (or copy) of ``x`` with a new shape, on this backend."""
+        return x.reshape(shape)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class NumpyBackend(Backend):
+    """Float32 (or float64, for gradient checks) on the CPU with NumPy and BLAS."""
+
+    name = "numpy"
+
+    def asarray(self, x, dtype=np.float32):
+        if hasattr(x, "copy_to_host"):  # a Numba device array
+            x = x.copy_to_host()
+        return np.ascontiguousarray(x, dtype=dtype)
+
+    def to_numpy(self, x):
+        return np.asarray(x)
+
+    def is_array(self, x):
+        return isinstance(x, np.ndarray)
+
+    def all_finite(self, x):
+        return bool(np.isfinite(x).all())
+
+    conv2d_forward = staticmethod(conv.conv2d_forward)
+    conv2d_backward = staticmethod(conv.conv2d_backward)
+    max_pool2d_forward = staticmethod(pool.max_pool2d_forward)
+    max_pool2d_backward = staticmethod(pool.max_pool2d_backward)
+    relu_forward = staticmethod(activations.relu_forward)
+    relu_backward = staticmethod(activations.relu_backward)
+    dropout_forward = staticmethod(activations.dropout_forward)
+    dropout_backward = staticmethod(activations.dropout_backward)
+    linear_forward = staticmethod(linear.linear_forward)
+    linear_backward = staticmethod(linear.linear_backward)
+    softmax_cross_entropy = staticmethod(losses.softmax_cross_entropy)
+    l2_loss = staticmethod(losses.l2_loss)
+
+
+# name -> a Backend subclass, or "module:Class" imported on first use (so that the
+# CUDA backend's Numba-CUDA import is paid only by those who ask for it).
+_REGISTRY: dict[str, type | str] = {
+    "numpy": NumpyBackend,
+    "cuda": "overfeat_scratch.cuda.backend:CudaBackend",
+}
+_INSTANCES: dict[str, Backend] = {}
+
+
+def register_backend(name: str, factory) -> None:
+    """Make ``get_backend(name)`` return ``factory()`` (a class or ``"module:Class"``)."""
+    _REGISTRY[name] = factory
+    _INSTANCES.pop(name, None)
+
+
+def available_backends() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_backend(backend: str | Backend | None = None) -> Backend:
+    """The backend called ``backend`` (default ``"numpy"``), created once.
+
+    Raises ``ValueError`` for an unknown name and ``RuntimeError`` when the
+    backend exists but cannot run here (CUDA without a GPU or the simulator).
+    """
+    if isinstance(backend, Backend):
+        return backend
+    name = "numpy" if backend is None else backend
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown backend {name!r}; expected one of {available_backends()}")
+    if name not in _INSTANCES:
+        factory = _REGISTRY[name]
+        if isinstance(factory, str):
+            module, cls = factory.split(":")
+            factory = getattr(importlib.import_module(module), cls)
+        _INSTANCES[name] = factory()
+    return _INSTANCES[name]

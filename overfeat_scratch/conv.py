@@ -1,0 +1,205 @@
+"""2-D convolution, forward and backward: the loops, then im2col.
+
+OverFeat's "convolution" is a cross-correlation: the kernel is not flipped,
+
+    y[n, o, i, j] = b[o] + sum_{c, u, v} w[o, c, u, v] * x[n, c, s*i + u - p, s*j + v - p]
+
+with stride ``s``, zero padding ``p`` and ``x`` read as zero outside the image.
+Flipping would only relabel the learned weights, so networks never bother.
+
+Shapes: ``x: (N, C, H, W)``, ``w: (O, C, kh, kw)``, ``b: (O,)``,
+``y: (N, O, Ho, Wo)`` with ``Ho = (H + 2p - kh) // s + 1``.
+
+This module holds
+
+1. :func:`conv2d_naive` and :func:`conv2d_backward_naive`, plain loops: the spec;
+2. :func:`conv2d_forward` and :func:`conv2d_backward`, one matrix product over an
+   ``as_strided`` im2col view: the NumPy backend.
+
+The CUDA kernels are in :mod:`overfeat_scratch.cuda.conv` (imported only when the
+CUDA backend is used, so that the NumPy path never pays for Numba-CUDA).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .checks import check_float_array, check_positive_int, check_same_dtype, conv_output_size
+
+
+def check_conv_args(x, w, b, stride, padding):
+    """Validate a convolution's arguments; return ``(Ho, Wo)``."""
+    check_float_array(x, "conv2d input x", ndim=4)
+    check_float_array(w, "conv2d weight w", ndim=4)
+    check_float_array(b, "conv2d bias b", ndim=1)
+    check_same_dtype("conv2d", x, w, b)
+    stride = check_positive_int(stride, "conv2d stride")
+    padding = check_positive_int(padding, "conv2d padding", minimum=0)
+    n, c, h, wd = x.shape
+    o, cw, kh, kw = w.shape
+    if cw != c:
+        raise ValueError(
+            f"conv2d: input has {c} channels but the weight expects {cw} "
+            f"(weight shape {tuple(w.shape)}, input shape {tuple(x.shape)})"
+        )
+    if b.shape[0] != o:
+        raise ValueError(f"conv2d: bias has {b.shape[0]} entries, expected {o} (one per filter)")
+    ho = conv_output_size(h, kh, stride, padding, "conv2d height")
+    wo = conv_output_size(wd, kw, stride, padding, "conv2d width")
+    return ho, wo
+
+
+# --------------------------------------------------------------------------------------
+# 1. The reference: loops
+
+
+def conv2d_naive(x, w, b, stride=1, padding=0):
+    """Convolution with loops over every output element. The spec for the rest."""
+    ho, wo = check_conv_args(x, w, b, stride, padding)
+    n, _, _, _ = x.shape
+    o, _, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    y = np.zeros((n, o, ho, wo), dtype=x.dtype)
+    for i_n in range(n):
+        for i_o in range(o):
+            for i in range(ho):
+                for j in range(wo):
+                    window = xp[i_n, :, i * stride : i * stride + kh, j * stride : j * stride + kw]
+                    y[i_n, i_o, i, j] = np.sum(window * w[i_o]) + b[i_o]
+    return y
+
+
+def conv2d_backward_naive(dy, x, w, stride=1, padding=0):
+    """Gradients of :func:`conv2d_naive` by the chain rule, one output at a time.
+
+    Each output ``y[n, o, i, j]`` touched one window of ``x`` through ``w[o]``;
+    its gradient flows back along the same window.
+    Returns ``(dx, dw, db)``.
+    """
+    n, _, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    _, _, ho, wo = dy.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    dxp = np.zeros_like(xp)
+    dw = np.zeros_like(w)
+    db = np.zeros(o, dtype=dy.dtype)
+    for i_n in range(n):
+        for i_o in range(o):
+            for i in range(ho):
+                for j in range(wo):
+                    g = dy[i_n, i_o, i, j]
+                    rows = slice(i * stride, i * stride + kh)
+                    cols = slice(j * stride, j * stride + kw)
+                    dw[i_o] += g * xp[i_n, :, rows, cols]
+                    dxp[i_n, :, rows, cols] += g * w[i_o]
+                    db[i_o] += g
+    dx = dxp[:, :, padding : padding + h, padding : padding + wd]
+    return np.ascontiguousarray(dx), dw, db
+
+
+# --------------------------------------------------------------------------------------
+# 2. The NumPy backend: im2col + one matrix product
+
+
+def pad_input(x, padding):
+    """Zero-pad the two spatial axes (no copy when ``padding == 0``)."""
+    if padding == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+
+
+def window_view(xp, kh, kw, stride, ho, wo):
+    """A read-only view ``(N, C, kh, kw, Ho, Wo)`` of every window of ``xp``, no copy.
+
+    ``view[n, c, u, v, i, j] == xp[n, c, stride*i + u, stride*j + v]``.
+    """
+    sn, sc, sh, sw = xp.strides
+    return as_strided(
+        xp,
+        shape=(xp.shape[0], xp.shape[1], kh, kw, ho, wo),
+        strides=(sn, sc, sh, sw, stride * sh, stride * sw),
+        writeable=False,
+    )
+
+
+def im2col(x, kh, kw, stride=1, padding=0):
+    """Columns ``(C*kh*kw, N*Ho*Wo)``: one column per output position.
+
+    Row order is ``(c, u, v)``, matching ``w.reshape(O, C*kh*kw)``; column order
+    is ``(n, i, j)``. This is the only copy the forward pass makes.
+    """
+    n, c, h, wd = x.shape
+    ho = (h + 2 * padding - kh) // stride + 1
+    wo = (wd + 2 * padding - kw) // stride + 1
+    view = window_view(pad_input(x, padding), kh, kw, stride, ho, wo)
+    if n == 1:
+        return view[0].reshape(c * kh * kw, ho * wo)
+    return view.transpose(1, 2, 3, 0, 4, 5).reshape(c * kh * kw, n * ho * wo)
+
+
+def col2im(cols, x_shape, kh, kw, stride=1, padding=0):
+    """The adjoint of :func:`im2col`: add every column back onto its window.
+
+    Overlapping windows add up. Instead of ``np.add.at`` over every element this
+    loops over the ``kh*kw`` kernel taps, each one a strided slice add.
+    """
+    n, c, h, wd = x_shape
+    ho = (h + 2 * padding - kh) // stride + 1
+    wo = (wd + 2 * padding - kw) // stride + 1
+    dxp = np.zeros((n, c, h + 2 * padding, wd + 2 * padding), dtype=cols.dtype)
+    taps = cols.reshape(c, kh, kw, n, ho, wo)
+    for u in range(kh):
+        for v in range(kw):
+            rows = slice(u, u + stride * (ho - 1) + 1, stride)
+            columns = slice(v, v + stride * (wo - 1) + 1, stride)
+            dxp[:, :, rows, columns] += taps[:, u, v].transpose(1, 0, 2, 3)
+    if padding == 0:
+        return dxp
+    return np.ascontiguousarray(dxp[:, :, padding:-padding, padding:-padding])
+
+
+def to_nchw(y_mat, n, o, ho, wo):
+    """``(O, N*Ho*Wo)`` matrix to a contiguous ``(N, O, Ho, Wo)`` array."""
+    if n == 1:
+        return y_mat.reshape(1, o, ho, wo)
+    return np.ascontiguousarray(y_mat.reshape(o, n, ho, wo).transpose(1, 0, 2, 3))
+
+
+def from_nchw(dy):
+    """Contiguous ``(N, O, Ho, Wo)`` to the ``(O, N*Ho*Wo)`` matrix of :func:`to_nchw`."""
+    n, o, ho, wo = dy.shape
+    if n == 1:
+        return dy.reshape(o, ho * wo)
+    return dy.transpose(1, 0, 2, 3).reshape(o, n * ho * wo)
+
+
+def conv2d_forward(x, w, b, stride=1, padding=0):
+    """Convolution as one GEMM: ``y = w.reshape(O, -1) @ im2col(x) + b``."""
+    ho, wo = check_conv_args(x, w, b, stride, padding)
+    o, _, kh, kw = w.shape
+    cols = im2col(x, kh, kw, stride, padding)
+    y = w.reshape(o, -1) @ cols
+    y += b[:, None]
+    return to_nchw(y, x.shape[0], o, ho, wo)
+
+
+def conv2d_backward(dy, x, w, stride=1, padding=0):
+    """Gradients of :func:`conv2d_forward`; returns ``(dx, dw, db)``.
+
+    With ``Y = W @ X_cols``: ``dW = dY @ X_cols.T`` and ``dX_cols = W.T @ dY``,
+    then :func:`col2im` folds the columns back into an image.
+    """
+    o, _, kh, kw = w.shape
+    ho, wo = check_conv_args(x, w, np.zeros(o, w.dtype), stride, padding)
+    n = x.shape[0]
+    check_float_array(dy, "conv2d output gradient dy", ndim=4)
+    if tuple(dy.shape) != (n, o, ho, wo):
+        raise ValueError(f"conv2d backward: dy has shape {dy.shape}, expected {(n, o, ho, wo)}")
+    dy_mat = from_nchw(dy)
+    cols = im2col(x, kh, kw, stride, padding)
+    dw = (dy_mat @ cols.T).reshape(w.shape)
+    db = dy_mat.sum(axis=1)
+    dcols = w.reshape(o, -1).T @ dy_mat
+    dx = col2im(dcols, x.shape, kh, kw, stride, padding)
+    return dx, dw, db
