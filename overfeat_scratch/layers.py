@@ -73,7 +73,7 @@ class Layer:
         return self.train(False)
 
     def describe(self) -> str:
-        return self.kind
+        return ""
 
     def __repr__(self):
         return f"{type(self).__name__}({self.describe()})"
@@ -378,6 +378,15 @@ class Sequential(Layer):
                 size = (size - 1) * layer.stride + layer.kernel - 2 * getattr(layer, "padding", 0)
         return size
 
+    def check_size(self, h: int, w: int) -> None:
+        """Raise ``ValueError`` unless an ``h x w`` input covers at least one window."""
+        window = self.window()
+        if h < window or w < window:
+            raise ValueError(
+                f"{self.name}: input {h}x{w} is smaller than the network's window "
+                f"{window}x{window}; resize or pad the image to at least that size"
+            )
+
     def check_input(self, x):
         check_float_array(x, f"{self.name} input", ndim=4)
         c = self.in_channels
@@ -386,13 +395,7 @@ class Sequential(Layer):
                 f"{self.name}: expected input (N, {c}, H, W) with {c} channel(s), "
                 f"got shape {tuple(x.shape)}"
             )
-        window = self.window()
-        h, w = x.shape[2], x.shape[3]
-        if h < window or w < window:
-            raise ValueError(
-                f"{self.name}: input {h}x{w} is smaller than the network's window "
-                f"{window}x{window}; resize or pad the image to at least that size"
-            )
+        self.check_size(x.shape[2], x.shape[3])
         on_backend = self.backend.is_array(x)
         finite = self.backend.all_finite(x) if on_backend else bool(np.isfinite(x).all())
         if not finite:

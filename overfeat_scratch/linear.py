@@ -49,5 +49,7 @@ def linear_backward(dy, x, w):
     """Returns ``(dx, dw, db)``: ``dx = dy @ w``, ``dw = dy.T @ x``, ``db = sum(dy)``."""
     check_float_array(dy, "linear output gradient dy", ndim=2)
     if dy.shape != (x.shape[0], w.shape[0]):
-        raise ValueError(f"linear backward: dy has shape {dy.shape}, expected {(x.shape[0], w.shape[0])}")
+        raise ValueError(
+            f"linear backward: dy has shape {dy.shape}, expected {(x.shape[0], w.shape[0])}"
+        )
     return dy @ w, dy.T @ x, dy.sum(axis=0)

@@ -23,7 +23,9 @@ def check_labels(logits, labels):
     if labels.dtype.kind not in "iu":
         raise TypeError(f"softmax_cross_entropy: labels must be integers, got dtype {labels.dtype}")
     if labels.shape != expected:
-        raise ValueError(f"softmax_cross_entropy: labels have shape {labels.shape}, expected {expected}")
+        raise ValueError(
+            f"softmax_cross_entropy: labels have shape {labels.shape}, expected {expected}"
+        )
     c = logits.shape[1]
     if labels.size and (labels.min() < 0 or labels.max() >= c):
         raise ValueError(

@@ -34,8 +34,16 @@ def build_from_specs(
     for index, spec in enumerate(specs, start=1):
         if spec.kind == "conv":
             layers.append(
-                Conv2d(channels, spec.out, spec.filter, spec.stride, spec.pad, init_std, rng,
-                       name=f"conv{index}")
+                Conv2d(
+                    channels,
+                    spec.out,
+                    spec.filter,
+                    spec.stride,
+                    spec.pad,
+                    init_std,
+                    rng,
+                    name=f"conv{index}",
+                )
             )
         elif spec.kind == "full":
             layers.append(
@@ -54,9 +62,7 @@ def build_from_specs(
     return net.to(backend) if backend != "numpy" else net
 
 
-def build_network(
-    model: str, seed: int | None = 0, backend: str | Backend = "numpy"
-) -> Sequential:
+def build_network(model: str, seed: int | None = 0, backend: str | Backend = "numpy") -> Sequential:
     """``"fast"`` or ``"accurate"`` exactly as in the paper's Tables 1 and 3."""
     if model not in paper.ARCHITECTURES:
         raise ValueError(f"unknown model {model!r}; expected one of {sorted(paper.ARCHITECTURES)}")

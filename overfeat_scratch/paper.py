@@ -64,6 +64,14 @@ ACCURATE = (
 
 ARCHITECTURES = {"fast": FAST, "accurate": ACCURATE}
 
+# The "input size" column of Tables 1 and 3, one entry per row. The fast model's
+# layer 2 entry (24) is that layer's convolution *output*: it reads the 28x28 map
+# left by layer 1's 2x2 pool of a 56x56 map, and 28 - 5 + 1 = 24.
+TABLE_INPUT_SIZES = {
+    "fast": (231, 24, 12, 12, 12, 6, 1, 1),
+    "accurate": (221, 36, 15, 15, 15, 15, 5, 1, 1),
+}
+
 # The smallest input that gives one output (the network's window), in pixels.
 WINDOW = {"fast": 231, "accurate": 221}
 # Total subsampling ratio of the conv/pool stack: the spacing of dense windows.

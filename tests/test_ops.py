@@ -1,0 +1,233 @@
+"""The NumPy backend against the loop references, and backward against finite differences."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import classification_cases, conv_cases, matrices, pool_cases
+
+from overfeat_scratch import activations, conv, linear, losses, pool
+from overfeat_scratch.gradcheck import numerical_gradient, relative_error
+
+# float64 against float64: the two only differ in summation order.
+EXACT = 1e-10
+# float32 fast path against the float64 reference: a few ulps of the largest term
+# times the sqrt of the number of terms summed stays far below this.
+F32 = 2e-5
+
+
+def f32(*arrays):
+    return [a.astype(np.float32) for a in arrays]
+
+
+@given(conv_cases())
+def test_conv_forward_matches_loops(case):
+    x, w, b, stride, padding = case
+    expected = conv.conv2d_naive(x, w, b, stride, padding)
+    got = conv.conv2d_forward(x, w, b, stride, padding)
+    assert got.shape == expected.shape
+    assert relative_error(got, expected) < EXACT
+    got32 = conv.conv2d_forward(*f32(x, w, b), stride, padding)
+    assert got32.dtype == np.float32
+    assert relative_error(got32, expected) < F32
+
+
+@given(conv_cases())
+def test_conv_backward_matches_loops(case):
+    x, w, b, stride, padding = case
+    dy = np.random.default_rng(1).standard_normal(conv.conv2d_naive(x, w, b, stride, padding).shape)
+    expected = conv.conv2d_backward_naive(dy, x, w, stride, padding)
+    got = conv.conv2d_backward(dy, x, w, stride, padding)
+    for g, e in zip(got, expected, strict=True):
+        assert g.shape == e.shape
+        assert relative_error(g, e) < EXACT
+    got32 = conv.conv2d_backward(*f32(dy, x, w), stride, padding)
+    for g, e in zip(got32, expected, strict=True):
+        assert g.dtype == np.float32
+        assert relative_error(g, e) < F32
+
+
+@settings(max_examples=10)
+@given(conv_cases(max_n=1, max_c=2, max_o=2, max_side=6, max_kernel=3))
+def test_conv_backward_matches_finite_differences(case):
+    x, w, b, stride, padding = case
+    r = np.random.default_rng(2).standard_normal(
+        conv.conv2d_forward(x, w, b, stride, padding).shape
+    )
+
+    def loss():
+        return float(np.sum(conv.conv2d_forward(x, w, b, stride, padding) * r))
+
+    dx, dw, db = conv.conv2d_backward(r, x, w, stride, padding)
+    assert relative_error(dx, numerical_gradient(loss, x)) < 1e-7
+    assert relative_error(dw, numerical_gradient(loss, w)) < 1e-7
+    assert relative_error(db, numerical_gradient(loss, b)) < 1e-7
+
+
+def test_conv_is_cross_correlation_not_convolution():
+    # A kernel with a single 1 in its top-left corner copies the input shifted,
+    # with no flip: y[i, j] = x[i, j] for a 2x2 kernel [[1, 0], [0, 0]].
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    w = np.zeros((1, 1, 2, 2))
+    w[0, 0, 0, 0] = 1
+    y = conv.conv2d_forward(x, w, np.zeros(1))
+    np.testing.assert_array_equal(y[0, 0], x[0, 0, :3, :3])
+
+
+def test_im2col_col2im_are_adjoint():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 7, 6))
+    cols = conv.im2col(x, 3, 2, stride=2, padding=1)
+    c = rng.standard_normal(cols.shape)
+    back = conv.col2im(c, x.shape, 3, 2, stride=2, padding=1)
+    assert np.isclose(np.sum(cols * c), np.sum(x * back), rtol=1e-12)
+
+
+@given(pool_cases())
+def test_pool_forward_matches_loops(case):
+    x, k, s = case
+    y_ref, arg_ref = pool.max_pool2d_naive(x, k, s)
+    y, arg = pool.max_pool2d_forward(x, k, s)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+    y32, arg32 = pool.max_pool2d_forward(x.astype(np.float32), k, s)
+    assert y32.dtype == np.float32
+    np.testing.assert_array_equal(y32, y_ref.astype(np.float32))
+
+
+@given(pool_cases())
+def test_pool_backward_matches_loops(case):
+    x, k, s = case
+    y, arg = pool.max_pool2d_forward(x, k, s)
+    dy = np.random.default_rng(4).standard_normal(y.shape)
+    expected = pool.max_pool2d_backward_naive(dy, arg, x.shape, k, s)
+    np.testing.assert_allclose(pool.max_pool2d_backward(dy, arg, x.shape, k, s), expected, 1e-12)
+
+
+@given(pool_cases())
+def test_pool_backward_routes_each_gradient_to_its_argmax(case):
+    x, k, s = case
+    y, arg = pool.max_pool2d_forward(x, k, s)
+    n, c, ho, wo = y.shape
+    for idx in np.ndindex(y.shape):
+        dy = np.zeros(y.shape)
+        dy[idx] = 1.0
+        dx = pool.max_pool2d_backward(dy, arg, x.shape, k, s)
+        assert np.count_nonzero(dx) == 1
+        where = np.unravel_index(np.argmax(dx), dx.shape)
+        i, j = idx[2] * s, idx[3] * s
+        # The gradient lands inside the window, on an element equal to the max.
+        assert where[:2] == idx[:2]
+        assert i <= where[2] < i + k and j <= where[3] < j + k
+        assert x[where] == y[idx]
+
+
+def test_pool_gradient_matches_finite_differences():
+    rng = np.random.default_rng(5)
+    x = rng.permutation(72).reshape(2, 1, 6, 6).astype(np.float64)  # distinct values: no ties
+    r = rng.standard_normal((2, 1, 3, 3))
+    y, arg = pool.max_pool2d_forward(x, 2, 2)
+
+    def loss():
+        return float(np.sum(pool.max_pool2d_forward(x, 2, 2)[0] * r))
+
+    dx = pool.max_pool2d_backward(r, arg, x.shape, 2, 2)
+    assert relative_error(dx, numerical_gradient(loss, x, h=1e-3)) < 1e-9
+
+
+@given(st.integers(1, 200), st.integers(0, 2**32 - 1))
+def test_relu_matches_loops_and_gradient(size, seed):
+    x = np.random.default_rng(seed).standard_normal(size)
+    y = activations.relu_forward(x)
+    np.testing.assert_array_equal(y, activations.relu_naive(x))
+    dy = np.ones_like(x)
+    np.testing.assert_array_equal(activations.relu_backward(dy, y), (x > 0).astype(float))
+
+
+@given(st.sampled_from([0.1, 0.5, 0.9]), st.integers(0, 2**32 - 1))
+def test_dropout_matches_loops_and_is_seeded(p, seed):
+    x = np.random.default_rng(seed).standard_normal((3, 40))
+    y, keep = activations.dropout_forward(x, p, seed)
+    y_ref, keep_ref = activations.dropout_naive(x, p, seed)
+    np.testing.assert_array_equal(keep, keep_ref)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-15)
+    y_again, _ = activations.dropout_forward(x, p, seed)
+    np.testing.assert_array_equal(y, y_again)
+    dy = np.random.default_rng(seed + 1).standard_normal(x.shape)
+    np.testing.assert_allclose(activations.dropout_backward(dy, keep, p), dy * keep / (1 - p))
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.8])
+def test_dropout_keeps_the_expected_scale(p):
+    x = np.ones(200_000, np.float32)
+    y, keep = activations.dropout_forward(x, p, seed=7)
+    n = x.size
+    # Binomial keep count: 5 standard deviations.
+    assert abs(keep.mean() - (1 - p)) < 5 * np.sqrt(p * (1 - p) / n)
+    assert abs(y.mean() - 1.0) < 5 * np.sqrt(p / (1 - p) / n)
+    assert set(np.unique(y)) <= {0.0, np.float32(1 / (1 - p))}
+
+
+def test_dropout_seeds_differ():
+    a = activations.dropout_keep_mask(1000, 0.5, 1)
+    b = activations.dropout_keep_mask(1000, 0.5, 2)
+    assert 0.3 < np.mean(a != b) < 0.7
+
+
+@given(matrices(), st.integers(1, 6))
+def test_linear_matches_loops_and_finite_differences(x, out):
+    rng = np.random.default_rng(out)
+    w = rng.standard_normal((out, x.shape[1]))
+    b = rng.standard_normal(out)
+    y = linear.linear_forward(x, w, b)
+    assert relative_error(y, linear.linear_naive(x, w, b)) < EXACT
+    r = rng.standard_normal(y.shape)
+
+    def loss():
+        return float(np.sum(linear.linear_forward(x, w, b) * r))
+
+    dx, dw, db = linear.linear_backward(r, x, w)
+    for analytic, wrt in ((dx, x), (dw, w), (db, b)):
+        assert relative_error(analytic, numerical_gradient(loss, wrt)) < 1e-8
+
+
+@given(classification_cases())
+def test_softmax_cross_entropy_matches_loops(case):
+    logits, labels = case
+    loss, grad = losses.softmax_cross_entropy(logits, labels)
+    loss_ref, grad_ref = losses.softmax_cross_entropy_naive(logits, labels)
+    assert np.isclose(loss, loss_ref, rtol=1e-10)
+    assert relative_error(grad, grad_ref) < EXACT
+    loss32, grad32 = losses.softmax_cross_entropy(logits.astype(np.float32), labels)
+    assert np.isclose(loss32, loss_ref, rtol=1e-5, atol=1e-5)
+    assert grad32.dtype == np.float32
+
+
+@settings(max_examples=10)
+@given(classification_cases(max_n=2, max_c=4))
+def test_softmax_cross_entropy_gradient(case):
+    logits, labels = case
+    _, grad = losses.softmax_cross_entropy(logits, labels)
+    numeric = numerical_gradient(lambda: losses.softmax_cross_entropy(logits, labels)[0], logits)
+    assert relative_error(grad, numeric) < 1e-6
+
+
+def test_softmax_cross_entropy_is_stable_for_huge_logits():
+    logits = np.array([[1000.0, 0.0], [0.0, -1000.0]], dtype=np.float32)
+    loss, grad = losses.softmax_cross_entropy(logits, np.array([0, 1]))
+    assert np.isfinite(loss) and np.isfinite(grad).all()
+    assert np.isclose(loss, 500.0)
+
+
+@given(classification_cases(), st.booleans())
+def test_l2_loss_matches_loops_and_gradient(case, weighted):
+    pred, _ = case
+    rng = np.random.default_rng(pred.size)
+    target = rng.standard_normal(pred.shape)
+    weight = rng.random((pred.shape[0],) + pred.shape[2:]) if weighted else None
+    loss, grad = losses.l2_loss(pred, target, weight)
+    loss_ref, grad_ref = losses.l2_loss_naive(pred, target, weight)
+    assert np.isclose(loss, loss_ref, rtol=1e-10)
+    assert relative_error(grad, grad_ref) < EXACT
+    numeric = numerical_gradient(lambda: losses.l2_loss(pred, target, weight)[0], pred)
+    assert relative_error(grad, numeric) < 1e-7
