@@ -21,7 +21,7 @@ import importlib
 
 import numpy as np
 
-from . import activations, conv, linear, losses, pool
+from . import activations, conv, linear, losses, offset_pool, pool
 
 
 class Backend:
@@ -61,6 +61,12 @@ class Backend:
         raise NotImplementedError
 
     def max_pool2d_backward(self, dy, arg, x_shape, kernel, stride):
+        raise NotImplementedError
+
+    def offset_max_pool2d(self, x, kernel, stride):
+        raise NotImplementedError
+
+    def interleave_offsets(self, y, fine_h, fine_w):
         raise NotImplementedError
 
     def relu_forward(self, x):
@@ -118,6 +124,8 @@ class NumpyBackend(Backend):
     conv2d_backward = staticmethod(conv.conv2d_backward)
     max_pool2d_forward = staticmethod(pool.max_pool2d_forward)
     max_pool2d_backward = staticmethod(pool.max_pool2d_backward)
+    offset_max_pool2d = staticmethod(offset_pool.offset_max_pool2d)
+    interleave_offsets = staticmethod(offset_pool.interleave_offsets)
     relu_forward = staticmethod(activations.relu_forward)
     relu_backward = staticmethod(activations.relu_backward)
     dropout_forward = staticmethod(activations.dropout_forward)

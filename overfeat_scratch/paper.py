@@ -84,6 +84,28 @@ PARAMETERS = {"fast": 145_920_872, "accurate": 144_656_488}
 # Multiply-adds for one window (derived from the architecture).
 MULTIPLY_ADDS = {"fast": 2_801_403_904, "accurate": 5_355_446_784}
 
+# Multi-scale classification, paper Table 5 (accurate model), one row per scale:
+# input (H, W); layer-5 map before the last pool; after it, per offset (there are
+# 3x3 offsets); classifier map per offset; and the interleaved classifier map.
+# fmt: off
+TABLE5 = (
+    {"input": (245, 245), "pre_pool": (17, 17), "post_pool": (5, 5), "per_offset": (1, 1),
+     "fine": (3, 3)},
+    {"input": (281, 317), "pre_pool": (20, 23), "post_pool": (6, 7), "per_offset": (2, 3),
+     "fine": (6, 9)},
+    {"input": (317, 389), "pre_pool": (23, 29), "post_pool": (7, 9), "per_offset": (3, 5),
+     "fine": (9, 15)},
+    {"input": (389, 461), "pre_pool": (29, 35), "post_pool": (9, 11), "per_offset": (5, 7),
+     "fine": (15, 21)},
+    {"input": (425, 497), "pre_pool": (32, 38), "post_pool": (10, 12), "per_offset": (6, 8),
+     "fine": (18, 24)},
+    {"input": (461, 569), "pre_pool": (35, 44), "post_pool": (11, 14), "per_offset": (7, 10),
+     "fine": (21, 30)},
+)
+# fmt: on
+# The six input sizes, used for both models (the paper gives them for the accurate one).
+SCALES = tuple(row["input"] for row in TABLE5)
+
 # Preprocessing of the released networks: RGB in 0..255, one scalar mean and std.
 PIXEL_MEAN = 118.380948
 PIXEL_STD = 61.896913

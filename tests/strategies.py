@@ -64,3 +64,48 @@ def classification_cases(draw, max_n=3, max_c=6, spatial=True):
     seed = draw(st.integers(0, 2**32 - 1))
     labels = np.random.default_rng(seed).integers(0, c, size=(n,) + extra)
     return logits, labels
+
+
+@st.composite
+def dense_networks(draw, padded=None, max_channels=3):
+    """A small random OverFeat-shaped network and its layer list, float64 weights.
+
+    Conv blocks (kernel 1-4, stride 1-2, optional 2x2 or 3x3 non-overlapping pool),
+    then where the paper pads (3x3 stride-1 convolutions after the first pool)
+    optionally padded ones, a last pool, and a classifier of fully connected
+    layers as convolutions (a ``kc x kc`` one, then a 1x1 one).
+    ``padded`` forces padding on (True) or off (False); None draws it.
+    """
+    from overfeat_scratch import Conv2d, FullyConnected, MaxPool2d, ReLU, Sequential
+
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    channels = draw(st.integers(1, max_channels))
+    layers, c = [], channels
+    blocks = draw(st.integers(1, 2))
+    for b in range(blocks):
+        out = draw(st.integers(1, max_channels))
+        kernel = draw(st.integers(1, 4))
+        stride = draw(st.integers(1, 2))
+        layers += [Conv2d(c, out, kernel, stride, 0, 0.5, rng, f"conv{b}"), ReLU(name=f"relu{b}")]
+        if b < blocks - 1 and draw(st.booleans()):
+            pool = draw(st.integers(2, 3))
+            layers.append(MaxPool2d(pool, name=f"pool{b}"))
+        c = out
+    use_pad = draw(st.booleans()) if padded is None else padded
+    if use_pad:
+        out = draw(st.integers(1, max_channels))
+        layers += [Conv2d(c, out, 3, 1, 1, 0.5, rng, "padded"), ReLU(name="relu_padded")]
+        c = out
+    last_pool = draw(st.integers(2, 3))
+    layers.append(MaxPool2d(last_pool, name="last_pool"))
+    kc = draw(st.integers(1, 3))
+    hidden = draw(st.integers(1, 4))
+    classes = draw(st.integers(1, 3))
+    layers += [
+        FullyConnected(c, hidden, kc, 0.5, rng, "full_a"),
+        ReLU(name="relu_full"),
+        FullyConnected(hidden, classes, 1, 0.5, rng, "full_b"),
+    ]
+    net = Sequential(layers, name="random")
+    return channels, net.astype(np.float64)

@@ -1,0 +1,179 @@
+"""Dense evaluation: a ConvNet is a sliding window (paper Section 3.5).
+
+Because the fully connected layers are convolutions (:class:`~.layers.FullyConnected`),
+the network that classifies one window classifies every window of a larger image
+in one pass, sharing all the computation where windows overlap. Output ``(i, j)``
+of the map is the network's answer for the window at
+``geometry.window_box(i, j)``.
+
+``fine=True`` adds offset pooling (:mod:`.offset_pool`): the last pool is applied
+at every offset, the classifier runs on all ``s*s`` pooled maps in one batch, and
+the interleaved map has outputs ``S / s`` pixels apart (12 instead of 36 for the
+accurate model, 16 instead of 32 for the fast one).
+
+Multi-scale classification (paper Section 3.3) runs this at several image sizes
+and with horizontal flips, takes each class's spatial maximum and averages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import paper
+from .geometry import Geometry
+from .image import check_image, hflip, resize_bilinear, resize_short_side
+from .layers import MaxPool2d, Sequential
+from .offset_pool import fine_size
+from .weights import preprocess
+
+
+@dataclass
+class DenseMap:
+    """Scores ``(N, C, H', W')`` and where each output's window lies in the input."""
+
+    scores: np.ndarray
+    stride: int
+    window: int
+
+    def box(self, i: int, j: int) -> tuple[int, int, int, int]:
+        """``(x0, y0, x1, y1)`` of the window of output ``(i, j)`` (row ``i``)."""
+        s = self.stride
+        return (s * j, s * i, s * j + self.window, s * i + self.window)
+
+
+def last_pool_index(net: Sequential) -> int:
+    """Index in ``net.layers`` of the last max pool (the one offset pooling repeats)."""
+    for index in range(len(net.layers) - 1, -1, -1):
+        if isinstance(net.layers[index], MaxPool2d):
+            return index
+    raise ValueError(f"{net.name}: has no max-pool layer, so offset pooling does not apply")
+
+
+def run_layers(layers, x):
+    for layer in layers:
+        x = layer.forward(x)
+    return x
+
+
+def dense_evaluate(net: Sequential, x, fine: bool = False) -> DenseMap:
+    """The network's output map on ``x: (N, C, H, W)``, ``H, W >=`` the window.
+
+    Returns host scores ``(N, classes, H', W')`` (raw outputs of the last layer,
+    before any softmax). Call ``net.eval()`` first for inference (dropout off).
+    """
+    geometry = Geometry.of(net)
+    net.check_input(x)
+    backend = net.backend
+    if not backend.is_array(x) or x.dtype != net.dtype:
+        x = backend.asarray(x, dtype=net.dtype)
+    if not fine:
+        return DenseMap(
+            backend.to_numpy(run_layers(net.layers, x)), geometry.stride, geometry.window
+        )
+
+    index = last_pool_index(net)
+    pool = net.layers[index]
+    features = run_layers(net.layers[:index], x)
+    classifier = Geometry.of(net.layers[index + 1 :])
+    if classifier.stride != 1:
+        raise ValueError(
+            f"{net.name}: offset pooling needs the layers after the last pool to have stride 1, "
+            f"got a total stride of {classifier.stride}"
+        )
+    s, k = pool.stride, pool.kernel
+    n, c, h, w = features.shape
+    fine_h = fine_size(h, k, s, classifier.window)
+    fine_w = fine_size(w, k, s, classifier.window)
+    pooled = backend.offset_max_pool2d(features, k, s)  # (s, s, N, C, Hq, Wq)
+    batch = backend.reshape(pooled, (s * s * n, c) + tuple(pooled.shape[4:]))
+    out = run_layers(net.layers[index + 1 :], batch)
+    out = backend.reshape(out, (s, s, n) + tuple(out.shape[1:]))
+    scores = backend.interleave_offsets(out, fine_h, fine_w)
+    return DenseMap(backend.to_numpy(scores), geometry.stride // s, geometry.window)
+
+
+def offset_plan(net: Sequential, height: int, width: int) -> dict:
+    """The map sizes of offset pooling for an input, as in the paper's Table 5.
+
+    ``pre_pool``: the map before the last pool; ``post_pool``: after it, at offset
+    (0, 0); ``per_offset``: the classifier map at offset (0, 0); ``fine``: the
+    interleaved map; ``offsets``: how many offsets per axis; ``fine_stride``: pixels
+    between neighbouring fine outputs.
+    """
+    index = last_pool_index(net)
+    net.check_size(height, width)
+    shape = (net.in_channels, height, width)
+    for layer in net.layers[:index]:
+        shape = layer.output_shape(shape)
+    pool = net.layers[index]
+    pooled = pool.output_shape(shape)
+    out = pooled
+    for layer in net.layers[index + 1 :]:
+        out = layer.output_shape(out)
+    classifier = Geometry.of(net.layers[index + 1 :])
+    return {
+        "pre_pool": shape[1:],
+        "post_pool": pooled[1:],
+        "per_offset": out[1:],
+        "fine": tuple(
+            fine_size(side, pool.kernel, pool.stride, classifier.window) for side in shape[1:]
+        ),
+        "offsets": (pool.stride, pool.stride),
+        "fine_stride": Geometry.of(net).stride // pool.stride,
+    }
+
+
+def softmax(scores: np.ndarray, axis: int = 1) -> np.ndarray:
+    z = scores - scores.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@dataclass
+class MultiScaleResult:
+    """Averaged class probabilities, the top classes, and every map that went in."""
+
+    probabilities: np.ndarray
+    top: np.ndarray
+    maps: list = field(default_factory=list)  # (size, flipped, DenseMap) per evaluation
+
+
+def classify_multiscale(
+    net: Sequential,
+    image,
+    scales=paper.SCALES,
+    flips: bool = True,
+    fine: bool = True,
+    top: int = 5,
+    prepare=preprocess,
+) -> MultiScaleResult:
+    """Multi-scale classification of one ``(H, W, 3)`` RGB image (paper Section 3.3).
+
+    For each scale and (with ``flips``) its mirror image: dense evaluation (with
+    offset pooling when ``fine``), softmax at every position, then each class's
+    maximum over the map. The class vectors are averaged over scales and flips.
+
+    ``scales``: ``(H, W)`` pairs resize the image to exactly that size (the paper's
+    Table 5 sizes, the default); an integer resizes the shorter side to it,
+    keeping the aspect ratio. ``prepare`` turns an RGB image into the network's
+    ``(1, C, H, W)`` input (default: the released networks' normalisation).
+    """
+    image = check_image(image)
+    if not scales:
+        raise ValueError("classify_multiscale: expected at least one scale")
+    vectors, maps = [], []
+    for scale in scales:
+        if isinstance(scale, (int, np.integer)):
+            resized = resize_short_side(image, int(scale))
+        else:
+            resized = resize_bilinear(image, int(scale[0]), int(scale[1]))
+        for flipped in (False, True) if flips else (False,):
+            x = prepare(hflip(resized) if flipped else resized)
+            dense = dense_evaluate(net, x, fine=fine)
+            vectors.append(softmax(dense.scores)[0].max(axis=(1, 2)))
+            maps.append((resized.shape[:2], flipped, dense))
+    probabilities = np.mean(vectors, axis=0)
+    order = np.argsort(-probabilities, kind="stable")[:top]
+    return MultiScaleResult(probabilities, order, maps)

@@ -1,0 +1,98 @@
+"""Images: reading PNG/JPEG files, bilinear resizing, flipping, cropping.
+
+Images here are ``(H, W, 3)`` RGB arrays (uint8 0..255 from files, float32 after
+resizing). Pillow only decodes files; the resizing is written out below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def load_image(path) -> np.ndarray:
+    """An ``(H, W, 3)`` uint8 RGB array from a PNG or JPEG file (grey becomes RGB).
+
+    A missing, unreadable, truncated or non-image file is a clear ``ValueError``
+    (``FileNotFoundError`` when missing).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} does not exist")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.format not in ("PNG", "JPEG"):
+                raise ValueError(f"image {path}: expected a PNG or JPEG file, got {img.format}")
+            rgb = img.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(f"image {path}: cannot be read as PNG or JPEG ({error})") from None
+    return np.asarray(rgb, dtype=np.uint8).copy()
+
+
+def check_image(image, name="image") -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{name}: expected an (H, W, 3) RGB array, got shape {image.shape}")
+    if image.dtype.kind not in "uif":
+        raise TypeError(f"{name}: expected a numeric array, got dtype {image.dtype}")
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return image
+
+
+def _source_coordinates(out_size: int, in_size: int):
+    """Where each output pixel centre falls in the input, and its two neighbours.
+
+    Pixel centres are at ``i + 0.5``: output pixel ``i`` maps to input coordinate
+    ``(i + 0.5) * in / out - 0.5``, clamped to the image, so that the corners of
+    the two images line up (not the centres of their corner pixels).
+    """
+    src = (np.arange(out_size, dtype=np.float64) + 0.5) * (in_size / out_size) - 0.5
+    src = np.clip(src, 0, in_size - 1)
+    lo = np.floor(src).astype(np.intp)
+    hi = np.minimum(lo + 1, in_size - 1)
+    return lo, hi, (src - lo).astype(np.float32)
+
+
+def resize_bilinear(image, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of an ``(H, W, C)`` array to ``(height, width, C)`` float32.
+
+    Each output pixel is a weighted mean of the 2x2 input pixels around its centre
+    (half-pixel convention, edges clamped). Separable: rows first, then columns.
+    No antialiasing: for strong downscaling blur first.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3:
+        raise ValueError(f"resize_bilinear: expected an (H, W, C) array, got shape {image.shape}")
+    if height < 1 or width < 1:
+        raise ValueError(f"resize_bilinear: expected a positive size, got {height}x{width}")
+    img = image.astype(np.float32, copy=False)
+    top, bottom, wy = _source_coordinates(height, img.shape[0])
+    rows = img[top] * (1 - wy)[:, None, None] + img[bottom] * wy[:, None, None]
+    left, right, wx = _source_coordinates(width, img.shape[1])
+    return rows[:, left] * (1 - wx)[None, :, None] + rows[:, right] * wx[None, :, None]
+
+
+def resize_short_side(image, size: int) -> np.ndarray:
+    """Resize so that the shorter side is ``size``, keeping the aspect ratio."""
+    h, w = np.asarray(image).shape[:2]
+    if h <= w:
+        return resize_bilinear(image, size, max(1, round(w * size / h)))
+    return resize_bilinear(image, max(1, round(h * size / w)), size)
+
+
+def center_crop(image, height: int, width: int) -> np.ndarray:
+    h, w = np.asarray(image).shape[:2]
+    if h < height or w < width:
+        raise ValueError(f"center_crop: image {h}x{w} is smaller than the crop {height}x{width}")
+    top, left = (h - height) // 2, (w - width) // 2
+    return image[top : top + height, left : left + width]
+
+
+def hflip(image) -> np.ndarray:
+    """Mirror left-right (the last-but-one axis of ``(H, W, C)``)."""
+    return np.ascontiguousarray(np.asarray(image)[:, ::-1])

@@ -1,0 +1,178 @@
+"""Dense evaluation equals sliding the network over windows (coarse and fine)."""
+
+import copy
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import dense_networks
+
+from overfeat_scratch import build_network, paper
+from overfeat_scratch.dense import dense_evaluate, last_pool_index
+from overfeat_scratch.geometry import Geometry
+from overfeat_scratch.gradcheck import relative_error
+from overfeat_scratch.offset_pool import (
+    interleave_offsets,
+    offset_max_pool2d,
+    offset_max_pool2d_naive,
+)
+
+# float32 dense map against the float64 network on a crop: sums of at most a few
+# hundred products of O(1) values, so the error is measured against the scale of
+# the whole map (at least 1), not the one output, which may cancel to near zero.
+TOL = 1e-4
+
+
+def close(got, expected, scale):
+    return np.abs(got - expected).max() <= TOL * max(1.0, float(np.abs(scale).max()))
+
+
+def as_float32(net):
+    return copy.deepcopy(net).astype(np.float32)
+
+
+def input_for(draw, net, channels, extra=3):
+    g = Geometry.of(net)
+    h = draw(st.integers(g.window, g.window + extra * g.stride))
+    w = draw(st.integers(g.window, g.window + extra * g.stride))
+    seed = draw(st.integers(0, 2**32 - 1))
+    return np.random.default_rng(seed).standard_normal((1, channels, h, w))
+
+
+def check_against_crops(net64, x, dense, stride):
+    """Every output of ``dense`` against the float64 network on its own crop."""
+    g = Geometry.of(net64)
+    _, _, h, w = x.shape
+    checked = 0
+    for i in range(dense.shape[2]):
+        for j in range(dense.shape[3]):
+            rows, cols = g.crop(i, h, stride), g.crop(j, w, stride)
+            if rows is None or cols is None:
+                continue
+            (a, b, li), (c, d, lj) = rows, cols
+            expected = net64.forward(x[:, :, a:b, c:d])[:, :, li, lj]
+            assert close(dense[:, :, i, j], expected, dense), (i, j)
+            checked += 1
+    return checked
+
+
+@given(dense_networks(padded=False), st.data())
+def test_dense_map_equals_the_network_on_every_window(spec, data):
+    channels, net64 = spec
+    x = input_for(data.draw, net64, channels)
+    g = Geometry.of(net64)
+    dense = dense_evaluate(as_float32(net64), x.astype(np.float32))
+    assert dense.scores.shape[2:] == g.output_size(*x.shape[2:])
+    for i in range(dense.scores.shape[2]):
+        for j in range(dense.scores.shape[3]):
+            x0, y0, x1, y1 = dense.box(i, j)
+            assert (x1 - x0, y1 - y0) == (g.window, g.window)
+            crop = x[:, :, y0:y1, x0:x1]
+            expected = net64.forward(crop)
+            assert expected.shape[2:] == (1, 1)
+            assert close(dense.scores[:, :, i, j], expected[:, :, 0, 0], dense.scores)
+
+
+@given(dense_networks(padded=True), st.data())
+def test_padded_dense_map_equals_the_network_on_its_receptive_field(spec, data):
+    channels, net64 = spec
+    x = input_for(data.draw, net64, channels)
+    dense = dense_evaluate(as_float32(net64), x.astype(np.float32))
+    checked = check_against_crops(net64, x, dense.scores, Geometry.of(net64).stride)
+    assert checked == dense.scores.shape[2] * dense.scores.shape[3]
+
+
+@given(dense_networks(), st.data())
+def test_fine_map_equals_the_network_on_every_fine_window(spec, data):
+    channels, net64 = spec
+    x = input_for(data.draw, net64, channels)
+    g = Geometry.of(net64)
+    fine = dense_evaluate(as_float32(net64), x.astype(np.float32), fine=True)
+    pool = net64.layers[last_pool_index(net64)]
+    assert fine.stride * pool.stride == g.stride
+    checked = check_against_crops(net64, x, fine.scores, fine.stride)
+    if g.padding == 0:
+        assert checked == fine.scores.shape[2] * fine.scores.shape[3]
+    # The coarse map is the fine map at offset (0, 0).
+    coarse = dense_evaluate(as_float32(net64), x.astype(np.float32)).scores
+    s = pool.stride
+    np.testing.assert_allclose(fine.scores[:, :, ::s, ::s], coarse, rtol=1e-5, atol=1e-6)
+
+
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(0, 2**32 - 1), st.data())
+def test_offset_pool_matches_loops(kernel, stride, seed, data):
+    stride = min(stride, kernel) if data.draw(st.booleans()) else stride
+    h = data.draw(st.integers(kernel, 11))
+    w = data.draw(st.integers(kernel, 11))
+    x = np.random.default_rng(seed).standard_normal((2, 2, h, w))
+    fast = offset_max_pool2d(x, kernel, stride)
+    for dy, row in enumerate(offset_max_pool2d_naive(x, kernel, stride)):
+        for dx, expected in enumerate(row):
+            hh, ww = expected.shape[2:]
+            np.testing.assert_array_equal(fast[dy, dx, :, :, :hh, :ww], expected)
+
+
+def test_interleave_places_each_offset_on_its_grid():
+    s, n, c, ho, wo = 3, 1, 1, 2, 2
+    y = np.zeros((s, s, n, c, ho, wo))
+    for dy in range(s):
+        for dx in range(s):
+            for i in range(ho):
+                for j in range(wo):
+                    y[dy, dx, 0, 0, i, j] = 1000 * (s * i + dy) + (s * j + dx)
+    fine = interleave_offsets(y, 5, 6)
+    rows, cols = np.indices((5, 6))
+    np.testing.assert_array_equal(fine[0, 0], 1000 * rows + cols)
+
+
+@pytest.mark.parametrize("row", paper.TABLE5, ids=lambda r: "x".join(map(str, r["input"])))
+def test_table5_every_cell(row):
+    from overfeat_scratch.dense import offset_plan
+
+    net = build_network("accurate", seed=None)
+    plan = offset_plan(net, *row["input"])
+    for key in ("pre_pool", "post_pool", "per_offset", "fine"):
+        assert plan[key] == row[key], key
+    assert plan["offsets"] == (3, 3)
+    assert plan["fine_stride"] == 12
+
+
+def test_geometry_reproduces_the_released_size_formulas():
+    fast = Geometry.of(build_network("fast", seed=None))
+    accurate = Geometry.of(build_network("accurate", seed=None))
+    for h in range(221, 700, 7):
+        if h >= 231:
+            assert fast.output_size(h, h)[0] == ((h - 11) // 4 + 1) // 8 - 6
+        assert accurate.output_size(h, h)[0] == ((h - 7) // 2 + 1) // 18 - 5
+    assert (fast.window, fast.stride, fast.padding) == (231, 32, 48)
+    assert (accurate.window, accurate.stride, accurate.padding) == (221, 36, 48)
+    assert fast.window_box(2, 3) == (96, 64, 96 + 231, 64 + 231)
+    assert accurate.receptive_box(0, 0) == (-48, -48, 221 + 48, 221 + 48)
+    with pytest.raises(ValueError, match="smaller than the network's window 231x231"):
+        fast.output_size(230, 500)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["fast", "accurate"])
+def test_released_networks_dense_equals_crops_at_some_positions(model):
+    net = build_network(model, seed=3).eval()
+    g = Geometry.of(net)
+    x = np.random.default_rng(0).standard_normal((1, 3, 461, 569), dtype=np.float32)
+    dense = dense_evaluate(net, x).scores
+    fine = dense_evaluate(net, x, fine=True)
+    positions = [(0, 0), (3, 5), (dense.shape[2] - 1, dense.shape[3] - 1)]
+    for i, j in positions:
+        (a, b, li), (c, d, lj) = g.crop(i, 461), g.crop(j, 569)
+        expected = net.forward(x[:, :, a:b, c:d])[:, :, li, lj]
+        assert relative_error(dense[:, :, i, j], expected) < 1e-5
+    for p, q in [(6, 7), (10, 13)]:
+        (a, b, li), (c, d, lj) = g.crop(p, 461, fine.stride), g.crop(q, 569, fine.stride)
+        expected = net.forward(x[:, :, a:b, c:d])[:, :, li, lj]
+        assert relative_error(fine.scores[:, :, p, q], expected) < 1e-5
+
+
+def test_dense_rejects_small_images():
+    net = build_network("fast", seed=None)
+    with pytest.raises(ValueError, match="input 200x300 is smaller than the network's window"):
+        dense_evaluate(net, np.zeros((1, 3, 200, 300), np.float32))
