@@ -57,6 +57,76 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def read_names(path, count: int) -> list[str]:
+    """Class names, one per line, in the network's output order."""
+    with open(path, encoding="utf-8") as f:
+        names = [line.strip() for line in f if line.strip()]
+    if len(names) != count:
+        raise ValueError(f"names file {path}: expected {count} class names, found {len(names)}")
+    return names
+
+
+def parse_scales(text: str) -> list:
+    """``"245,281x317"``: a short side or an exact ``HxW`` size per comma-separated entry."""
+    scales = []
+    for value in text.split(","):
+        try:
+            sizes = [int(part) for part in value.split("x")]
+        except ValueError:
+            sizes = []
+        if len(sizes) not in (1, 2) or min(sizes) < 1:
+            raise ValueError(f"--scales: expected sizes like 245 or 281x317, got {value!r}")
+        scales.append(sizes[0] if len(sizes) == 1 else tuple(sizes))
+    return scales
+
+
+def cmd_classify(args) -> int:
+    from .dense import classify_multiscale, softmax
+    from .image import center_crop, load_image, resize_short_side
+    from .weights import load_released_weights, preprocess
+
+    net = load_released_weights(args.weights, args.model, backend=args.backend).eval()
+    image = load_image(args.image)
+    names = read_names(args.names, paper.NUM_CLASSES) if args.names else None
+    if args.multiscale:
+        scales = parse_scales(args.scales) if args.scales else paper.SCALES
+        result = classify_multiscale(
+            net, image, scales, flips=not args.no_flip, fine=not args.coarse, top=args.top
+        )
+        probabilities, top = result.probabilities, result.top
+        how = f"{len(scales)} scale(s), {'with' if not args.no_flip else 'without'} flips"
+    else:
+        window = net.window()
+        crop = center_crop(resize_short_side(image, window), window, window)
+        probabilities = softmax(net.backend.to_numpy(net.forward(preprocess(crop))))[0, :, 0, 0]
+        top = np.argsort(-probabilities, kind="stable")[: args.top]
+        how = f"one centre {window}x{window} window"
+    print(f"{args.image}: {args.model} model, {how}")
+    for rank, index in enumerate(top, start=1):
+        label = f"  {names[index]}" if names else ""
+        print(f"{rank:>2}  class {int(index):>4}  p={probabilities[index]:.4f}{label}")
+    return 0
+
+
+def cmd_dense(args) -> int:
+    from .dense import dense_evaluate
+    from .fileio import atomic_write
+    from .image import load_image
+    from .weights import load_released_weights, preprocess
+
+    net = load_released_weights(args.weights, args.model, backend=args.backend).eval()
+    image = load_image(args.image)
+    result = dense_evaluate(net, preprocess(image), fine=args.fine)
+    scores = result.scores[0]
+    atomic_write(args.out, lambda f: np.save(f, scores, allow_pickle=False))
+    print(
+        f"{args.out}: class scores {scores.shape} (C, H', W') for a {image.shape[0]}x"
+        f"{image.shape[1]} image; output (i, j) is the window at x = {result.stride}*j, "
+        f"y = {result.stride}*i, {result.window}x{result.window} pixels"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="overfeat-scratch",
@@ -74,6 +144,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="input size (default: the network's window)",
     )
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("classify", help="top-k classes of an image with released weights")
+    p.add_argument("--weights", required=True, help="net_weight_0 (fast) or net_weight_1")
+    p.add_argument("--model", required=True, choices=sorted(paper.ARCHITECTURES))
+    p.add_argument("--multiscale", action="store_true", help="the paper's six scales, flips")
+    p.add_argument("--scales", metavar="LIST", help="e.g. 245,281x317 (default: the paper's six)")
+    p.add_argument("--no-flip", action="store_true", help="multiscale without mirror images")
+    p.add_argument("--coarse", action="store_true", help="multiscale without offset pooling")
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--names", help="text file of class names, one per line, in output order")
+    p.add_argument("--backend", default="numpy")
+    p.add_argument("image")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("dense", help="write the raw class-score map of an image (.npy)")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--model", required=True, choices=sorted(paper.ARCHITECTURES))
+    p.add_argument("--fine", action="store_true", help="offset pooling: 3x (or 2x) denser map")
+    p.add_argument("--out", required=True, help="output .npy file, (C, H', W') float32")
+    p.add_argument("--backend", default="numpy")
+    p.add_argument("image")
+    p.set_defaults(func=cmd_dense)
 
     p = sub.add_parser("demo", help="the main job: both networks' tables and a timed forward pass")
     p.add_argument("--backend", default="numpy", help="numpy (default) or cuda")

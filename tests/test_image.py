@@ -1,0 +1,97 @@
+"""Image reading and the bilinear resize, against values worked out by hand."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from overfeat_scratch.image import (
+    center_crop,
+    hflip,
+    load_image,
+    resize_bilinear,
+    resize_short_side,
+)
+
+
+def test_upsampling_two_pixels_by_two():
+    # Output centres 0.5, 1.5, 2.5, 3.5 map to input coordinates -0.25 (clamped to 0),
+    # 0.25, 0.75, 1.25 (clamped to 1): weights 0, 0.25, 0.75, 1 on the second pixel.
+    row = np.array([[[0.0], [4.0]]])
+    out = resize_bilinear(row, 1, 4)
+    np.testing.assert_allclose(out[0, :, 0], [0.0, 1.0, 3.0, 4.0])
+
+
+def test_downsampling_by_two_averages_pairs():
+    image = np.arange(16, dtype=np.float32).reshape(4, 4, 1)
+    out = resize_bilinear(image, 2, 2)
+    # Output centre (0.5 + i) * 2 - 0.5 = 0.5 + 2i: the mean of a 2x2 block.
+    expected = image.reshape(2, 2, 2, 2).mean(axis=(1, 3))
+    np.testing.assert_allclose(out[:, :, 0], expected)
+
+
+@given(st.integers(2, 12), st.integers(2, 12), st.integers(1, 20), st.integers(1, 20))
+def test_linear_ramps_stay_linear_inside(h, w, out_h, out_w):
+    # Bilinear interpolation reproduces any function a + b*x + c*y exactly, away from
+    # the clamped border.
+    y, x = np.indices((h, w), dtype=np.float64)
+    image = (3 + 2 * x - 5 * y)[:, :, None]
+    out = resize_bilinear(image, out_h, out_w)[:, :, 0]
+    sy = (np.arange(out_h) + 0.5) * h / out_h - 0.5
+    sx = (np.arange(out_w) + 0.5) * w / out_w - 0.5
+    expected = 3 + 2 * np.clip(sx, 0, w - 1)[None, :] - 5 * np.clip(sy, 0, h - 1)[:, None]
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+def test_same_size_is_the_identity():
+    image = np.random.default_rng(0).integers(0, 256, (7, 9, 3)).astype(np.uint8)
+    np.testing.assert_array_equal(resize_bilinear(image, 7, 9), image.astype(np.float32))
+
+
+def test_upsampling_matches_pillow():
+    # For enlargement Pillow's bilinear filter is the same half-pixel rule.
+    image = np.random.default_rng(1).integers(0, 256, (5, 6)).astype(np.float32)
+    ours = resize_bilinear(image[:, :, None], 13, 17)[:, :, 0]
+    pil = np.asarray(Image.fromarray(image, mode="F").resize((17, 13), Image.BILINEAR))
+    np.testing.assert_allclose(ours, pil, atol=1e-3)
+
+
+def test_short_side_crop_and_flip():
+    image = np.zeros((100, 150, 3), np.uint8)
+    assert resize_short_side(image, 50).shape == (50, 75, 3)
+    assert resize_short_side(image.transpose(1, 0, 2), 50).shape == (75, 50, 3)
+    assert center_crop(image, 20, 30).shape == (20, 30, 3)
+    with pytest.raises(ValueError, match="image 100x150 is smaller than the crop 120x30"):
+        center_crop(image, 120, 30)
+    ramp = np.arange(4)[None, :, None].repeat(2, 0)
+    np.testing.assert_array_equal(hflip(ramp)[0, :, 0], [3, 2, 1, 0])
+
+
+def test_load_png_jpeg_and_grey(tmp_path):
+    rgb = np.random.default_rng(2).integers(0, 256, (8, 10, 3)).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    np.testing.assert_array_equal(load_image(tmp_path / "a.png"), rgb)
+    Image.fromarray(rgb).save(tmp_path / "a.jpg", quality=95)
+    assert load_image(tmp_path / "a.jpg").shape == (8, 10, 3)
+    grey = rgb[:, :, 0]
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    loaded = load_image(tmp_path / "g.png")
+    np.testing.assert_array_equal(loaded, np.repeat(grey[:, :, None], 3, axis=2))
+
+
+def test_bad_image_files_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_image(tmp_path / "missing.png")
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ValueError, match="cannot be read as PNG or JPEG"):
+        load_image(tmp_path / "text.png")
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cannot be read as PNG or JPEG"):
+        load_image(tmp_path / "cut.png")
+    Image.fromarray(rgb).save(tmp_path / "a.bmp")
+    with pytest.raises(ValueError, match="expected a PNG or JPEG file, got BMP"):
+        load_image(tmp_path / "a.bmp")
