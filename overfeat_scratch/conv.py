@@ -22,6 +22,7 @@ CUDA backend is used, so that the NumPy path never pays for Numba-CUDA).
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -138,25 +139,62 @@ def im2col(x, kh, kw, stride=1, padding=0):
     return view.transpose(1, 2, 3, 0, 4, 5).reshape(c * kh * kw, n * ho * wo)
 
 
+# col2im is a compiled loop (Numba): one pass over the columns, adding straight into
+# the unpadded gradient and skipping the taps that fall into the padding. It is
+# single-threaded on purpose: BLAS keeps its worker threads spinning between calls,
+# and a second thread pool fighting them for the cores costs more than it gains.
+# ``cache=False``: nothing is written to disk.
+
+
+@numba.njit(cache=False, nogil=True)
+def _span(offset, stride, size, count):
+    """``(lo, hi)``: the ``j < count`` with ``0 <= j*stride + offset < size``."""
+    lo = 0 if offset >= 0 else (stride - 1 - offset) // stride
+    top = size - 1 - offset
+    hi = min(count, top // stride + 1) if top >= 0 else 0
+    return lo, max(lo, hi)
+
+
+@numba.njit(cache=False, nogil=True)
+def _col2im_kernel(cols, kh, kw, stride, padding, ho, wo, dx):
+    """``dx[n, c, s*i + u - p, s*j + v - p] += cols[n, (c*kh + u)*kw + v, i*wo + j]``.
+
+    ``cols`` is ``(N, C*kh*kw, Ho*Wo)`` with any strides; ``dx`` is ``(N, C, H, W)``.
+    """
+    n, c, h, wd = dx.shape
+    for a in range(n):
+        for ci in range(c):
+            for u in range(kh):
+                i_lo, i_hi = _span(u - padding, stride, h, ho)
+                for v in range(kw):
+                    j_lo, j_hi = _span(v - padding, stride, wd, wo)
+                    shift = v - padding
+                    src = cols[a, (ci * kh + u) * kw + v]
+                    for i in range(i_lo, i_hi):
+                        dst = dx[a, ci, i * stride + u - padding]
+                        base = i * wo
+                        if stride == 1:  # contiguous on both sides: vectorizes
+                            for j in range(j_lo, j_hi):
+                                dst[j + shift] += src[base + j]
+                        else:
+                            for j in range(j_lo, j_hi):
+                                dst[j * stride + shift] += src[base + j]
+
+
 def col2im(cols, x_shape, kh, kw, stride=1, padding=0):
     """The adjoint of :func:`im2col`: add every column back onto its window.
 
-    Overlapping windows add up. Instead of ``np.add.at`` over every element this
-    loops over the ``kh*kw`` kernel taps, each one a strided slice add.
+    Overlapping windows add up; taps that fall into the padding are dropped.
+    Instead of ``np.add.at`` over every element (or one strided slice add per
+    kernel tap) this is one compiled pass over the columns.
     """
     n, c, h, wd = x_shape
     ho = (h + 2 * padding - kh) // stride + 1
     wo = (wd + 2 * padding - kw) // stride + 1
-    dxp = np.zeros((n, c, h + 2 * padding, wd + 2 * padding), dtype=cols.dtype)
-    taps = cols.reshape(c, kh, kw, n, ho, wo)
-    for u in range(kh):
-        for v in range(kw):
-            rows = slice(u, u + stride * (ho - 1) + 1, stride)
-            columns = slice(v, v + stride * (wo - 1) + 1, stride)
-            dxp[:, :, rows, columns] += taps[:, u, v].transpose(1, 0, 2, 3)
-    if padding == 0:
-        return dxp
-    return np.ascontiguousarray(dxp[:, :, padding:-padding, padding:-padding])
+    dx = np.zeros((n, c, h, wd), dtype=cols.dtype)
+    blocks = cols.reshape(c * kh * kw, n, ho * wo).transpose(1, 0, 2)  # a view, no copy
+    _col2im_kernel(blocks, kh, kw, stride, padding, ho, wo, dx)
+    return dx
 
 
 def to_nchw(y_mat, n, o, ho, wo):
@@ -174,14 +212,33 @@ def from_nchw(dy):
     return dy.transpose(1, 0, 2, 3).reshape(o, n * ho * wo)
 
 
+# From this many output positions per image on, a batch runs image by image: each
+# image's columns are still in cache when its product reads them, and the product
+# writes that image's (O, Ho*Wo) block of the NCHW output in place, with no
+# transpose. Smaller maps keep one product over the whole batch, which reads the
+# weights once instead of once per image.
+PER_IMAGE_MIN_POSITIONS = 512
+
+
 def conv2d_forward(x, w, b, stride=1, padding=0):
-    """Convolution as one GEMM: ``y = w.reshape(O, -1) @ im2col(x) + b``."""
+    """Convolution as one GEMM: ``y = w.reshape(O, -1) @ im2col(x) + b``.
+
+    For a batch of large maps, one such product per image (see
+    ``PER_IMAGE_MIN_POSITIONS``).
+    """
     ho, wo = check_conv_args(x, w, b, stride, padding)
+    n = x.shape[0]
     o, _, kh, kw = w.shape
-    cols = im2col(x, kh, kw, stride, padding)
-    y = w.reshape(o, -1) @ cols
+    w_mat = w.reshape(o, -1)
+    if n > 1 and ho * wo >= PER_IMAGE_MIN_POSITIONS:
+        y = np.empty((n, o, ho * wo), dtype=np.result_type(w, x))
+        for i in range(n):
+            np.matmul(w_mat, im2col(x[i : i + 1], kh, kw, stride, padding), out=y[i])
+        y += b[:, None]
+        return y.reshape(n, o, ho, wo)
+    y = w_mat @ im2col(x, kh, kw, stride, padding)
     y += b[:, None]
-    return to_nchw(y, x.shape[0], o, ho, wo)
+    return to_nchw(y, n, o, ho, wo)
 
 
 def conv2d_backward(dy, x, w, stride=1, padding=0):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import paper
-from .geometry import Geometry
+from .geometry import Geometry, window_box
 from .image import check_image, hflip, resize_bilinear, resize_short_side
 from .layers import MaxPool2d, Sequential
 from .offset_pool import fine_size
@@ -39,8 +39,7 @@ class DenseMap:
 
     def box(self, i: int, j: int) -> tuple[int, int, int, int]:
         """``(x0, y0, x1, y1)`` of the window of output ``(i, j)`` (row ``i``)."""
-        s = self.stride
-        return (s * j, s * i, s * j + self.window, s * i + self.window)
+        return window_box(i, j, self.stride, self.window)
 
 
 def last_pool_index(net: Sequential) -> int:
@@ -123,6 +122,26 @@ def offset_plan(net: Sequential, height: int, width: int) -> dict:
         "offsets": (pool.stride, pool.stride),
         "fine_stride": Geometry.of(net).stride // pool.stride,
     }
+
+
+def fine_multiply_adds(net: Sequential, height: int, width: int) -> tuple[int, int]:
+    """``(features, classifier)`` multiply-adds of ``dense_evaluate(..., fine=True)``.
+
+    The layers before the last pool run once; the classifier runs on all ``s*s``
+    pooled maps, each the size of the offset-0 map (see :mod:`.offset_pool`).
+    """
+    index = last_pool_index(net)
+    net.check_size(height, width)
+    shape, features = (net.in_channels, height, width), 0
+    for layer in net.layers[:index]:
+        features += layer.multiply_adds(shape)
+        shape = layer.output_shape(shape)
+    s = net.layers[index].stride
+    shape, classifier = net.layers[index].output_shape(shape), 0
+    for layer in net.layers[index + 1 :]:
+        classifier += s * s * layer.multiply_adds(shape)
+        shape = layer.output_shape(shape)
+    return features, classifier
 
 
 def softmax(scores: np.ndarray, axis: int = 1) -> np.ndarray:

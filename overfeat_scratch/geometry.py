@@ -15,7 +15,8 @@ Three sizes describe a network:
 - the **receptive field** ``r = w + 2P``: every pixel that can influence an output.
   ``P`` is the padding of each layer, scaled by the strides before it. Without
   padding ``r = w`` and the dense map equals the network applied to each window
-  crop exactly; OverFeat's layers 3-5 pad by 1, so an output also sees ``P`` pixels
+  crop exactly; OverFeat's middle layers pad by 1 (3-5 in the fast model, 3-6 in the
+  accurate one), so an output also sees ``P`` pixels
   of real neighbours on each side where a lone window crop would see zeros
   (``P = 48`` for both models: three padded layers at a stride of 16 in the fast
   one, four at a stride of 12 in the accurate one).
@@ -36,6 +37,11 @@ class Stage:
     stride: int
     padding: int = 0
     name: str = ""
+
+
+def window_box(i: int, j: int, stride: int, window: int) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)`` of the window of output ``(i, j)``: row ``i``, column ``j``."""
+    return (stride * j, stride * i, stride * j + window, stride * i + window)
 
 
 def stages_of(net) -> list[Stage]:
@@ -105,8 +111,7 @@ class Geometry:
         Half-open pixel coordinates, x to the right, y down. ``stride`` overrides the
         spacing (the fine map of offset pooling has a smaller one).
         """
-        s = self.stride if stride is None else stride
-        return (s * j, s * i, s * j + self.window, s * i + self.window)
+        return window_box(i, j, self.stride if stride is None else stride, self.window)
 
     def receptive_box(self, i: int, j: int) -> tuple[int, int, int, int]:
         """``(x0, y0, x1, y1)`` of every pixel that can influence output ``(i, j)``.

@@ -369,14 +369,11 @@ class Sequential(Layer):
     def window(self) -> int:
         """The smallest square input side that gives one output: the network's window.
 
-        Walks back from a 1x1 output: a layer with kernel ``k``, stride ``s`` and
-        padding ``p`` needs ``(out - 1) * s + k - 2p`` inputs.
+        See :class:`overfeat_scratch.geometry.Geometry` for the rest of the geometry.
         """
-        size = 1
-        for layer in reversed(self.layers):
-            if hasattr(layer, "kernel"):
-                size = (size - 1) * layer.stride + layer.kernel - 2 * getattr(layer, "padding", 0)
-        return size
+        from .geometry import Geometry
+
+        return Geometry.of(self).window
 
     def check_size(self, h: int, w: int) -> None:
         """Raise ``ValueError`` unless an ``h x w`` input covers at least one window."""

@@ -92,15 +92,21 @@ def offset_max_pool2d(x, kernel, stride=None):
     return out
 
 
+def check_interleave_args(y, fine_h: int, fine_w: int) -> tuple:
+    """Validate :func:`interleave_offsets`' arguments; return ``y.shape``."""
+    if len(y.shape) != 6 or y.shape[0] != y.shape[1]:
+        raise ValueError(f"interleave_offsets: expected (s, s, N, C, H, W), got {tuple(y.shape)}")
+    s, _, _, _, ho, wo = y.shape
+    if not (0 < fine_h <= s * ho and 0 < fine_w <= s * wo):
+        raise ValueError(
+            f"interleave_offsets: a {fine_h}x{fine_w} fine map needs between 1 and "
+            f"{s * ho}x{s * wo} positions for {ho}x{wo} outputs per offset"
+        )
+    return tuple(y.shape)
+
+
 def interleave_offsets(y, fine_h: int, fine_w: int):
     """``(s, s, N, C, Ho, Wo)`` classifier maps to the ``(N, C, fine_h, fine_w)`` fine map."""
-    s, s2, n, c, ho, wo = y.shape
-    if s != s2:
-        raise ValueError(f"interleave_offsets: expected (s, s, N, C, H, W), got {y.shape}")
-    if fine_h > s * ho or fine_w > s * wo:
-        raise ValueError(
-            f"interleave_offsets: a {fine_h}x{fine_w} fine map needs at least "
-            f"{-(-fine_h // s)}x{-(-fine_w // s)} outputs per offset, got {ho}x{wo}"
-        )
+    s, _, n, c, ho, wo = check_interleave_args(y, fine_h, fine_w)
     fine = y.transpose(2, 3, 4, 0, 5, 1).reshape(n, c, ho * s, wo * s)
     return np.ascontiguousarray(fine[:, :, :fine_h, :fine_w])

@@ -17,10 +17,10 @@ The CUDA kernels are in :mod:`overfeat_scratch.cuda.pool`.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from .checks import check_float_array, check_positive_int, conv_output_size
-from .conv import window_view
 
 
 def check_pool_args(x, kernel, stride):
@@ -71,35 +71,107 @@ def max_pool2d_backward_naive(dy, arg, x_shape, kernel, stride=None):
 
 
 # --------------------------------------------------------------------------------------
-# 2. The NumPy backend: a strided view of all windows, one argmax
+# 2. The NumPy backend: one compiled pass over the windows
+#
+# A strided view of all windows and one ``np.argmax`` (then ``take_along_axis``)
+# reads every input several times; these loops (Numba) read each window once and
+# keep the running maximum and its position. The window loops are unrolled for the
+# network's 2x2 and 3x3 pools (a copy of the loop with the sizes fixed, which the
+# compiler turns into vector code); other sizes run the same loop with run-time
+# sizes. Single-threaded on purpose: BLAS keeps its worker threads spinning between
+# calls, and a second thread pool fighting them for the cores costs more than it
+# gains. ``cache=False``: nothing is written to disk.
+
+
+@numba.njit(cache=False, nogil=True, inline="always")
+def _max_pool_loop(x, kernel, stride, y, arg):
+    n, c, ho, wo = y.shape
+    for a in range(n):
+        for ci in range(c):
+            for i in range(ho):
+                r0 = i * stride
+                for j in range(wo):
+                    c0 = j * stride
+                    best = x[a, ci, r0, c0]
+                    where = np.int32(0)
+                    for u in range(kernel):
+                        for v in range(kernel):
+                            value = x[a, ci, r0 + u, c0 + v]
+                            # np.argmax's rule: strictly greater wins, the first NaN wins.
+                            take = (value > best) | ((value != value) & (best == best))
+                            best = value if take else best
+                            where = np.int32(u * kernel + v) if take else where
+                    y[a, ci, i, j] = best
+                    arg[a, ci, i, j] = where
+
+
+@numba.njit(cache=False, nogil=True)
+def _max_pool_any(x, kernel, stride, y, arg):
+    _max_pool_loop(x, kernel, stride, y, arg)
+
+
+@numba.njit(cache=False, nogil=True)
+def _max_pool_2x2(x, kernel, stride, y, arg):
+    _max_pool_loop(x, 2, 2, y, arg)
+
+
+@numba.njit(cache=False, nogil=True)
+def _max_pool_3x3(x, kernel, stride, y, arg):
+    _max_pool_loop(x, 3, 3, y, arg)
+
+
+# (kernel, stride) -> a loop compiled for those sizes.
+_MAX_POOL_LOOPS = {(2, 2): _max_pool_2x2, (3, 3): _max_pool_3x3}
+
+
+@numba.njit(cache=False, nogil=True)
+def _max_pool_backward_kernel(dy, arg, kernel, stride, dx):
+    n, c, ho, wo = dy.shape
+    for a in range(n):
+        for ci in range(c):
+            for i in range(ho):
+                for j in range(wo):
+                    where = arg[a, ci, i, j]
+                    u, v = where // kernel, where % kernel
+                    dx[a, ci, i * stride + u, j * stride + v] += dy[a, ci, i, j]
 
 
 def max_pool2d_forward(x, kernel, stride=None):
     """Max pooling; returns ``(y, arg)`` as :func:`max_pool2d_naive` does."""
     kernel, stride, ho, wo = check_pool_args(x, kernel, stride)
     n, c, _, _ = x.shape
-    view = window_view(x, kernel, kernel, stride, ho, wo)  # (N, C, k, k, Ho, Wo)
-    windows = view.reshape(n, c, kernel * kernel, ho, wo)
-    arg = np.argmax(windows, axis=2).astype(np.int32)
-    y = np.take_along_axis(windows, arg[:, :, None], axis=2)[:, :, 0]
+    y = np.empty((n, c, ho, wo), dtype=x.dtype)
+    arg = np.empty((n, c, ho, wo), dtype=np.int32)
+    loop = _MAX_POOL_LOOPS.get((kernel, stride), _max_pool_any)
+    loop(x, kernel, stride, y, arg)
     return y, arg
 
 
 def max_pool2d_backward(dy, arg, x_shape, kernel, stride=None):
     """Gradient of :func:`max_pool2d_forward`.
 
-    Loops over the ``k*k`` window positions (4 or 9 in OverFeat), each a masked
-    strided add, instead of a scatter over every element.
+    One pass over the outputs, each adding its gradient to the input that won its
+    window (where overlapping windows share a winner, the gradients add).
     """
     check_float_array(dy, "max_pool2d output gradient dy", ndim=4)
     stride = kernel if stride is None else stride
     if tuple(arg.shape) != tuple(dy.shape):
         raise ValueError(f"max_pool2d backward: arg shape {arg.shape} != dy shape {dy.shape}")
+    # The compiled loop does not check bounds: check that every write lands in dx.
+    n, c, ho, wo = dy.shape
+    x_shape = tuple(int(d) for d in x_shape)
+    need = (n, c, (ho - 1) * stride + kernel, (wo - 1) * stride + kernel)
+    if (
+        len(x_shape) != 4
+        or x_shape[:2] != need[:2]
+        or any(have < want for have, want in zip(x_shape[2:], need[2:], strict=True))
+    ):
+        raise ValueError(
+            f"max_pool2d backward: input shape {x_shape} cannot give output {dy.shape} "
+            f"with kernel {kernel} and stride {stride}"
+        )
+    if arg.size and (arg.min() < 0 or arg.max() >= kernel * kernel):
+        raise ValueError(f"max_pool2d backward: arg must lie in [0, {kernel * kernel})")
     dx = np.zeros(x_shape, dtype=dy.dtype)
-    _, _, ho, wo = dy.shape
-    for u in range(kernel):
-        for v in range(kernel):
-            rows = slice(u, u + stride * (ho - 1) + 1, stride)
-            cols = slice(v, v + stride * (wo - 1) + 1, stride)
-            dx[:, :, rows, cols] += np.where(arg == u * kernel + v, dy, 0)
+    _max_pool_backward_kernel(dy, arg, kernel, stride, dx)
     return dx

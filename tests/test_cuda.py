@@ -3,8 +3,8 @@
 ``make test`` runs pytest with ``NUMBA_ENABLE_CUDASIM=1``, so every kernel runs here
 without a GPU (one Python thread per CUDA thread: shapes stay tiny and tiles are 4
 or 8, including sizes that are not multiples of the tile). Float32 device results
-are compared with the NumPy backend computing in float64; masks, pool winners and
-pool gradients must be identical.
+are compared with the NumPy backend computing in float64; dropout masks, ReLU and
+max-pool values and winners must be identical.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-tiles = st.sampled_from([(4, 1), (4, 2), (8, 1), (2, 2)])  # (tile, register block)
+tiles = st.sampled_from([(4, 1), (4, 2), (2, 3), (8, 2)])  # (tile, register block)
 splits = st.sampled_from([None, 1, 2, 3])
 
 
@@ -120,15 +120,20 @@ def test_conv_forward_naive_matches_numpy(case):
 
 @needs_cuda
 @SETTINGS
-@given(case=conv_cases(), tile=tiles, split=splits)
-def test_conv_backward_matches_numpy(case, tile, split):
+@given(
+    case=conv_cases(),
+    tile=tiles,
+    split=splits,
+    route=st.sampled_from([None, "gather", "col2im"]),
+)
+def test_conv_backward_matches_numpy(case, tile, split, route):
     x, w, b, stride, padding = case
     y = conv.conv2d_forward(x, w, b, stride, padding)
     dy = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
     want = conv.conv2d_backward(*f64(dy, x, w), stride, padding)
     out = (poisoned(x.shape), poisoned(w.shape), poisoned(b.shape))
     got = cuda_conv.conv2d_backward(
-        dy, x, w, stride, padding, tile=tile[0], rb=tile[1], splits=split, out=out
+        dy, x, w, stride, padding, tile[0], tile[1], split, dx_route=route, out=out
     )
     for g, o, ref in zip(got, out, want, strict=True):
         assert g is o
@@ -183,7 +188,7 @@ def pool_cases(draw):
 @needs_cuda
 @settings(SETTINGS, max_examples=15)
 @given(case=pool_cases())
-def test_max_pool_matches_numpy_exactly(case):
+def test_max_pool_matches_numpy(case):
     x, k, stride = case
     y_want, arg_want = pool.max_pool2d_forward(x, k, stride)
     out = (poisoned(y_want.shape), poisoned(y_want.shape, np.int32, -1))
@@ -195,7 +200,7 @@ def test_max_pool_matches_numpy_exactly(case):
     dy = np.random.default_rng(2).standard_normal(y_want.shape).astype(np.float32)
     dx_want = pool.max_pool2d_backward(dy, arg_want, x.shape, k, stride)
     dx = cuda_pool.max_pool2d_backward(dy, arg, x.shape, k, stride, out=poisoned(x.shape))
-    np.testing.assert_array_equal(host(dx), dx_want)  # same sums in the same order
+    np.testing.assert_allclose(host(dx), dx_want, rtol=1e-6, atol=1e-7)  # sums of 1-16 terms
 
 
 @needs_cuda

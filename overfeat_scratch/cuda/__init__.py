@@ -1,0 +1,106 @@
+"""Numba-CUDA kernels for every layer, and the :class:`~.backend.CudaBackend` using them.
+
+Importing this subpackage imports ``numba.cuda``; ``overfeat_scratch`` itself never
+does, so the NumPy path does not pay for it. ``get_backend("cuda")`` imports
+:mod:`.backend` on first use.
+
+Modules, each a host wrapper per operation over one or more kernels:
+
+- :mod:`.conv`: convolution forward and backward as tiled implicit GEMMs;
+- :mod:`.pool`: max pooling forward (values and winners) and backward;
+- :mod:`.elementwise`: ReLU and dropout;
+- :mod:`.linear`: the fully connected layer, through the convolution GEMMs;
+- :mod:`.losses`: softmax cross-entropy and L2, reduced on the device;
+- :mod:`.backend`: the backend class that layers call.
+
+This file holds what they share: the launch settings, the argument checks that
+bring arrays onto the device as float32, and the block-wide sum of the reduction
+kernels.
+
+With ``NUMBA_ENABLE_CUDASIM=1`` set before Numba is imported, every kernel runs on
+the Numba CUDA simulator: one Python thread per CUDA thread, correct and very slow,
+so the defaults below shrink there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import config, cuda
+
+SIMULATOR = bool(config.ENABLE_CUDASIM)
+
+# Side of a square thread block in the GEMM kernels (TILE x TILE threads). Shared
+# memory shapes must be compile-time constants, so each tile size is its own kernel.
+DEFAULT_TILE = 4 if SIMULATOR else 16
+# Register block: each GEMM thread computes RB x RB outputs, so one value read from
+# shared memory feeds RB multiply-adds instead of one.
+DEFAULT_RB = 2 if SIMULATOR else 4
+# Threads per block of the one-dimensional kernels (one thread per element). The
+# reduction kernels need a power of two.
+THREADS = 32 if SIMULATOR else 256
+
+
+def blocks_for(count: int, threads: int = THREADS) -> int:
+    """Enough blocks of ``threads`` threads for one thread per item."""
+    return max(1, (count + threads - 1) // threads)
+
+
+def is_device_array(x) -> bool:
+    """Whether ``x`` is a Numba device array (also on the simulator)."""
+    return cuda.devicearray.is_cuda_ndarray(x)
+
+
+def as_device(x, name: str, dtype=np.float32):
+    """``x`` as a C-contiguous device array of ``dtype``; host arrays are uploaded.
+
+    Device arrays are never copied: one of another dtype, or not contiguous, is an
+    error, because converting it would silently cost a round trip to the host.
+    """
+    if is_device_array(x):
+        if np.dtype(x.dtype) != np.dtype(dtype):
+            raise TypeError(
+                f"{name}: the CUDA backend computes in {np.dtype(dtype)}, got a device array "
+                f"of dtype {x.dtype}"
+            )
+        if not x.is_c_contiguous():
+            raise ValueError(f"{name}: expected a C-contiguous device array")
+        return x
+    return cuda.to_device(np.ascontiguousarray(x, dtype=dtype))
+
+
+def check_out(out, shape, dtype, name: str):
+    """A caller's output buffer, or a new device array, of ``shape`` and ``dtype``."""
+    shape = tuple(int(s) for s in shape)
+    if out is None:
+        return cuda.device_array(shape, dtype=dtype)
+    if not is_device_array(out):
+        raise TypeError(f"{name}: out must be a device array, got {type(out).__name__}")
+    if tuple(out.shape) != shape or np.dtype(out.dtype) != np.dtype(dtype):
+        raise ValueError(
+            f"{name}: out has shape {tuple(out.shape)} and dtype {out.dtype}, "
+            f"expected {shape} and {np.dtype(dtype)}"
+        )
+    if not out.is_c_contiguous():
+        raise ValueError(f"{name}: out must be C-contiguous")
+    return out
+
+
+@cuda.jit(device=True)
+def block_sum(shared, value):
+    """The sum of ``value`` over the THREADS threads of a 1-D block, returned to all.
+
+    A tree in shared memory (``shared``: THREADS entries of the sum's dtype): at each
+    level the first half of the threads adds the second half, log2(THREADS) levels.
+    Every thread of the block must call it (it synchronises).
+    """
+    tid = cuda.threadIdx.x
+    cuda.syncthreads()  # whoever read ``shared`` in an earlier call is done
+    shared[tid] = value
+    cuda.syncthreads()
+    step = THREADS // 2
+    while step > 0:
+        if tid < step:
+            shared[tid] += shared[tid + step]
+        cuda.syncthreads()
+        step //= 2
+    return shared[0]

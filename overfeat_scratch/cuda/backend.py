@@ -1,0 +1,148 @@
+"""The CUDA backend: every layer operation as Numba-CUDA kernels, float32 on the device.
+
+Arrays live on the GPU as Numba device arrays from the first layer to the loss:
+each operation takes device arrays and returns new ones, and nothing is copied to
+the host except what must be (the loss scalar, :meth:`CudaBackend.all_finite`'s
+flag, and :meth:`CudaBackend.to_numpy` when asked). Host arrays passed in (an
+input batch, labels, weights of the L2 loss) are uploaded.
+
+The operations are the host wrappers of :mod:`.conv`, :mod:`.pool`,
+:mod:`.elementwise`, :mod:`.linear` and :mod:`.losses`, with their default tile
+sizes; they validate their arguments with the NumPy backend's checks (which only
+look at ``.shape`` and ``.dtype``), so bad input gives the same errors on both.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+
+import numpy as np
+from numba import cuda
+
+from ..backend import Backend
+from . import (
+    THREADS,
+    as_device,
+    blocks_for,
+    conv,
+    elementwise,
+    is_device_array,
+    linear,
+    losses,
+    pool,
+)
+
+
+@cuda.jit
+def non_finite_kernel(x, flag):
+    """One thread per element: set ``flag[0] = 1`` at a NaN or an infinity.
+
+    Every writer writes the same value, so the race between them is harmless.
+    """
+    i = cuda.grid(1)
+    if i < x.size:
+        if math.isnan(x[i]) or math.isinf(x[i]):
+            flag[0] = 1
+
+
+def offset_pool_module():
+    """:mod:`overfeat_scratch.cuda.offset_pool`, imported on first use."""
+    try:
+        return importlib.import_module(".offset_pool", __package__)
+    except ModuleNotFoundError as error:
+        if error.name != f"{__package__}.offset_pool":
+            raise
+        raise NotImplementedError(
+            "the CUDA backend has no offset pooling kernels yet "
+            "(overfeat_scratch/cuda/offset_pool.py is missing)"
+        ) from error
+
+
+class CudaBackend(Backend):
+    """Float32 Numba-CUDA kernels; arrays are Numba device arrays."""
+
+    name = "cuda"
+
+    def __init__(self):
+        if not cuda.is_available():
+            raise RuntimeError(
+                "the CUDA backend found no CUDA GPU: install the `cuda` extra "
+                "(pip install 'overfeat-scratch[cuda]') on a machine with an NVIDIA GPU, "
+                "or set NUMBA_ENABLE_CUDASIM=1 before importing numba to use the "
+                "(slow) Numba CUDA simulator"
+            )
+
+    # Moving data.
+    def asarray(self, x, dtype=np.float32):
+        """A host or device array as a contiguous device array of ``dtype``.
+
+        A device array of the right dtype is returned as it is (no copy).
+        """
+        if is_device_array(x) and np.dtype(x.dtype) != np.dtype(dtype):
+            x = x.copy_to_host()  # a dtype change is rare: do it on the host
+        return as_device(x, "CudaBackend.asarray", dtype=dtype)
+
+    def to_numpy(self, x):
+        return x.copy_to_host() if is_device_array(x) else np.asarray(x)
+
+    def is_array(self, x):
+        return is_device_array(x)
+
+    def all_finite(self, x):
+        if not is_device_array(x):
+            return bool(np.isfinite(np.asarray(x)).all())
+        if x.size == 0:
+            return True
+        flag = cuda.to_device(np.zeros(1, dtype=np.int32))
+        non_finite_kernel[blocks_for(x.size), THREADS](x.reshape(x.size), flag)
+        return not bool(flag.copy_to_host()[0])
+
+    # Layers.
+    def conv2d_forward(self, x, w, b, stride, padding):
+        return conv.conv2d_forward(x, w, b, stride, padding)
+
+    def conv2d_backward(self, dy, x, w, stride, padding):
+        return conv.conv2d_backward(dy, x, w, stride, padding)
+
+    def max_pool2d_forward(self, x, kernel, stride):
+        return pool.max_pool2d_forward(x, kernel, stride)
+
+    def max_pool2d_backward(self, dy, arg, x_shape, kernel, stride):
+        return pool.max_pool2d_backward(dy, arg, x_shape, kernel, stride)
+
+    # Offset pooling (dense evaluation's fine stride) lives in its own module,
+    # overfeat_scratch.cuda.offset_pool, with the NumPy module's function names.
+    def offset_max_pool2d(self, x, kernel, stride):
+        return offset_pool_module().offset_max_pool2d(x, kernel, stride)
+
+    def interleave_offsets(self, y, fine_h, fine_w):
+        return offset_pool_module().interleave_offsets(y, fine_h, fine_w)
+
+    def relu_forward(self, x):
+        return elementwise.relu_forward(x)
+
+    def relu_backward(self, dy, y):
+        return elementwise.relu_backward(dy, y)
+
+    def dropout_forward(self, x, p, seed):
+        return elementwise.dropout_forward(x, p, seed)
+
+    def dropout_backward(self, dy, keep, p):
+        return elementwise.dropout_backward(dy, keep, p)
+
+    def linear_forward(self, x, w, b):
+        return linear.linear_forward(x, w, b)
+
+    def linear_backward(self, dy, x, w):
+        return linear.linear_backward(dy, x, w)
+
+    def softmax_cross_entropy(self, logits, labels):
+        return losses.softmax_cross_entropy(logits, labels)
+
+    def l2_loss(self, pred, target, weight=None):
+        return losses.l2_loss(pred, target, weight)
+
+    def reshape(self, x, shape):
+        """A view with a new shape (device arrays must be C-contiguous: they are)."""
+        return x.reshape(tuple(shape))

@@ -1,0 +1,770 @@
+"""2-D convolution on the GPU: forward, and the three gradients, as tiled implicit GEMMs.
+
+The convolution of :mod:`overfeat_scratch.conv` is one matrix product
+
+    Y[o, (n, i, j)] = sum_{(c, u, v)} W[o, (c, u, v)] * X_cols[(c, u, v), (n, i, j)]
+
+with ``X_cols[(c, u, v), (n, i, j)] = x[n, c, s*i + u - p, s*j + v - p]`` (zero in the
+padding). The NumPy backend builds ``X_cols`` in memory; here it is *implicit*: a
+kernel computes each entry from ``x`` at the moment it loads it, so the
+``C*kh*kw``-times larger column matrix never exists.
+
+Shapes: ``x: (N, C, H, W)``, ``w: (O, C, kh, kw)``, ``b: (O,)``, ``y: (N, O, Ho, Wo)``.
+
+The ladder of forward kernels, each a rung the docs chapter climbs:
+
+1. :func:`conv2d_forward_naive`: one thread per output ``y[n, o, i, j]``, looping
+   over its window with every operand read from global memory.
+2. :func:`conv2d_forward` with ``rb=1``: the tiled GEMM. A block of TILE x TILE
+   threads owns a TILE x TILE tile of ``Y`` (rows ``o``, columns ``(n, i, j)``); it
+   walks the reduction ``(c, u, v)`` TILE at a time, each thread loading one entry of
+   the W tile and one of the X_cols tile into shared memory, so every value read from
+   global memory is used TILE times.
+3. The same kernel with ``rb > 1`` (the default on a GPU, ``rb=4``): each thread
+   keeps an RB x RB register block of outputs, so a block owns (TILE*RB)^2 outputs
+   and each value read from shared memory feeds RB multiply-adds.
+
+Thread (tx, ty) of block (bx, by) owns outputs ``Y[by*TILE*RB + ty + r*TILE,
+bx*TILE*RB + tx + q*TILE]`` for ``r, q < RB``: neighbouring ``tx`` own neighbouring
+columns, so loads from ``x`` and stores to ``y`` are coalesced, and the threads of a
+warp read one row of the shared X tile without bank conflicts.
+
+The gradients are the same kind of kernel, each a GEMM over implicit operands:
+
+- ``dW[o, (c, u, v)] = sum_{(n, i, j)} dY[o, (n, i, j)] * X_cols[(c, u, v), (n, i, j)]``;
+- ``dX``, by one of two routes, neither with atomics (each ``dx`` element is summed
+  by one thread and written once):
+
+  * *gather*, one implicit GEMM: ``dX[c, (n, h, w)] = sum_{(o, u, v)} W[o, c, u, v] *
+    dy[n, o, i, j]`` over the outputs ``(i, j)`` whose window put tap ``(u, v)`` on
+    pixel ``(h, w)`` (``s*i + u = h + p``), zero for the others. No buffer, but
+    those zeros are multiplied too: few for a 3x3 stride-1 layer, most of them with
+    a stride (conv1) or a kernel as large as the map (the fully connected layers);
+  * *col2im*: the GEMM ``dX_cols = W^T @ dY`` into a buffer ``(C*kh*kw, N*Ho*Wo)``,
+    then :func:`col2im_kernel` sums, for each pixel, only the taps that reach it.
+
+  :func:`choose_dx_route` takes the route that multiplies fewer numbers;
+- ``db[o] = sum dY[o, :]``: a reduction kernel, one block per filter.
+
+When a GEMM has too few output tiles to fill the GPU but a long reduction (the
+weight gradient of the first layer; a fully connected layer at batch 1) the
+reduction is *split*: ``blockIdx.z`` picks a chunk of it, each chunk writes its
+partial sums to a workspace, and a second kernel adds the chunks in a fixed order
+(deterministic, unlike atomics) and stores the result.
+
+Every tiled kernel is made by a factory ``make_..._kernel(tile, rb)``, cached
+(``functools.cache``): shared and local array shapes must be compile-time constants,
+so each (tile, rb) is a kernel of its own. The host wrappers at the end take NumPy or
+device arrays and return device arrays; :func:`pick_rb` drops the register block to
+1 for outputs thinner than a tile (a fully connected layer at batch 1).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from numba import cuda, float32, int64
+
+from ..checks import check_float_array, check_positive_int
+from ..conv import check_conv_args
+from . import (
+    DEFAULT_RB,
+    DEFAULT_TILE,
+    SIMULATOR,
+    THREADS,
+    as_device,
+    block_sum,
+    blocks_for,
+    check_out,
+)
+
+# --------------------------------------------------------------------------------------
+# Index helpers (device functions)
+
+
+@cuda.jit(device=True)
+def split3(index, mid, low):
+    """``(a, b, c)`` with ``index = (a*mid + b)*low + c``, ``b < mid``, ``c < low``.
+
+    Turns a flat GEMM index into ``(n, i, j)`` or ``(c, u, v)``. It divides, and
+    integer division is slow on a GPU, so kernels call it once per thread and then
+    move with :func:`advance3`.
+    """
+    a = index // (mid * low)
+    rest = index - a * mid * low
+    b = rest // low
+    return a, b, rest - b * low
+
+
+@cuda.jit(device=True)
+def advance3(a, b, c, da, db, dc, mid, low):
+    """``(a, b, c)`` plus ``(da, db, dc)`` in the same mixed radix, without dividing.
+
+    Both inputs have digits ``b < mid``, ``c < low``, so each digit carries at most once.
+    """
+    c += dc
+    if c >= low:
+        c -= low
+        b += 1
+    b += db
+    if b >= mid:
+        b -= mid
+        a += 1
+    return a + da, b, c
+
+
+# --------------------------------------------------------------------------------------
+# 1. The naive kernel: one thread per output, global memory only
+
+
+@cuda.jit
+def conv_forward_naive_kernel(x, w, b, y, stride, padding):
+    """``y[n, o, i, j]``, one thread each (1-D grid over ``y`` in C order).
+
+    Each thread reads its ``C*kh*kw`` window and weights straight from global memory:
+    neighbouring threads read overlapping windows, and nothing is shared.
+    """
+    index = cuda.grid(1)
+    batch, filters, ho, wo = y.shape
+    _, chans, height, width = x.shape
+    _, _, kh, kw = w.shape
+    if index < y.size:
+        j = index % wo
+        rest = index // wo
+        i = rest % ho
+        rest //= ho
+        o = rest % filters
+        n = rest // filters
+        total = float32(0)
+        for c in range(chans):
+            for u in range(kh):
+                h = i * stride + u - padding
+                if 0 <= h < height:
+                    for v in range(kw):
+                        col = j * stride + v - padding
+                        if 0 <= col < width:
+                            total += w[o, c, u, v] * x[n, c, h, col]
+        y[n, o, i, j] = total + b[o]
+
+
+# --------------------------------------------------------------------------------------
+# 2-3. Building blocks of the tiled kernels: the product of two tiles, the stores
+
+
+@functools.cache
+def make_tile_product(tile: int, rb: int):
+    """A device function: ``acc += A_tile @ B_tile`` for this thread's RB x RB outputs.
+
+    ``a_tile: (TILE*RB, TILE)`` and ``b_tile: (TILE, TILE*RB)`` are in shared memory;
+    ``acc: (RB, RB)`` is in registers. Thread (tx, ty) owns rows ``ty + r*TILE`` and
+    columns ``tx + q*TILE`` of the block's output tile.
+    """
+
+    @cuda.jit(device=True, inline="always")
+    def tile_product(a_tile, b_tile, acc, tx, ty):
+        a_reg = cuda.local.array(rb, float32)
+        b_reg = cuda.local.array(rb, float32)
+        for kk in range(tile):
+            # Each shared value is read once into a register and used RB times.
+            for r in range(rb):
+                a_reg[r] = a_tile[ty + r * tile, kk]
+                b_reg[r] = b_tile[kk, tx + r * tile]
+            for r in range(rb):
+                for q in range(rb):
+                    acc[r, q] += a_reg[r] * b_reg[q]
+
+    return tile_product
+
+
+# --------------------------------------------------------------------------------------
+# Stores: where GEMM entry (row, col) goes. Shared by the GEMM kernels and by the
+# kernel that adds up the chunks of a split reduction.
+
+
+@cuda.jit(device=True)
+def store_y(y, b, g, o, col, value):
+    """Forward: ``Y[o, (n, i, j)]`` plus the bias into ``y[n, o, i, j]``."""
+    _, _, _, _, _, _, _, _, _, ho, wo = g
+    n, i, j = split3(col, ho, wo)
+    y[n, o, i, j] = value + b[o]
+
+
+@cuda.jit(device=True)
+def store_matrix(matrix, unused, g, row, col, value):
+    """A GEMM that fills a matrix: ``dw.reshape(O, C*kh*kw)``, or the columns of col2im."""
+    matrix[row, col] = value
+
+
+@cuda.jit(device=True)
+def store_dx(dx, unused, g, c, col, value):
+    """Input gradient: ``dX[c, (n, h, w)]`` into ``dx[n, c, h, w]``."""
+    _, _, height, width, _, _, _, _, _, _, _ = g
+    n, h, w = split3(col, height, width)
+    dx[n, c, h, w] = value
+
+
+@functools.cache
+def make_split_sum_kernel(store):
+    """Kernel: add the chunks of a split reduction, then ``store`` each entry.
+
+    One thread per GEMM entry ``(row, col)``, 1-D grid; ``ws: (splits, rows, cols)``.
+    The chunks are added in order, so the result does not depend on scheduling.
+    """
+
+    @cuda.jit
+    def split_sum(ws, out, bias, g):
+        index = cuda.grid(1)
+        splits, rows, cols = ws.shape
+        if index < rows * cols:
+            row = index // cols
+            col = index - row * cols
+            total = float32(0)
+            for z in range(splits):
+                total += ws[z, row, col]
+            store(out, bias, g, row, col, total)
+
+    return split_sum
+
+
+# --------------------------------------------------------------------------------------
+# 2-3. The tiled implicit GEMM kernels (shared-memory tiles, RB x RB outputs per thread)
+#
+# Common to the four kernels, for a block of TILE x TILE threads:
+#   grid = (ceil(cols / (TILE*RB)), ceil(rows / (TILE*RB)), splits)
+#   a_tile (TILE*RB, TILE) and b_tile (TILE, TILE*RB) in shared memory;
+#   reduction entries k_begin <= k < k_end for this block's chunk (blockIdx.z);
+#   each GEMM output (row, col) is written once: to its place, or to ws[z, row, col]
+#   when the reduction is split.
+
+
+@functools.cache
+def make_conv_forward_kernel(tile: int, rb: int = 1):
+    """``Y = W @ X_cols``: rows ``o``, columns ``(n, i, j)``, reduction ``(c, u, v)``.
+
+    Each k-step, thread (tx, ty) loads ``W[row, k0 + tx]`` for its RB rows into the A
+    tile, and ``X_cols[k0 + ty, col]`` for its RB columns into the B tile, computed
+    from ``x`` (zero in the padding).
+    """
+    span = tile * rb
+    tile_product = make_tile_product(tile, rb)
+
+    @cuda.jit
+    def conv_forward_tiled(x, w2, b, y, ws, g, k_chunk):
+        batch, chans, height, width, filters, kh, kw, stride, pad, ho, wo = g
+        rows, cols, depth = filters, batch * ho * wo, chans * kh * kw
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        row0, col0 = cuda.blockIdx.y * span, cuda.blockIdx.x * span
+        k_begin = cuda.blockIdx.z * k_chunk
+        k_end = min(depth, k_begin + k_chunk)
+
+        a_tile = cuda.shared.array((span, tile), float32)
+        b_tile = cuda.shared.array((tile, span), float32)
+        acc = cuda.local.array((rb, rb), float32)
+        # Where the windows of this thread's columns start in x (found once: dividing
+        # is slow), and which image they are in.
+        col_n = cuda.local.array(rb, int64)
+        col_h = cuda.local.array(rb, int64)
+        col_w = cuda.local.array(rb, int64)
+        for q in range(rb):
+            n, i, j = split3(col0 + tx + q * tile, ho, wo)
+            col_n[q], col_h[q], col_w[q] = n, i * stride - pad, j * stride - pad
+            for r in range(rb):
+                acc[r, q] = 0
+        # The reduction row this thread loads into the B tile, as (c, u, v), moved
+        # TILE rows per step.
+        c, u, v = split3(k_begin + ty, kh, kw)
+        dc, du, dv = split3(tile, kh, kw)
+
+        for k0 in range(k_begin, k_end, tile):
+            for r in range(rb):
+                row = row0 + ty + r * tile
+                value = float32(0)
+                if row < rows and k0 + tx < k_end:
+                    value = w2[row, k0 + tx]
+                a_tile[ty + r * tile, tx] = value
+            for q in range(rb):
+                h, w = col_h[q] + u, col_w[q] + v
+                value = float32(0)
+                if k0 + ty < k_end and col0 + tx + q * tile < cols:
+                    if 0 <= h < height and 0 <= w < width:
+                        value = x[col_n[q], c, h, w]
+                b_tile[ty, tx + q * tile] = value
+            cuda.syncthreads()
+            tile_product(a_tile, b_tile, acc, tx, ty)
+            cuda.syncthreads()  # before the next step overwrites the tiles
+            c, u, v = advance3(c, u, v, dc, du, dv, kh, kw)
+
+        for r in range(rb):
+            row = row0 + ty + r * tile
+            for q in range(rb):
+                col = col0 + tx + q * tile
+                if row < rows and col < cols:
+                    if cuda.gridDim.z > 1:
+                        ws[cuda.blockIdx.z, row, col] = acc[r, q]
+                    else:
+                        store_y(y, b, g, row, col, acc[r, q])
+
+    return conv_forward_tiled
+
+
+@functools.cache
+def make_conv_weight_grad_kernel(tile: int, rb: int = 1):
+    """``dW = dY @ X_cols^T``: rows ``o``, columns ``(c, u, v)``, reduction ``(n, i, j)``.
+
+    Each k-step, thread (tx, ty) loads ``dY[row, k0 + tx]`` (from ``dy``) for its RB
+    rows into the A tile, and ``X_cols[col, k0 + ty]`` (from ``x``) for its RB
+    columns into the B tile.
+    """
+    span = tile * rb
+    tile_product = make_tile_product(tile, rb)
+
+    @cuda.jit
+    def conv_weight_grad_tiled(dy, x, dw2, ws, g, k_chunk):
+        batch, chans, height, width, filters, kh, kw, stride, pad, ho, wo = g
+        rows, cols, depth = filters, chans * kh * kw, batch * ho * wo
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        row0, col0 = cuda.blockIdx.y * span, cuda.blockIdx.x * span
+        k_begin = cuda.blockIdx.z * k_chunk
+        k_end = min(depth, k_begin + k_chunk)
+
+        a_tile = cuda.shared.array((span, tile), float32)
+        b_tile = cuda.shared.array((tile, span), float32)
+        acc = cuda.local.array((rb, rb), float32)
+        # This thread's columns as kernel taps (c, u, v).
+        col_c = cuda.local.array(rb, int64)
+        col_u = cuda.local.array(rb, int64)
+        col_v = cuda.local.array(rb, int64)
+        for q in range(rb):
+            col_c[q], col_u[q], col_v[q] = split3(col0 + tx + q * tile, kh, kw)
+            for r in range(rb):
+                acc[r, q] = 0
+        # Two output positions (n, i, j) walk the reduction: k0 + tx for the A tile,
+        # k0 + ty for the B tile.
+        an, ai, aj = split3(k_begin + tx, ho, wo)
+        bn, bi, bj = split3(k_begin + ty, ho, wo)
+        dn, di, dj = split3(tile, ho, wo)
+
+        for k0 in range(k_begin, k_end, tile):
+            for r in range(rb):
+                row = row0 + ty + r * tile
+                value = float32(0)
+                if row < rows and k0 + tx < k_end:
+                    value = dy[an, row, ai, aj]
+                a_tile[ty + r * tile, tx] = value
+            for q in range(rb):
+                h, w = bi * stride - pad + col_u[q], bj * stride - pad + col_v[q]
+                value = float32(0)
+                if k0 + ty < k_end and col0 + tx + q * tile < cols:
+                    if 0 <= h < height and 0 <= w < width:
+                        value = x[bn, col_c[q], h, w]
+                b_tile[ty, tx + q * tile] = value
+            cuda.syncthreads()
+            tile_product(a_tile, b_tile, acc, tx, ty)
+            cuda.syncthreads()
+            an, ai, aj = advance3(an, ai, aj, dn, di, dj, ho, wo)
+            bn, bi, bj = advance3(bn, bi, bj, dn, di, dj, ho, wo)
+
+        for r in range(rb):
+            row = row0 + ty + r * tile
+            for q in range(rb):
+                col = col0 + tx + q * tile
+                if row < rows and col < cols:
+                    if cuda.gridDim.z > 1:
+                        ws[cuda.blockIdx.z, row, col] = acc[r, q]
+                    else:
+                        store_matrix(dw2, dw2, g, row, col, acc[r, q])
+
+    return conv_weight_grad_tiled
+
+
+@functools.cache
+def make_conv_input_grad_kernel(tile: int, rb: int = 1):
+    """``dX`` by gathering: rows ``c``, columns ``(n, h, w)``, reduction ``(o, u, v)``.
+
+    Each k-step, thread (tx, ty) loads ``W[o, row, u, v]`` for its RB rows and the
+    reduction entry ``k0 + tx`` into the A tile, and for the entry ``k0 + ty`` and its
+    RB pixels ``(n, h, w)`` the B tile value ``dy[n, o, i, j]`` if output ``(i, j)``
+    put tap ``(u, v)`` on the pixel (``s*i + u == h + p``), else zero.
+    """
+    span = tile * rb
+    tile_product = make_tile_product(tile, rb)
+
+    @cuda.jit
+    def conv_input_grad_tiled(dy, w, dx, ws, g, k_chunk):
+        batch, chans, height, width, filters, kh, kw, stride, pad, ho, wo = g
+        rows, cols, depth = chans, batch * height * width, filters * kh * kw
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        row0, col0 = cuda.blockIdx.y * span, cuda.blockIdx.x * span
+        k_begin = cuda.blockIdx.z * k_chunk
+        k_end = min(depth, k_begin + k_chunk)
+
+        a_tile = cuda.shared.array((span, tile), float32)
+        b_tile = cuda.shared.array((tile, span), float32)
+        acc = cuda.local.array((rb, rb), float32)
+        # This thread's pixels, in padded coordinates.
+        col_n = cuda.local.array(rb, int64)
+        col_h = cuda.local.array(rb, int64)
+        col_w = cuda.local.array(rb, int64)
+        for q in range(rb):
+            n, h, w_ = split3(col0 + tx + q * tile, height, width)
+            col_n[q], col_h[q], col_w[q] = n, h + pad, w_ + pad
+            for r in range(rb):
+                acc[r, q] = 0
+        ao, au, av = split3(k_begin + tx, kh, kw)
+        bo, bu, bv = split3(k_begin + ty, kh, kw)
+        do, du, dv = split3(tile, kh, kw)
+
+        for k0 in range(k_begin, k_end, tile):
+            for r in range(rb):
+                row = row0 + ty + r * tile
+                value = float32(0)
+                if row < rows and k0 + tx < k_end:
+                    value = w[ao, row, au, av]
+                a_tile[ty + r * tile, tx] = value
+            for q in range(rb):
+                # Output (i, j) with s*i + u == h + p, if there is one.
+                h_off, w_off = col_h[q] - bu, col_w[q] - bv
+                value = float32(0)
+                if k0 + ty < k_end and col0 + tx + q * tile < cols and h_off >= 0 and w_off >= 0:
+                    i, j = h_off, w_off
+                    if stride > 1:  # the same for every thread: no divergence
+                        i, j = h_off // stride, w_off // stride
+                        if i * stride != h_off or j * stride != w_off:
+                            i = ho  # not on the stride grid: no output
+                    if i < ho and j < wo:
+                        value = dy[col_n[q], bo, i, j]
+                b_tile[ty, tx + q * tile] = value
+            cuda.syncthreads()
+            tile_product(a_tile, b_tile, acc, tx, ty)
+            cuda.syncthreads()
+            ao, au, av = advance3(ao, au, av, do, du, dv, kh, kw)
+            bo, bu, bv = advance3(bo, bu, bv, do, du, dv, kh, kw)
+
+        for r in range(rb):
+            row = row0 + ty + r * tile
+            for q in range(rb):
+                col = col0 + tx + q * tile
+                if row < rows and col < cols:
+                    if cuda.gridDim.z > 1:
+                        ws[cuda.blockIdx.z, row, col] = acc[r, q]
+                    else:
+                        store_dx(dx, dx, g, row, col, acc[r, q])
+
+    return conv_input_grad_tiled
+
+
+@functools.cache
+def make_conv_cols_grad_kernel(tile: int, rb: int = 1):
+    """``dX_cols = W^T @ dY``: rows ``(c, u, v)``, columns ``(n, i, j)``, reduction ``o``.
+
+    The first half of the col2im route to ``dx`` (the second is :func:`col2im_kernel`).
+    Each k-step, thread (tx, ty) loads ``W[k0 + tx, row]`` for its RB rows into the A
+    tile (``w`` is small and stays in cache), and ``dy[n, k0 + ty, i, j]`` for its RB
+    columns into the B tile.
+    """
+    span = tile * rb
+    tile_product = make_tile_product(tile, rb)
+
+    @cuda.jit
+    def conv_cols_grad_tiled(dy, w2, dcols, ws, g, k_chunk):
+        batch, chans, _, _, filters, kh, kw, _, _, ho, wo = g
+        rows, cols, depth = chans * kh * kw, batch * ho * wo, filters
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        row0, col0 = cuda.blockIdx.y * span, cuda.blockIdx.x * span
+        k_begin = cuda.blockIdx.z * k_chunk
+        k_end = min(depth, k_begin + k_chunk)
+
+        a_tile = cuda.shared.array((span, tile), float32)
+        b_tile = cuda.shared.array((tile, span), float32)
+        acc = cuda.local.array((rb, rb), float32)
+        col_n = cuda.local.array(rb, int64)
+        col_i = cuda.local.array(rb, int64)
+        col_j = cuda.local.array(rb, int64)
+        for q in range(rb):
+            col_n[q], col_i[q], col_j[q] = split3(col0 + tx + q * tile, ho, wo)
+            for r in range(rb):
+                acc[r, q] = 0
+
+        for k0 in range(k_begin, k_end, tile):
+            for r in range(rb):
+                row = row0 + ty + r * tile
+                value = float32(0)
+                if row < rows and k0 + tx < k_end:
+                    value = w2[k0 + tx, row]
+                a_tile[ty + r * tile, tx] = value
+            for q in range(rb):
+                value = float32(0)
+                if k0 + ty < k_end and col0 + tx + q * tile < cols:
+                    value = dy[col_n[q], k0 + ty, col_i[q], col_j[q]]
+                b_tile[ty, tx + q * tile] = value
+            cuda.syncthreads()
+            tile_product(a_tile, b_tile, acc, tx, ty)
+            cuda.syncthreads()
+
+        for r in range(rb):
+            row = row0 + ty + r * tile
+            for q in range(rb):
+                col = col0 + tx + q * tile
+                if row < rows and col < cols:
+                    if cuda.gridDim.z > 1:
+                        ws[cuda.blockIdx.z, row, col] = acc[r, q]
+                    else:
+                        store_matrix(dcols, dcols, g, row, col, acc[r, q])
+
+    return conv_cols_grad_tiled
+
+
+@cuda.jit
+def col2im_kernel(dcols, dx, g):
+    """``dx[n, c, h, w]``: the sum of the ``dX_cols`` entries of the taps on that pixel.
+
+    One thread per ``dx`` element (1-D grid in C order), written once: a gather, no
+    atomics. Tap ``(u, v)`` of output ``(i, j)`` lands on pixel ``(h, w)`` when
+    ``s*i + u == h + p``, so ``u`` only runs over ``(h + p) mod s``, plus ``s``, ...:
+    a pixel visits the at most ``ceil(kh/s) * ceil(kw/s)`` taps that reach it.
+    """
+    index = cuda.grid(1)
+    _, chans, height, width, _, kh, kw, stride, pad, ho, wo = g
+    if index < dx.size:
+        w = index % width
+        rest = index // width
+        h = rest % height
+        rest //= height
+        c = rest % chans
+        n = rest // chans
+        total = float32(0)
+        for u in range((h + pad) % stride, kh, stride):
+            i = (h + pad - u) // stride
+            if 0 <= i < ho:
+                for v in range((w + pad) % stride, kw, stride):
+                    j = (w + pad - v) // stride
+                    if 0 <= j < wo:
+                        total += dcols[(c * kh + u) * kw + v, (n * ho + i) * wo + j]
+        dx[n, c, h, w] = total
+
+
+@cuda.jit
+def conv_bias_grad_kernel(dy3, db):
+    """``db[o] = sum_{n, s} dy3[n, o, s]`` with ``dy3 = dy.reshape(N, O, Ho*Wo)``.
+
+    One block of THREADS threads per filter ``o``: each thread adds a strided slice
+    (neighbouring threads read neighbouring values), then :func:`block_sum` adds
+    the THREADS partial sums in shared memory; thread 0 writes ``db[o]`` once.
+    """
+    o = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    partial = cuda.shared.array(THREADS, float32)
+    total = float32(0)
+    for n in range(dy3.shape[0]):
+        for s in range(tid, dy3.shape[2], THREADS):
+            total += dy3[n, o, s]
+    total = block_sum(partial, total)
+    if tid == 0:
+        db[o] = total
+
+
+# --------------------------------------------------------------------------------------
+# Host wrappers: device arrays in, device arrays out (host arrays are uploaded)
+
+# A split reduction wants enough blocks to fill the GPU, but each chunk at least
+# this many TILE-steps long (shorter chunks spend more time storing than adding).
+MIN_STEPS_PER_SPLIT = 2 if SIMULATOR else 8
+# Workspace of a split reduction, at most this many floats (256 MiB).
+WORKSPACE_FLOATS = 1 << 26
+# The col2im route's column buffer, at most this many floats (1 GiB); allocated per call.
+COLS_FLOATS = 1 << 28
+_workspace = {}
+
+
+@functools.cache
+def target_blocks() -> int:
+    """Blocks that keep every multiprocessor busy: two per SM (a few on the simulator)."""
+    if SIMULATOR:
+        return 4
+    return 2 * cuda.get_current_device().MULTIPROCESSOR_COUNT
+
+
+def check_tile(tile, rb):
+    """Validate a (tile, register block) pair; ``None`` means the default."""
+    tile = DEFAULT_TILE if tile is None else check_positive_int(tile, "tile")
+    if rb is not None:
+        rb = check_positive_int(rb, "rb (register block)")
+    if tile * tile > 1024:
+        raise ValueError(f"tile {tile}: a block of {tile}x{tile} threads exceeds 1024 threads")
+    return tile, rb
+
+
+def pick_rb(rb, tile, rows, cols):
+    """The register block for a ``rows x cols`` GEMM: ``rb`` if given, else the default,
+    or 1 when the output is thinner than a block's tile (a fully connected layer at
+    batch 1 has one column: a (16*4)-wide tile would compute 63 columns of padding).
+    """
+    if rb is not None:
+        return rb
+    return DEFAULT_RB if min(rows, cols) >= tile * DEFAULT_RB else 1
+
+
+def workspace(shape):
+    """A reusable device buffer of ``shape`` (float32) for split reductions.
+
+    Kernels run in launch order on one stream, so one buffer serves every call;
+    it only grows.
+    """
+    size = math.prod(shape)
+    buf = _workspace.get("buf")
+    if buf is None or buf.size < size:
+        buf = _workspace["buf"] = cuda.device_array(max(size, 1), dtype=np.float32)
+    return buf[:size].reshape(shape)
+
+
+def choose_splits(rows, cols, depth, tile, rb, splits=None):
+    """``(splits, k_chunk)``: how many chunks the reduction of ``depth`` is cut into."""
+    span = tile * rb
+    blocks = -(-rows // span) * -(-cols // span)
+    steps = -(-depth // tile)
+    if splits is None:
+        splits = 1
+        if blocks < target_blocks():
+            splits = min(-(-target_blocks() // blocks), steps // MIN_STEPS_PER_SPLIT)
+        splits = max(1, min(splits, WORKSPACE_FLOATS // (rows * cols)))
+    splits = min(check_positive_int(splits, "splits"), steps)
+    steps_per_split = -(-steps // splits)
+    splits = -(-steps // steps_per_split)  # no empty chunk
+    return splits, steps_per_split * tile
+
+
+def choose_dx_route(g, tile, rb):
+    """``"gather"`` or ``"col2im"`` for the input gradient: the one that multiplies fewer
+    numbers (zeros and rows of padding included), col2im only if clearly fewer (it
+    writes and reads a buffer) and if that buffer fits in ``COLS_FLOATS``.
+    """
+    batch, chans, height, width, filters, kh, kw, _, _, ho, wo = g
+    span = tile * rb
+
+    def padded(rows):
+        return -(-rows // span) * span
+
+    gather = padded(chans) * batch * height * width * filters * kh * kw
+    col2im = padded(chans * kh * kw) * batch * ho * wo * filters
+    fits = chans * kh * kw * batch * ho * wo <= COLS_FLOATS
+    return "col2im" if fits and 1.25 * col2im < gather else "gather"
+
+
+def launch_gemm(kernel, args, dims, finish, g, tile, rb, splits):
+    """Run one tiled GEMM kernel on ``args``, plus the split-sum kernel if it splits.
+
+    ``dims = (rows, cols, depth)`` of the GEMM; ``finish = (store, out, bias)``: how the
+    split-sum kernel stores the sums (the GEMM kernel itself stores them when the
+    reduction is not split).
+    """
+    rows, cols, depth = dims
+    span = tile * rb
+    splits, k_chunk = choose_splits(rows, cols, depth, tile, rb, splits)
+    grid = (-(-cols // span), -(-rows // span), splits)
+    ws = workspace((splits, rows, cols)) if splits > 1 else workspace((1, 1, 1))
+    kernel[grid, (tile, tile)](*args, ws, g, k_chunk)
+    if splits > 1:
+        store, out, bias = finish
+        make_split_sum_kernel(store)[blocks_for(rows * cols), THREADS](ws, out, bias, g)
+
+
+def geometry(x_shape, w_shape, stride, padding):
+    """The sizes every conv kernel unpacks, as one tuple of ints."""
+    n, c, h, w = (int(s) for s in x_shape)
+    o, _, kh, kw = (int(s) for s in w_shape)
+    ho = (h + 2 * padding - kh) // stride + 1
+    wo = (w + 2 * padding - kw) // stride + 1
+    return (n, c, h, w, o, kh, kw, int(stride), int(padding), ho, wo)
+
+
+def conv2d_forward_naive(x, w, b, stride=1, padding=0, out=None):
+    """Rung 1: :func:`conv_forward_naive_kernel`. Returns ``y: (N, O, Ho, Wo)``."""
+    ho, wo = check_conv_args(x, w, b, stride, padding)
+    x, w, b = as_device(x, "conv2d x"), as_device(w, "conv2d w"), as_device(b, "conv2d b")
+    y = check_out(out, (x.shape[0], w.shape[0], ho, wo), np.float32, "conv2d_forward_naive")
+    if y.size:
+        conv_forward_naive_kernel[blocks_for(y.size), THREADS](x, w, b, y, stride, padding)
+    return y
+
+
+def conv2d_forward(x, w, b, stride=1, padding=0, tile=None, rb=None, splits=None, out=None):
+    """Rungs 2-3: the tiled implicit GEMM. Returns ``y: (N, O, Ho, Wo)`` on the device.
+
+    ``tile``: block side (default 16 on a GPU, 4 on the simulator); ``rb``: register
+    block (default 4, 2 on the simulator, 1 for an output thinner than a tile, see
+    :func:`pick_rb`); ``splits``: chunks of the reduction (default: enough blocks to
+    fill the GPU); ``out``: a device array to write into.
+    """
+    ho, wo = check_conv_args(x, w, b, stride, padding)
+    tile, rb = check_tile(tile, rb)
+    x, w, b = as_device(x, "conv2d x"), as_device(w, "conv2d w"), as_device(b, "conv2d b")
+    n, c, _, _ = x.shape
+    o, _, kh, kw = w.shape
+    y = check_out(out, (n, o, ho, wo), np.float32, "conv2d_forward")
+    if y.size:
+        g = geometry(x.shape, w.shape, stride, padding)
+        rb = pick_rb(rb, tile, o, n * ho * wo)
+        kernel = make_conv_forward_kernel(tile, rb)
+        dims = (o, n * ho * wo, c * kh * kw)
+        w2 = w.reshape(o, c * kh * kw)
+        launch_gemm(kernel, (x, w2, b, y), dims, (store_y, y, b), g, tile, rb, splits)
+    return y
+
+
+def conv2d_backward(
+    dy, x, w, stride=1, padding=0, tile=None, rb=None, splits=None, dx_route=None, out=None
+):
+    """Gradients of :func:`conv2d_forward`; returns device arrays ``(dx, dw, db)``.
+
+    ``dx_route``: ``"gather"`` or ``"col2im"`` (default: :func:`choose_dx_route`).
+    ``out``, if given, is a tuple of three device arrays to write into.
+    """
+    o, c, kh, kw = w.shape
+    ho, wo = check_conv_args(x, w, np.zeros(o, w.dtype), stride, padding)
+    n = x.shape[0]
+    check_float_array(dy, "conv2d output gradient dy", ndim=4)
+    if tuple(dy.shape) != (n, o, ho, wo):
+        raise ValueError(f"conv2d backward: dy has shape {dy.shape}, expected {(n, o, ho, wo)}")
+    if dx_route not in (None, "gather", "col2im"):
+        raise ValueError(
+            f"conv2d backward: dx_route must be 'gather' or 'col2im', got {dx_route!r}"
+        )
+    tile, rb = check_tile(tile, rb)
+    dy = as_device(dy, "conv2d dy")
+    x, w = as_device(x, "conv2d x"), as_device(w, "conv2d w")
+    out = (None, None, None) if out is None else out
+    dx = check_out(out[0], x.shape, np.float32, "conv2d_backward dx")
+    dw = check_out(out[1], w.shape, np.float32, "conv2d_backward dw")
+    db = check_out(out[2], (o,), np.float32, "conv2d_backward db")
+    if dy.size == 0:  # an empty batch: no gradient flows
+        for array in (dx, dw, db):
+            if array.size:
+                array.copy_to_device(np.zeros(array.shape, np.float32))
+        return dx, dw, db
+    g = geometry(x.shape, w.shape, stride, padding)
+    taps, positions = c * kh * kw, n * ho * wo
+    w2, dw2 = w.reshape(o, taps), dw.reshape(o, taps)
+
+    rb_dw = pick_rb(rb, tile, o, taps)
+    kernel = make_conv_weight_grad_kernel(tile, rb_dw)
+    finish = (store_matrix, dw2, dw2)
+    launch_gemm(kernel, (dy, x, dw2), (o, taps, positions), finish, g, tile, rb_dw, splits)
+
+    pixels = n * x.shape[2] * x.shape[3]
+    rb_dx = pick_rb(rb, tile, c, pixels)
+    if (dx_route or choose_dx_route(g, tile, rb_dx)) == "gather":
+        kernel = make_conv_input_grad_kernel(tile, rb_dx)
+        dims = (c, pixels, o * kh * kw)
+        launch_gemm(kernel, (dy, w, dx), dims, (store_dx, dx, dx), g, tile, rb_dx, splits)
+    else:
+        rb_cols = pick_rb(rb, tile, taps, positions)
+        kernel = make_conv_cols_grad_kernel(tile, rb_cols)
+        dcols = cuda.device_array((taps, positions), dtype=np.float32)
+        finish = (store_matrix, dcols, dcols)
+        launch_gemm(kernel, (dy, w2, dcols), (taps, positions, o), finish, g, tile, rb_cols, splits)
+        col2im_kernel[blocks_for(dx.size), THREADS](dcols, dx, g)
+
+    conv_bias_grad_kernel[o, THREADS](dy.reshape(n, o, ho * wo), db)
+    return dx, dw, db
