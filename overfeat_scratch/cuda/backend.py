@@ -30,6 +30,7 @@ from . import (
     is_device_array,
     linear,
     losses,
+    optim,
     pool,
 )
 
@@ -142,6 +143,9 @@ class CudaBackend(Backend):
 
     def l2_loss(self, pred, target, weight=None):
         return losses.l2_loss(pred, target, weight)
+
+    def sgd_step(self, param, grad, velocity, lr, momentum, weight_decay):
+        optim.sgd_step(param, grad, velocity, lr, momentum, weight_decay)
 
     def reshape(self, x, shape):
         """A view with a new shape (device arrays must be C-contiguous: they are)."""

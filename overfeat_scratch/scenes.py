@@ -1,0 +1,550 @@
+"""Digit scenes: real MNIST digits on larger canvases, with boxes, for detection.
+
+OverFeat localizes and detects objects in images much larger than its window.
+These scenes are a small stand-in for ImageNet's detection data that the package
+can train and score on: each is a grey canvas holding one to a few MNIST digits
+of varied sizes at random places, among clutter, with a box and a class per digit.
+
+How a scene is made (:func:`make_scene`), all from one seeded NumPy generator:
+
+1. Canvas: height and width drawn independently in ``[min_size, max_size]``
+   (so scenes are usually not square, which exercises both axes of the dense
+   evaluation), filled with a grey ``background`` level plus Gaussian ``noise``.
+2. Digits: each one a random MNIST image of the split, cropped to its ink,
+   enlarged with :func:`~overfeat_scratch.image.resize_bilinear` so that its ink
+   is exactly the drawn height (aspect kept), and put at a position drawn
+   uniformly among those where its box overlaps no placed box by more than
+   ``max_iou`` (and covers at most ``max_covered`` of the smaller box, so a small
+   digit never hides inside a large one's box). When no position is free, other
+   digits are drawn with smaller heights; when even those do not fit,
+   :func:`make_scene` raises rather than return fewer digits than it drew.
+3. Clutter: ``fragments`` small crops (8 to 12 pixels) of other MNIST digits at
+   their original scale, as in cluttered MNIST: strokes and curves that look
+   like pieces of digits, smaller than any whole one. They go anywhere but onto
+   a digit's box, which would make the digit illegible or its box wrong to the
+   eye (a fragment that finds no free place in 20 tries is left out).
+4. Compositing: the pixel-wise maximum of background, fragments and digits
+   (white ink on dark grey), uint8.
+
+A digit's box is the tight box of its own ink on the canvas, ``(x0, y0, x1, y1)``
+half-open in pixels, whatever clutter lies around it. Digits are only ever
+enlarged (MNIST ink fits in 20 x 20 pixels and the smallest height is 20), since
+bilinear shrinking without a blur would alias.
+
+Scenes for evaluation use only MNIST test digits and scenes for training only
+training digits; every annotation records the MNIST index of its digit.
+
+Folders are written in the COCO detection layout (``annotations.json`` and PNG
+files), and read back by category *name* ("0" to "9"), so a folder made by
+another tool with other category ids reads the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .checks import check_positive_int
+from .fileio import atomic_write
+from .image import resize_bilinear
+
+CLASS_NAMES = tuple(str(d) for d in range(10))
+# Every MNIST digit's ink fits in a 20 x 20 box (the dataset's own normalisation).
+MNIST_INK = 20
+ANNOTATIONS_FILE = "annotations.json"
+# Places tried for a clutter fragment before it is left out.
+FRAGMENT_TRIES = 20
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """How scenes are drawn. Sizes are in canvas pixels.
+
+    - ``min_size``, ``max_size``: canvas height and width, each drawn uniformly in
+      this range (inclusive), independently: canvases are usually not square.
+    - ``min_digits``, ``max_digits``: digits per scene, uniform, inclusive.
+    - ``min_digit_height``, ``max_digit_height``: height of a digit's ink, uniform,
+      inclusive; the width follows from the digit's own aspect ratio. At least 20
+      (digits are never shrunk) and at most ``min_size``.
+    - ``max_iou``: largest intersection over union between two digits' boxes.
+    - ``max_covered``: largest fraction of the smaller of two boxes that the other
+      may cover (IoU alone would let a small digit sit inside a large one's box).
+    - ``max_tries``: digits drawn per place in the scene when none of the free
+      positions takes them, heights shrinking towards ``min_digit_height``,
+      before the scene is given up.
+    - ``background``: grey level of the empty canvas, 0-255.
+    - ``noise``: standard deviation of the Gaussian grey noise added to it.
+    - ``fragments``: mean number of clutter fragments per 100 x 100 pixels
+      (Poisson-distributed), placed off the digits' boxes.
+    - ``min_fragment``, ``max_fragment``: fragment height and width, each drawn in
+      this range, cut from a 28 x 28 MNIST image and pasted at scale 1.
+    """
+
+    min_size: int = 96
+    max_size: int = 192
+    min_digits: int = 1
+    max_digits: int = 5
+    min_digit_height: int = 20
+    max_digit_height: int = 64
+    max_iou: float = 0.1
+    max_covered: float = 0.2
+    max_tries: int = 50
+    background: int = 24
+    noise: float = 16.0
+    fragments: float = 6.0
+    min_fragment: int = 8
+    max_fragment: int = 12
+
+    def __post_init__(self):
+        def check_range(low_name, high_name, low_limit, high_limit=None):
+            low, high = getattr(self, low_name), getattr(self, high_name)
+            for name, value in ((low_name, low), (high_name, high)):
+                if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                    raise TypeError(f"SceneConfig.{name}: expected an integer, got {value!r}")
+            if low < low_limit or low > high or (high_limit is not None and high > high_limit):
+                upper = "" if high_limit is None else f" <= {high_limit}"
+                raise ValueError(
+                    f"SceneConfig: expected {low_limit} <= {low_name} <= {high_name}{upper}, "
+                    f"got {low_name}={low}, {high_name}={high}"
+                )
+
+        check_range("min_size", "max_size", 1)
+        check_range("min_digits", "max_digits", 1)
+        check_range("min_digit_height", "max_digit_height", MNIST_INK, self.min_size)
+        check_range("min_fragment", "max_fragment", 1, min(28, self.min_size))
+        if self.max_tries < 1:
+            raise ValueError(f"SceneConfig.max_tries: expected >= 1, got {self.max_tries}")
+        for name in ("max_iou", "max_covered"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"SceneConfig.{name}: expected 0..1, got {getattr(self, name)}")
+        if not 0 <= self.background <= 255:
+            raise ValueError(f"SceneConfig.background: expected 0..255, got {self.background}")
+        if self.noise < 0 or self.fragments < 0:
+            raise ValueError(
+                f"SceneConfig: noise and fragments must be >= 0, got {self.noise}, {self.fragments}"
+            )
+
+    def without_clutter(self) -> SceneConfig:
+        """The same scenes with a flat background: no noise, no fragments."""
+        return dataclasses.replace(self, noise=0.0, fragments=0.0)
+
+
+class Scene(NamedTuple):
+    """One scene: ``image`` ``(H, W)`` uint8 and its ``annotations``.
+
+    Each annotation is ``{"box": (x0, y0, x1, y1), "label": digit, "mnist_index": i}``.
+    """
+
+    image: np.ndarray
+    annotations: list
+
+
+def ink_box(image) -> tuple[int, int, int, int] | None:
+    """Tight half-open box ``(x0, y0, x1, y1)`` of the nonzero pixels of ``(H, W)``, or None."""
+    rows = np.flatnonzero(image.any(axis=1))
+    cols = np.flatnonzero(image.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def render_digit(digit, height: int) -> np.ndarray:
+    """An MNIST ``(28, 28)`` digit cropped to its ink and resized: ``(h, w)`` uint8.
+
+    The ink is scaled to ``height`` rows, the width in proportion. Interpolated
+    values are rounded up, so any pixel touched by ink stays ink and the result is
+    its own tight box: when enlarging (``height`` at least the digit's ink height,
+    always the case from 20 up) the first and last rows and columns all hold ink
+    and ``h == height``.
+    """
+    digit = np.asarray(digit)
+    box = ink_box(digit)
+    if box is None:
+        raise ValueError("render_digit: the digit image has no ink")
+    x0, y0, x1, y1 = box
+    ink = digit[y0:y1, x0:x1]
+    width = max(1, round(ink.shape[1] * height / ink.shape[0]))
+    big = resize_bilinear(ink[:, :, None], height, width)[:, :, 0]
+    patch = np.minimum(np.ceil(big), 255).astype(np.uint8)
+    x0, y0, x1, y1 = ink_box(patch)
+    return patch[y0:y1, x0:x1]
+
+
+def box_overlap(a, b) -> tuple[float, float]:
+    """``(IoU, fraction of the smaller box covered)`` of two ``(x0, y0, x1, y1)`` boxes."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0, 0.0
+    inter = w * h
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    area_b = (b[2] - b[0]) * (b[3] - b[1])
+    return inter / (area_a + area_b - inter), inter / min(area_a, area_b)
+
+
+def check_digits(images, labels):
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 3 or images.dtype != np.uint8 or images.shape[1:] != (28, 28):
+        raise ValueError(
+            f"scenes: expected MNIST images (N, 28, 28) uint8, got {images.shape} {images.dtype}"
+        )
+    if labels.shape != images.shape[:1]:
+        raise ValueError(f"scenes: expected labels ({images.shape[0]},), got {labels.shape}")
+    return images, labels
+
+
+def free_positions(canvas_shape, size, placed, max_iou, max_covered) -> np.ndarray:
+    """``(H - h + 1, W - w + 1)`` bool: where a ``(h, w)`` box's top-left may go.
+
+    A position is free when the box there overlaps every placed box within
+    ``max_iou`` and ``max_covered`` (the same arithmetic as :func:`box_overlap`).
+    """
+    (h_canvas, w_canvas), (h, w) = canvas_shape, size
+    tops = np.arange(h_canvas - h + 1)
+    lefts = np.arange(w_canvas - w + 1)
+    free = np.ones((tops.size, lefts.size), dtype=bool)
+    for x0, y0, x1, y1 in placed:
+        inter_h = np.clip(np.minimum(tops + h, y1) - np.maximum(tops, y0), 0, None)
+        inter_w = np.clip(np.minimum(lefts + w, x1) - np.maximum(lefts, x0), 0, None)
+        inter = inter_h[:, None] * inter_w[None, :]
+        area, other = h * w, (x1 - x0) * (y1 - y0)
+        iou = inter / (area + other - inter)
+        cover = inter / min(area, other)
+        free &= (iou <= max_iou) & (cover <= max_covered)
+    return free
+
+
+def place_digit(rng, config, images, canvas_shape, placed, exclude):
+    """Draw a digit and its height, and a free place for it: ``(index, box, patch)``.
+
+    The place is uniform among all free positions. When none is free, another
+    digit is drawn, with heights shrinking towards ``min_digit_height`` over the
+    ``max_tries`` draws; None when every draw fails.
+    """
+    h_canvas, w_canvas = canvas_shape
+    low, high = config.min_digit_height, config.max_digit_height
+    for attempt in range(config.max_tries):
+        cap = high - round((high - low) * attempt / config.max_tries)
+        index = int(rng.integers(images.shape[0]))
+        if index in exclude:
+            continue
+        x0, y0, x1, y1 = ink_box(images[index])
+        # Cap the height so that the width, in proportion, fits the canvas too.
+        fit = min(cap, h_canvas, (w_canvas * (y1 - y0)) // (x1 - x0))
+        if fit < low:
+            continue
+        patch = render_digit(images[index], int(rng.integers(low, fit + 1)))
+        free = free_positions(canvas_shape, patch.shape, placed, config.max_iou, config.max_covered)
+        free = np.flatnonzero(free)
+        if free.size:
+            top, left = divmod(int(free[rng.integers(free.size)]), w_canvas - patch.shape[1] + 1)
+            return index, (left, top, left + patch.shape[1], top + patch.shape[0]), patch
+    return None
+
+
+def fragment(rng, config, digit) -> np.ndarray:
+    """A small crop of a ``(28, 28)`` digit with some ink in it, at scale 1."""
+    h = int(rng.integers(config.min_fragment, config.max_fragment + 1))
+    w = int(rng.integers(config.min_fragment, config.max_fragment + 1))
+    best = None
+    for _ in range(10):
+        top = int(rng.integers(28 - h + 1))
+        left = int(rng.integers(28 - w + 1))
+        crop = digit[top : top + h, left : left + w]
+        if best is None or crop.sum() > best.sum():
+            best = crop
+        if np.count_nonzero(crop > 127) >= max(h, w):
+            break
+    return best
+
+
+def make_scene(rng, config: SceneConfig, images, labels):
+    """One scene drawn from ``rng``: ``(canvas (H, W) uint8, annotations)``.
+
+    ``images``: ``(N, 28, 28)`` uint8 MNIST digits, ``labels``: ``(N,)``; digits and
+    fragments are both taken from them. Each annotation is a dict
+    ``{"box": (x0, y0, x1, y1), "label": digit, "mnist_index": index into images}``.
+    Raises ``ValueError`` when the requested number of digits cannot be placed
+    within the overlap limits (canvases too small for so many digits).
+    """
+    images, labels = check_digits(images, labels)
+    h_canvas = int(rng.integers(config.min_size, config.max_size + 1))
+    w_canvas = int(rng.integers(config.min_size, config.max_size + 1))
+    count = int(rng.integers(config.min_digits, config.max_digits + 1))
+
+    boxes, patches, annotations = [], [], []
+    used = set()
+    for k in range(count):
+        found = place_digit(rng, config, images, (h_canvas, w_canvas), boxes, used)
+        if found is None:
+            raise ValueError(
+                f"make_scene: could not place digit {k + 1} of {count} on a {h_canvas}x{w_canvas} "
+                f"canvas in {config.max_tries} tries within max_iou={config.max_iou} and "
+                f"max_covered={config.max_covered}; use fewer digits, smaller digits or "
+                "larger canvases"
+            )
+        index, box, patch = found
+        used.add(index)
+        boxes.append(box)
+        patches.append(patch)
+        annotations.append({"box": box, "label": int(labels[index]), "mnist_index": index})
+
+    canvas = np.full((h_canvas, w_canvas), float(config.background), dtype=np.float32)
+    if config.noise > 0:
+        canvas += config.noise * rng.standard_normal((h_canvas, w_canvas), dtype=np.float32)
+    canvas = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+
+    n_fragments = int(rng.poisson(config.fragments * h_canvas * w_canvas / 1e4))
+    for _ in range(n_fragments):
+        index = int(rng.integers(images.shape[0]))
+        while index in used and len(used) < images.shape[0]:
+            index = int(rng.integers(images.shape[0]))
+        piece = fragment(rng, config, images[index])
+        h, w = piece.shape
+        # Off the digits' boxes, so that clutter never makes a digit illegible.
+        # Rejection sampling: uniform over the free places, and cheap when most are.
+        for _ in range(FRAGMENT_TRIES):
+            top = int(rng.integers(h_canvas - h + 1))
+            left = int(rng.integers(w_canvas - w + 1))
+            if all(box_overlap((left, top, left + w, top + h), box)[0] == 0 for box in boxes):
+                region = canvas[top : top + h, left : left + w]
+                np.maximum(region, piece, out=region)
+                break
+
+    for (x0, y0, x1, y1), patch in zip(boxes, patches, strict=True):
+        region = canvas[y0:y1, x0:x1]
+        np.maximum(region, patch, out=region)
+    return canvas, annotations
+
+
+def generate_scenes(
+    n: int, seed: int, split: str = "test", config: SceneConfig | None = None
+) -> list[Scene]:
+    """``n`` scenes from MNIST ``split`` ("test" for evaluation, "train" for training).
+
+    Scene ``i`` is drawn from its own generator, child ``i`` of
+    ``SeedSequence(seed)``: the same ``seed`` gives the same scenes, and the first
+    ``k`` scenes of a longer run equal a run of ``k``.
+    """
+    from .mnist import load_mnist
+
+    config = SceneConfig() if config is None else config
+    n = check_positive_int(n, "generate_scenes: n", minimum=0)
+    images, labels = load_mnist(split)
+    children = np.random.SeedSequence(seed).spawn(n)
+    return [Scene(*make_scene(np.random.default_rng(c), config, images, labels)) for c in children]
+
+
+# ---------------------------------------------------------------------------
+# COCO folders
+
+
+def coco_dict(scenes, file_names, info=None) -> dict:
+    """The COCO ``annotations.json`` content for ``scenes`` stored as ``file_names``."""
+    images, annotations = [], []
+    for image_id, ((canvas, anns), name) in enumerate(zip(scenes, file_names, strict=True), 1):
+        h, w = canvas.shape
+        images.append({"id": image_id, "file_name": name, "width": w, "height": h})
+        for ann in anns:
+            x0, y0, x1, y1 = (int(v) for v in ann["box"])
+            entry = {
+                "id": len(annotations) + 1,
+                "image_id": image_id,
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "area": (x1 - x0) * (y1 - y0),
+                "category_id": int(ann["label"]) + 1,
+                "iscrowd": 0,
+            }
+            if "mnist_index" in ann:
+                entry["mnist_index"] = int(ann["mnist_index"])
+            annotations.append(entry)
+    categories = [{"id": d + 1, "name": name} for d, name in enumerate(CLASS_NAMES)]
+    data = {"images": images, "annotations": annotations, "categories": categories}
+    if info is not None:
+        data = {"info": info, **data}
+    return data
+
+
+def check_scene(canvas, annotations, where):
+    canvas = np.asarray(canvas)
+    if canvas.ndim != 2 or canvas.dtype != np.uint8:
+        raise ValueError(
+            f"{where}: expected an (H, W) uint8 canvas, got {canvas.shape} {canvas.dtype}"
+        )
+    h, w = canvas.shape
+    for k, ann in enumerate(annotations):
+        x0, y0, x1, y1 = ann["box"]
+        if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+            raise ValueError(f"{where}, annotation {k}: box {ann['box']} is not inside {w}x{h}")
+        if int(ann["label"]) not in range(10):
+            raise ValueError(f"{where}, annotation {k}: label {ann['label']} is not a digit 0-9")
+    return canvas
+
+
+def save_png(path, canvas):
+    """Write an ``(H, W)`` uint8 array as a greyscale PNG, atomically."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(canvas).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    atomic_write(path, lambda f: f.write(data))
+
+
+def write_coco(folder, scenes, info: dict | None = None) -> Path:
+    """Write ``scenes`` as a COCO detection folder; returns the annotations file.
+
+    ``scenes``: ``(canvas (H, W) uint8, annotations)`` pairs as from
+    :func:`generate_scenes`. Writes ``images/000001.png``... (greyscale, mode "L")
+    and then ``annotations.json``, each atomically; ``info`` (JSON-able) is stored
+    under the file's ``info`` key. Image ids count from 1 in order; category ids
+    are digit + 1, named "0" to "9". Files already in the folder are left alone.
+    """
+    folder, scenes = Path(folder), list(scenes)
+    names = []
+    for i, (canvas, anns) in enumerate(scenes, 1):
+        name = f"images/{i:06d}.png"
+        save_png(folder / name, check_scene(canvas, anns, f"write_coco: scene {i}"))
+        names.append(name)
+    text = json.dumps(coco_dict(scenes, names, info), indent=1)
+    return atomic_write(folder / ANNOTATIONS_FILE, lambda f: f.write(text.encode("utf-8")))
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file; expected a COCO folder with {ANNOTATIONS_FILE}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise ValueError(f"{path}: expected a list under {key!r}")
+    return data
+
+
+def entry_field(path, where, entry, key, kinds):
+    if not isinstance(entry, dict) or key not in entry:
+        raise ValueError(f"{path}: {where} has no {key!r}")
+    value = entry[key]
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ValueError(f"{path}: {where}: {key!r} is {value!r}, of the wrong type")
+    return value
+
+
+def read_categories(path, data) -> dict:
+    """``{category_id: digit}``, by category name."""
+    classes = {}
+    for k, cat in enumerate(data["categories"]):
+        where = f"categories[{k}]"
+        cid = entry_field(path, where, cat, "id", int)
+        name = entry_field(path, where, cat, "name", str)
+        if name not in CLASS_NAMES:
+            raise ValueError(
+                f"{path}: {where} (id {cid}) is named {name!r}; expected a digit name '0' to '9'"
+            )
+        if cid in classes:
+            raise ValueError(f"{path}: {where}: category id {cid} appears twice")
+        classes[cid] = CLASS_NAMES.index(name)
+    return classes
+
+
+def read_image_file(path, where, file_path, width, height) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    if not file_path.is_file():
+        raise ValueError(f"{path}: {where}: image file {file_path} does not exist")
+    try:
+        with Image.open(file_path) as img:
+            img.load()
+            grey = img if img.mode == "L" else img.convert("L")
+            array = np.asarray(grey, dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(f"{path}: {where}: cannot read image {file_path} ({error})") from None
+    if array.shape != (height, width):
+        raise ValueError(
+            f"{path}: {where}: {file_path} is {array.shape[1]}x{array.shape[0]}, "
+            f"the entry says {width}x{height}"
+        )
+    return array
+
+
+def read_coco(folder):
+    """Read a COCO detection folder of digit scenes.
+
+    Returns ``(images, annotations, classes)``:
+
+    - ``images``: ``[(id, file_name, pixels (H, W) uint8), ...]`` in file order
+      (colour images are converted to grey);
+    - ``annotations``: one list per image, aligned with ``images``, of dicts
+      ``{"box": (x0, y0, x1, y1), "label": digit}`` (plus ``"mnist_index"`` where
+      recorded), the same form :func:`make_scene` returns;
+    - ``classes``: ``{category_id: digit}``, from the category names "0" to "9".
+
+    Anything malformed -- a missing file, invalid JSON, an unknown category name,
+    a box outside its image or of non-positive size, a crowd annotation -- is a
+    ``ValueError`` naming the file and the entry.
+    """
+    folder = Path(folder)
+    path = folder / ANNOTATIONS_FILE
+    data = read_json(path)
+    classes = read_categories(path, data)
+
+    images, sizes, grouped = [], {}, {}
+    for k, entry in enumerate(data["images"]):
+        where = f"images[{k}]"
+        image_id = entry_field(path, where, entry, "id", int)
+        name = entry_field(path, where, entry, "file_name", str)
+        width = entry_field(path, where, entry, "width", int)
+        height = entry_field(path, where, entry, "height", int)
+        if image_id in sizes:
+            raise ValueError(f"{path}: {where}: image id {image_id} appears twice")
+        pixels = read_image_file(path, f"{where} (id {image_id})", folder / name, width, height)
+        images.append((image_id, name, pixels))
+        sizes[image_id] = (width, height)
+        grouped[image_id] = []
+
+    for k, entry in enumerate(data["annotations"]):
+        where = f"annotations[{k}]"
+        if isinstance(entry, dict) and "id" in entry:
+            where += f" (id {entry['id']})"
+        image_id = entry_field(path, where, entry, "image_id", int)
+        cid = entry_field(path, where, entry, "category_id", int)
+        bbox = entry_field(path, where, entry, "bbox", list)
+        if image_id not in sizes:
+            raise ValueError(f"{path}: {where}: image_id {image_id} is not among the images")
+        if cid not in classes:
+            raise ValueError(f"{path}: {where}: category_id {cid} is not among the categories")
+        if entry.get("iscrowd", 0):
+            raise ValueError(f"{path}: {where}: crowd annotations are not supported")
+        if len(bbox) != 4 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in bbox
+        ):
+            raise ValueError(
+                f"{path}: {where}: bbox {bbox} is not four finite numbers [x, y, w, h]"
+            )
+        x, y, w, h = bbox
+        if not (w > 0 and h > 0):
+            raise ValueError(f"{path}: {where}: bbox {bbox} has a non-positive width or height")
+        width, height = sizes[image_id]
+        if x < 0 or y < 0 or x + w > width or y + h > height:
+            raise ValueError(
+                f"{path}: {where}: bbox {bbox} lies outside image {image_id} ({width}x{height})"
+            )
+        ann = {"box": (x, y, x + w, y + h), "label": classes[cid]}
+        if "mnist_index" in entry:
+            ann["mnist_index"] = entry["mnist_index"]
+        grouped[image_id].append(ann)
+
+    annotations = [grouped[image_id] for image_id, _, _ in images]
+    return images, annotations, classes

@@ -1,0 +1,178 @@
+"""The optimizer, the schedule, checkpoints and exact resumption."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from overfeat_scratch import build_network
+from overfeat_scratch.optim import SGD, StepSchedule, sgd_step, sgd_step_naive
+from overfeat_scratch.train import (
+    MINI_CONFIG,
+    PAPER_CONFIG,
+    TrainConfig,
+    config_from_meta,
+    load_checkpoint,
+    random_crops,
+    read_checkpoint,
+    resume_state,
+    save_checkpoint,
+    train,
+)
+
+
+@given(st.integers(1, 50), st.floats(0, 1), st.floats(0, 0.99), st.floats(0, 0.1))
+def test_sgd_step_matches_loops(size, lr, momentum, weight_decay):
+    rng = np.random.default_rng(size)
+    w, g, v = (rng.standard_normal(size) for _ in range(3))
+    w2, v2 = w.copy(), v.copy()
+    sgd_step(w, g, v, lr, momentum, weight_decay)
+    sgd_step_naive(w2, g, v2, lr, momentum, weight_decay)
+    np.testing.assert_allclose(w, w2, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(v, v2, rtol=1e-12, atol=1e-15)
+
+
+def test_sgd_rejects_bad_arguments():
+    w = np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="must have one shape"):
+        sgd_step(w, np.zeros(4, np.float32), np.zeros(3, np.float32), 0.1, 0.9, 0)
+    with pytest.raises(ValueError, match="0 <= momentum < 1"):
+        sgd_step(w, w.copy(), w.copy(), 0.1, 1.5, 0)
+
+
+def test_step_schedule_is_the_papers():
+    schedule = PAPER_CONFIG.schedule()
+    assert schedule(0) == pytest.approx(0.05)
+    assert schedule(29) == pytest.approx(0.05)
+    assert schedule(30) == pytest.approx(0.025)
+    assert schedule(85) == pytest.approx(0.05 / 32)
+    assert StepSchedule(1.0, (2,), 0.1)(5) == pytest.approx(0.1)
+    assert PAPER_CONFIG.momentum == 0.6 and PAPER_CONFIG.weight_decay == 1e-5
+    assert PAPER_CONFIG.batch_size == 128 and PAPER_CONFIG.init_std == 0.01
+
+
+def test_random_crops_translate_and_flip():
+    padded = np.arange(2 * 6 * 6, dtype=np.float32).reshape(2, 1, 6, 6)
+    crops = random_crops(padded, 4, np.random.default_rng(0), flips=False)
+    for n in range(2):
+        found = [
+            (dy, dx)
+            for dy in range(3)
+            for dx in range(3)
+            if np.array_equal(crops[n, 0], padded[n, 0, dy : dy + 4, dx : dx + 4])
+        ]
+        assert len(found) == 1
+    flipped = random_crops(padded, 6, np.random.default_rng(1), flips=True)
+    for n in range(2):
+        assert np.array_equal(flipped[n], padded[n]) or np.array_equal(
+            flipped[n], padded[n, :, :, ::-1]
+        )
+
+
+def silent(*args):
+    pass
+
+
+TINY = TrainConfig(
+    epochs=2,
+    batch_size=16,
+    learning_rate=0.05,
+    lr_decay_epochs=(1,),
+    lr_decay_factor=0.5,
+    momentum=0.9,
+    weight_decay=1e-4,
+    init_std="he",
+    pad=2,
+    flips=False,
+    seed=3,
+)
+
+
+def tiny_data(n=48):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, n)
+    images = rng.random((n, 1, 32, 32), dtype=np.float32) * 0.1
+    for i, label in enumerate(labels):  # a learnable signal: a bright row per class
+        images[i, 0, 3 * label + 1] += 1.0
+    return images, labels
+
+
+def test_resuming_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    data = tiny_data()
+    straight = train(build_network("mini", seed=1), TINY, data, progress=False, log=silent)
+    first = train(
+        build_network("mini", seed=1),
+        TrainConfig(**{**TINY.__dict__, "epochs": 1}),
+        data,
+        out_dir=tmp_path,
+        data_checksum="abc",
+        progress=False,
+        log=silent,
+    )
+    assert first.checkpoint == tmp_path / "checkpoint.npz"
+    net, meta, velocity = load_checkpoint(first.checkpoint, expected_network="mini")
+    assert meta["epoch"] == 1 and meta["data_checksum"] == "abc"
+    config = config_from_meta(meta, epochs=2)
+    resumed = train(
+        net, config, data, resume=resume_state(meta, velocity), progress=False, log=silent
+    )
+    for name, value in straight.net.state_dict().items():
+        np.testing.assert_array_equal(resumed.net.state_dict()[name], value, err_msg=name)
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    for name in ("log.csv", "log.json", "curves.png"):
+        assert (tmp_path / name).is_file()
+    assert json.loads((tmp_path / "log.json").read_text())[0]["epoch"] == 1
+
+
+def test_training_learns_a_simple_signal():
+    data = tiny_data(96)
+    config = TrainConfig(**{**TINY.__dict__, "epochs": 6, "lr_decay_epochs": (4,)})
+    result = train(
+        build_network("mini", seed=0), config, data, test_data=data, progress=False, log=silent
+    )
+    assert result.history[-1]["test_error"] < result.history[0]["train_error"]
+    assert result.history[-1]["test_error"] <= 0.2
+
+
+def test_checkpoints_are_rejected_clearly(tmp_path):
+    net = build_network("mini", seed=0)
+    good = save_checkpoint(tmp_path / "good.npz", net, None, {"epoch": 0})
+    meta, params, _ = read_checkpoint(good)
+    assert meta["network"]["name"] == "mini" and "conv1.w" in params
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_checkpoint(tmp_path / "missing.npz")
+    data = good.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.npz"):
+        read_checkpoint(tmp_path / "cut.npz")
+    np.savez(tmp_path / "plain.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="no metadata record"):
+        read_checkpoint(tmp_path / "plain.npz")
+    with pytest.raises(ValueError, match="holds the 'mini' network, expected 'fast'"):
+        load_checkpoint(good, expected_network="fast")
+
+    # A checkpoint whose parameters do not fit the network.
+    with zipfile.ZipFile(good) as z:
+        names = z.namelist()
+    arrays = dict(np.load(good, allow_pickle=False))
+    arrays["param/conv1.w"] = np.zeros((3, 3), np.float32)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match=r"conv1\.w has shape \(3, 3\)"):
+        load_checkpoint(tmp_path / "bad.npz")
+    assert "metadata.npy" in names
+
+
+def test_checkpoints_load_without_pickle(tmp_path):
+    net = build_network("mini", seed=0)
+    path = save_checkpoint(tmp_path / "c.npz", net, SGD(net, 0.1, 0.9, 0.0), {"epoch": 0})
+    with np.load(path, allow_pickle=False) as data:
+        assert all(data[key].dtype != object for key in data.files)
+
+
+def test_mini_config_documents_its_choices():
+    assert MINI_CONFIG.flips is False  # a mirrored digit is not a digit
+    assert MINI_CONFIG.init_std == "he"
