@@ -29,15 +29,15 @@ def relu_naive(x):
     return y
 
 
-def relu_forward(x):
-    """``y = max(x, 0)``."""
+def relu_forward(x, inplace=False):
+    """``y = max(x, 0)``; with ``inplace``, ``x`` itself is overwritten and returned."""
     check_float_array(x, "relu input x")
-    return np.maximum(x, 0)
+    return np.maximum(x, x.dtype.type(0), out=x if inplace else None)
 
 
 def relu_backward(dy, y):
     """``dx = dy`` where the output was positive, else 0 (the kink at 0 gets 0)."""
-    return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+    return dy * (y > 0)
 
 
 def fmix32(h):

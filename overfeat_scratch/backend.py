@@ -54,7 +54,7 @@ class Backend:
     def conv2d_forward(self, x, w, b, stride, padding):
         raise NotImplementedError
 
-    def conv2d_backward(self, dy, x, w, stride, padding):
+    def conv2d_backward(self, dy, x, w, stride, padding, input_grad=True):
         raise NotImplementedError
 
     def max_pool2d_forward(self, x, kernel, stride):
@@ -69,7 +69,7 @@ class Backend:
     def interleave_offsets(self, y, fine_h, fine_w):
         raise NotImplementedError
 
-    def relu_forward(self, x):
+    def relu_forward(self, x, inplace=False):
         raise NotImplementedError
 
     def relu_backward(self, dy, y):

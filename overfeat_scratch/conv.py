@@ -14,7 +14,8 @@ This module holds
 
 1. :func:`conv2d_naive` and :func:`conv2d_backward_naive`, plain loops: the spec;
 2. :func:`conv2d_forward` and :func:`conv2d_backward`, one matrix product over an
-   ``as_strided`` im2col view: the NumPy backend.
+   ``as_strided`` im2col view (and, for the input gradient, :func:`col2im`, a
+   compiled Numba loop): the NumPy backend.
 
 The CUDA kernels are in :mod:`overfeat_scratch.cuda.conv` (imported only when the
 CUDA backend is used, so that the NumPy path never pays for Numba-CUDA).
@@ -212,40 +213,48 @@ def from_nchw(dy):
     return dy.transpose(1, 0, 2, 3).reshape(o, n * ho * wo)
 
 
-# From this many output positions per image on, a batch runs image by image: each
-# image's columns are still in cache when its product reads them, and the product
-# writes that image's (O, Ho*Wo) block of the NCHW output in place, with no
-# transpose. Smaller maps keep one product over the whole batch, which reads the
-# weights once instead of once per image.
-PER_IMAGE_MIN_POSITIONS = 512
+# A batch is cut into groups of about this many columns (output positions) per
+# matrix product: enough to read the weights once for many columns, few enough
+# that a group's columns are still in cache when the product reads them. A group
+# of one image writes its (O, Ho*Wo) block of the NCHW output in place.
+GROUP_COLUMNS = 1024
 
 
 def conv2d_forward(x, w, b, stride=1, padding=0):
     """Convolution as one GEMM: ``y = w.reshape(O, -1) @ im2col(x) + b``.
 
-    For a batch of large maps, one such product per image (see
-    ``PER_IMAGE_MIN_POSITIONS``).
+    A large batch runs as one such product per group of images (see
+    ``GROUP_COLUMNS``).
     """
     ho, wo = check_conv_args(x, w, b, stride, padding)
     n = x.shape[0]
     o, _, kh, kw = w.shape
     w_mat = w.reshape(o, -1)
-    if n > 1 and ho * wo >= PER_IMAGE_MIN_POSITIONS:
-        y = np.empty((n, o, ho * wo), dtype=np.result_type(w, x))
-        for i in range(n):
-            np.matmul(w_mat, im2col(x[i : i + 1], kh, kw, stride, padding), out=y[i])
+    positions = ho * wo
+    group = max(1, GROUP_COLUMNS // positions)
+    if n <= group:
+        y = w_mat @ im2col(x, kh, kw, stride, padding)
         y += b[:, None]
-        return y.reshape(n, o, ho, wo)
-    y = w_mat @ im2col(x, kh, kw, stride, padding)
-    y += b[:, None]
-    return to_nchw(y, n, o, ho, wo)
+        return to_nchw(y, n, o, ho, wo)
+    y = np.empty((n, o, positions), dtype=np.result_type(w, x))
+    for start in range(0, n, group):
+        stop = min(n, start + group)
+        cols = im2col(x[start:stop], kh, kw, stride, padding)
+        if stop - start == 1:
+            np.matmul(w_mat, cols, out=y[start])
+        else:
+            y[start:stop] = (w_mat @ cols).reshape(o, stop - start, positions).transpose(1, 0, 2)
+        y[start:stop] += b[:, None]
+    return y.reshape(n, o, ho, wo)
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0):
+def conv2d_backward(dy, x, w, stride=1, padding=0, input_grad=True):
     """Gradients of :func:`conv2d_forward`; returns ``(dx, dw, db)``.
 
     With ``Y = W @ X_cols``: ``dW = dY @ X_cols.T`` and ``dX_cols = W.T @ dY``,
-    then :func:`col2im` folds the columns back into an image.
+    then :func:`col2im` folds the columns back into an image. ``input_grad=False``
+    skips ``dx`` (returned as ``None``): a network's first layer needs no gradient
+    for the image.
     """
     o, _, kh, kw = w.shape
     ho, wo = check_conv_args(x, w, np.zeros(o, w.dtype), stride, padding)
@@ -257,6 +266,8 @@ def conv2d_backward(dy, x, w, stride=1, padding=0):
     cols = im2col(x, kh, kw, stride, padding)
     dw = (dy_mat @ cols.T).reshape(w.shape)
     db = dy_mat.sum(axis=1)
+    if not input_grad:
+        return None, dw, db
     dcols = w.reshape(o, -1).T @ dy_mat
     dx = col2im(dcols, x.shape, kh, kw, stride, padding)
     return dx, dw, db

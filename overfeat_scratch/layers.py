@@ -136,9 +136,10 @@ class Conv2d(Layer):
             x, self.params["w"], self.params["b"], self.stride, self.padding
         )
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad: bool = True):
+        """``dx`` (``None`` with ``input_grad=False``); sets ``grads["w"]``, ``grads["b"]``."""
         dx, dw, db = self.backend.conv2d_backward(
-            dy, self.x, self.params["w"], self.stride, self.padding
+            dy, self.x, self.params["w"], self.stride, self.padding, input_grad=input_grad
         )
         self.grads = {"w": dw, "b": db}
         return dx
@@ -203,10 +204,18 @@ class MaxPool2d(Layer):
 
 
 class ReLU(Layer):
+    """``max(x, 0)``. ``inplace=True`` overwrites its input instead of allocating:
+    right where nothing else reads that input again (after a convolution, whose
+    output only the ReLU reads), wrong anywhere else."""
+
     kind = "relu"
 
+    def __init__(self, inplace: bool = False, name: str | None = None):
+        super().__init__(name)
+        self.inplace = inplace
+
     def forward(self, x):
-        self.y = self.backend.relu_forward(x)
+        self.y = self.backend.relu_forward(x, inplace=self.inplace)
         return self.y
 
     def backward(self, dy):
@@ -406,8 +415,16 @@ class Sequential(Layer):
             x = layer.forward(x)
         return x
 
-    def backward(self, dy):
-        for layer in reversed(self.layers):
+    def backward(self, dy, input_grad: bool = True):
+        """Gradients of every layer from ``dy``; returns the input's gradient.
+
+        ``input_grad=False`` (training) lets a first convolution skip the gradient
+        with respect to the image, and returns ``None``.
+        """
+        for index in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[index]
+            if index == 0 and not input_grad and isinstance(layer, Conv2d):
+                return layer.backward(dy, input_grad=False)
             dy = layer.backward(dy)
         return dy
 

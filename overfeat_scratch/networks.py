@@ -83,8 +83,9 @@ def build_from_specs(
             )
         else:
             raise ValueError(f"layer {index}: unknown kind {spec.kind!r}; expected conv or full")
+        # In place: a ReLU right after a convolution is the only reader of its input.
         if spec.relu:
-            layers.append(ReLU(name=f"relu{index}"))
+            layers.append(ReLU(inplace=True, name=f"relu{index}"))
         if spec.pool:
             layers.append(MaxPool2d(spec.pool, spec.pool_stride or spec.pool, name=f"pool{index}"))
         if spec.dropout:

@@ -1,4 +1,4 @@
-"""Max pooling, forward and backward: the loops, then strided views.
+"""Max pooling, forward and backward: the loops, then compiled loops (Numba).
 
     y[n, c, i, j] = max_{u, v < k} x[n, c, s*i + u, s*j + v]
 

@@ -319,7 +319,7 @@ def train(
             x = random_crops(padded[idx], window, rng, config.flips)
             scores = net.forward(x)
             loss, grad = net.backend.softmax_cross_entropy(scores, labels[idx].reshape(-1, 1, 1))
-            net.backward(grad)
+            net.backward(grad, input_grad=False)
             optimizer.step()
             loss_sum += loss * len(idx)
             predicted = net.backend.to_numpy(scores).reshape(len(idx), -1).argmax(1)

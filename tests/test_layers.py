@@ -235,3 +235,25 @@ def test_a_new_backend_needs_no_layer_changes():
     net.to("counting")
     np.testing.assert_array_equal(net.forward(x), expected)
     assert calls == ["conv"] * 4
+
+
+def test_first_layer_can_skip_the_image_gradient():
+    net = tiny_net(seed=6)
+    x = np.random.default_rng(0).standard_normal((2, 2, 8, 8)).astype(np.float32)
+    dy = np.random.default_rng(1).standard_normal((2, 3, 1, 1)).astype(np.float32)
+    net.forward(x)
+    dx = net.backward(dy)
+    full = {name: layer.grads[key].copy() for name, layer, key in net.named_parameters()}
+    net.forward(x)
+    assert net.backward(dy, input_grad=False) is None
+    assert dx is not None and dx.shape == x.shape
+    for name, layer, key in net.named_parameters():
+        np.testing.assert_array_equal(layer.grads[key], full[name], err_msg=name)
+
+
+def test_inplace_relu_overwrites_its_input_and_matches():
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    expected = ReLU().forward(x.copy())
+    y = ReLU(inplace=True).forward(x)
+    assert y is x
+    np.testing.assert_array_equal(y, expected)

@@ -103,8 +103,8 @@ class CudaBackend(Backend):
     def conv2d_forward(self, x, w, b, stride, padding):
         return conv.conv2d_forward(x, w, b, stride, padding)
 
-    def conv2d_backward(self, dy, x, w, stride, padding):
-        return conv.conv2d_backward(dy, x, w, stride, padding)
+    def conv2d_backward(self, dy, x, w, stride, padding, input_grad=True):
+        return conv.conv2d_backward(dy, x, w, stride, padding, input_grad=input_grad)
 
     def max_pool2d_forward(self, x, kernel, stride):
         return pool.max_pool2d_forward(x, kernel, stride)
@@ -120,8 +120,8 @@ class CudaBackend(Backend):
     def interleave_offsets(self, y, fine_h, fine_w):
         return offset_pool_module().interleave_offsets(y, fine_h, fine_w)
 
-    def relu_forward(self, x):
-        return elementwise.relu_forward(x)
+    def relu_forward(self, x, inplace=False):
+        return elementwise.relu_forward(x, out=x if inplace else None)
 
     def relu_backward(self, dy, y):
         return elementwise.relu_backward(dy, y)

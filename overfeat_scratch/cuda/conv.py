@@ -714,12 +714,23 @@ def conv2d_forward(x, w, b, stride=1, padding=0, tile=None, rb=None, splits=None
 
 
 def conv2d_backward(
-    dy, x, w, stride=1, padding=0, tile=None, rb=None, splits=None, dx_route=None, out=None
+    dy,
+    x,
+    w,
+    stride=1,
+    padding=0,
+    tile=None,
+    rb=None,
+    splits=None,
+    dx_route=None,
+    out=None,
+    input_grad=True,
 ):
     """Gradients of :func:`conv2d_forward`; returns device arrays ``(dx, dw, db)``.
 
     ``dx_route``: ``"gather"`` or ``"col2im"`` (default: :func:`choose_dx_route`).
     ``out``, if given, is a tuple of three device arrays to write into.
+    ``input_grad=False`` skips ``dx`` (returned as ``None``), as for a first layer.
     """
     o, c, kh, kw = w.shape
     ho, wo = check_conv_args(x, w, np.zeros(o, w.dtype), stride, padding)
@@ -752,6 +763,10 @@ def conv2d_backward(
     finish = (store_matrix, dw2, dw2)
     launch_gemm(kernel, (dy, x, dw2), (o, taps, positions), finish, g, tile, rb_dw, splits)
 
+    conv_bias_grad_kernel[o, THREADS](dy.reshape(n, o, ho * wo), db)
+    if not input_grad:
+        return None, dw, db
+
     pixels = n * x.shape[2] * x.shape[3]
     rb_dx = pick_rb(rb, tile, c, pixels)
     if (dx_route or choose_dx_route(g, tile, rb_dx)) == "gather":
@@ -765,6 +780,4 @@ def conv2d_backward(
         finish = (store_matrix, dcols, dcols)
         launch_gemm(kernel, (dy, w2, dcols), (taps, positions, o), finish, g, tile, rb_cols, splits)
         col2im_kernel[blocks_for(dx.size), THREADS](dcols, dx, g)
-
-    conv_bias_grad_kernel[o, THREADS](dy.reshape(n, o, ho * wo), db)
     return dx, dw, db

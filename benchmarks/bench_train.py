@@ -1,0 +1,132 @@
+"""Training throughput of ``mini``: the NumPy backend against the same network in PyTorch.
+
+Run:  .venv/bin/python benchmarks/bench_train.py [--quick] [--json PATH]
+
+One step = forward, softmax cross-entropy, backward, momentum SGD update, on a
+batch of 32x32 digit windows, both sides with the same weights, the same batch
+and the same number of threads; the two alternate in one run (the machine is
+shared and noisy). Reports images per second and the ratio (target: ours at
+least 0.67x PyTorch's). PyTorch is optional (``make bench`` installs the CPU
+wheel); without it only our numbers are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+from overfeat_scratch import build_network
+from overfeat_scratch.optim import SGD
+from overfeat_scratch.train import MINI_CONFIG
+
+
+def ours(batch, steps, rng):
+    net = build_network("mini", seed=0).train()
+    optimizer = SGD(net, 0.01, MINI_CONFIG.momentum, MINI_CONFIG.weight_decay)
+    x = rng.random((batch, 1, 32, 32), dtype=np.float32)
+    y = rng.integers(0, 10, (batch, 1, 1))
+
+    def step():
+        scores = net.forward(x)
+        _, grad = net.backend.softmax_cross_entropy(scores, y)
+        net.backward(grad, input_grad=False)
+        optimizer.step()
+
+    return net, step
+
+
+def theirs(net, batch, rng):
+    import torch
+    from torch import nn
+
+    layers = []
+    for layer in net:
+        if layer.kind in ("conv", "full"):
+            conv = nn.Conv2d(
+                layer.in_channels, layer.out_channels, layer.kernel, layer.stride, layer.padding
+            )
+            with torch.no_grad():
+                conv.weight.copy_(torch.from_numpy(layer.params["w"]))
+                conv.bias.copy_(torch.from_numpy(layer.params["b"]))
+            layers.append(conv)
+        elif layer.kind == "relu":
+            layers.append(nn.ReLU())
+        elif layer.kind == "pool":
+            layers.append(nn.MaxPool2d(layer.kernel, layer.stride))
+        elif layer.kind == "dropout":
+            layers.append(nn.Dropout(layer.p))
+    model = nn.Sequential(*layers).train()
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=0.01,
+        momentum=MINI_CONFIG.momentum,
+        weight_decay=MINI_CONFIG.weight_decay,
+    )
+    x = torch.from_numpy(rng.random((batch, 1, 32, 32), dtype=np.float32))
+    y = torch.from_numpy(rng.integers(0, 10, batch))
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x).flatten(1), y)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def images_per_second(step, batch, steps):
+    step()  # warm-up
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return batch / float(np.median(times))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    steps = 5 if args.quick else 30
+    threads = os.cpu_count() or 1
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        torch = None
+        print("PyTorch is not installed (make bench installs it): NumPy numbers only")
+    rows = []
+    print(f"{'batch':>6} {'ours img/s':>11} {'torch img/s':>12} {'ratio':>6}  (target >= 0.67)")
+    for batch in (64, 128):
+        rng = np.random.default_rng(batch)
+        net, step_ours = ours(batch, steps, rng)
+        step_theirs = theirs(net, batch, rng) if torch else None
+        ours_rate, theirs_rate = [], []
+        for _ in range(3):  # alternate, so that both see the same machine load
+            ours_rate.append(images_per_second(step_ours, batch, steps))
+            if step_theirs:
+                theirs_rate.append(images_per_second(step_theirs, batch, steps))
+        row = {"batch": batch, "ours": float(np.median(ours_rate))}
+        if theirs_rate:
+            row["torch"] = float(np.median(theirs_rate))
+            row["ratio"] = row["ours"] / row["torch"]
+        rows.append(row)
+        print(
+            f"{batch:>6} {row['ours']:>11.0f} {row.get('torch', float('nan')):>12.0f} "
+            f"{row.get('ratio', float('nan')):>6.2f}"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"threads": threads, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
