@@ -25,35 +25,9 @@ def cmd_summary(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .networks import build_network
-    from .summary import format_table
+    from .demo import run
 
-    for model in ("fast", "accurate"):
-        window = paper.WINDOW[model]
-        print(
-            f"\n== {model} model: window {window}x{window}, "
-            f"total stride {paper.TOTAL_STRIDE[model]} =="
-        )
-        t0 = time.perf_counter()
-        net = build_network(model, seed=args.seed, backend=args.backend).eval()
-        build = time.perf_counter() - t0
-        print(format_table(net))
-        rng = np.random.default_rng(args.seed)
-        x = rng.standard_normal((1, 3, window, window), dtype=np.float32)
-        net.backend.to_numpy(net.forward(x))  # warm-up (first call compiles kernels)
-        times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            scores = net.backend.to_numpy(net.forward(x))
-            times.append(time.perf_counter() - t0)
-        best = min(times)
-        gmacs = net.multiply_adds((3, window, window)) / 1e9
-        print(
-            f"built in {build:.1f} s; forward of one {window}x{window} image on "
-            f"{net.backend.name}: {best * 1e3:.1f} ms (best of {args.repeats}), "
-            f"{2 * gmacs / best:.1f} GFLOP/s; output {scores.shape}, "
-            f"top class {int(scores.reshape(-1).argmax())} (random weights)"
-        )
+    run(out=args.out, backend=args.backend, seed=args.seed, repeats=args.repeats)
     return 0
 
 
@@ -335,10 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="numpy")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("demo", help="the main job: both networks' tables and a timed forward pass")
+    p = sub.add_parser("demo", help="the main job: mini on digits and a scene, the paper networks")
     p.add_argument("--backend", default="numpy", help="numpy (default) or cuda")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="out/demo", help="figures go here")
     p.set_defaults(func=cmd_demo)
     return parser
 

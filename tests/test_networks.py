@@ -108,13 +108,6 @@ def test_cli_summary_too_small_is_a_clear_error(capsys):
     assert "input 100x300 is smaller than the network's window 231x231" in err
 
 
-def test_cli_demo_runs_both_networks(capsys):
-    assert main(["demo", "--repeats", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "== fast model: window 231x231, total stride 32 ==" in out
-    assert "== accurate model: window 221x221, total stride 36 ==" in out
-    assert out.count("forward of one") == 2 and "output (1, 1000, 1, 1)" in out
-
 
 def test_cli_unknown_backend_is_a_clear_error(capsys):
     assert main(["demo", "--backend", "tpu"]) == 2

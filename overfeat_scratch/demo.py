@@ -1,0 +1,153 @@
+"""The main job (``make demo``): what the package does, on its shipped weights.
+
+1. ``mini``, trained on MNIST by the package's own ``train`` command, classifies
+   MNIST test digits;
+2. the same network runs densely, with offset pooling, over a generated scene of
+   test digits: one figure shows the scene and, for every class, where the
+   network sees it;
+3. the paper's two networks: their layer tables and the time of one forward pass
+   on a random window-sized image.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import paper
+
+
+def classify_digits(net, count: int) -> float:
+    from .digits import mnist_windows
+    from .mnist import load_mnist
+    from .train import evaluate
+
+    images, labels = load_mnist("test")
+    error, _ = evaluate(net, mnist_windows(images[:count]), labels[:count].astype(np.int64))
+    return error
+
+
+def scene_figure(net, out: Path, seed: int) -> tuple[Path, list]:
+    """Dense class maps of ``net`` over one generated test scene, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from .dense import dense_evaluate, softmax
+    from .digits import to_input
+    from .plots import save_figure
+    from .scenes import SceneConfig, generate_scenes
+
+    # Digits at MNIST's scale (20-26 pixels tall) on a clean background: ``mini`` is a
+    # classifier of 32x32 windows with no background class (the detector adds one).
+    config = SceneConfig(
+        min_digits=3,
+        min_digit_height=20,
+        max_digit_height=26,
+        noise=0.0,
+        fragments=0.0,
+        max_size=128,
+    )
+    scene = generate_scenes(1, seed=seed, split="test", config=config)[0]
+    image = scene.image
+    dense = dense_evaluate(net, to_input(image[None]), fine=True)
+    probabilities = softmax(dense.scores)[0]  # (10, H', W')
+    confidence = probabilities.max(0)
+    # Output (i, j) is the window at (stride*j, stride*i); draw each at its centre.
+    half, s = dense.window / 2, dense.stride
+    extent = (
+        half - s / 2,
+        half + s * (probabilities.shape[2] - 0.5),
+        half + s * (probabilities.shape[1] - 0.5),
+        half - s / 2,
+    )
+    fig, axes = plt.subplots(2, 6, figsize=(14, 5.4))
+    axes[0, 0].imshow(image, cmap="gray", vmin=0, vmax=255)
+    for ann in scene.annotations:
+        x0, y0, x1, y1 = ann["box"]
+        axes[0, 0].add_patch(
+            Rectangle(
+                (x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="lime", linewidth=1.2
+            )
+        )
+        axes[0, 0].text(x0, y0 - 2, str(ann["label"]), color="lime", fontsize=9)
+    axes[0, 0].set_title(f"test scene {image.shape[0]}x{image.shape[1]}")
+    for digit in range(10):
+        ax = axes[(digit + 1) // 6, (digit + 1) % 6]
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.imshow(probabilities[digit], cmap="magma", vmin=0, vmax=1, alpha=0.7, extent=extent)
+        ax.set_title(f"p(digit {digit})")
+    sure = np.where(confidence > 0.95, probabilities.argmax(0), np.nan)
+    axes[1, 5].imshow(image, cmap="gray", vmin=0, vmax=255)
+    axes[1, 5].imshow(sure, cmap="tab10", vmin=-0.5, vmax=9.5, extent=extent, alpha=0.8)
+    axes[1, 5].set_title("digit where p > 0.95")
+    for ax in axes.flat:
+        ax.set_xlim(-0.5, image.shape[1] - 0.5)
+        ax.set_ylim(image.shape[0] - 0.5, -0.5)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(
+        f"mini, dense with offset pooling: a 32x32 window every {dense.stride} pixels "
+        f"({probabilities.shape[1]}x{probabilities.shape[2]} windows), each map drawn at the "
+        "windows' centres"
+    )
+    fig.tight_layout()
+    path = out / "scene_class_maps.png"
+    save_figure(fig, path)
+    return path, scene.annotations
+
+
+def paper_networks(backend: str, seed: int, repeats: int) -> None:
+    from .networks import build_network
+    from .summary import format_table
+
+    for model in ("fast", "accurate"):
+        window = paper.WINDOW[model]
+        print(
+            f"\n== {model} model: window {window}x{window}, "
+            f"total stride {paper.TOTAL_STRIDE[model]} =="
+        )
+        t0 = time.perf_counter()
+        net = build_network(model, seed=seed, backend=backend).eval()
+        build = time.perf_counter() - t0
+        print(format_table(net))
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((1, 3, window, window), dtype=np.float32)
+        net.backend.to_numpy(net.forward(x))  # warm-up (the first call compiles kernels)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            scores = net.backend.to_numpy(net.forward(x))
+            times.append(time.perf_counter() - t0)
+        best = min(times)
+        gmacs = net.multiply_adds((3, window, window)) / 1e9
+        print(
+            f"built in {build:.1f} s; forward of one {window}x{window} image on "
+            f"{net.backend.name}: {best * 1e3:.1f} ms (best of {repeats}), "
+            f"{2 * gmacs / best:.1f} GFLOP/s; output {scores.shape}, "
+            f"top class {int(scores.reshape(-1).argmax())} (random weights)"
+        )
+
+
+def run(out="out/demo", backend="numpy", seed=0, repeats=3, digits=2000) -> None:
+    from .digits import shipped_checkpoint
+    from .train import load_checkpoint
+
+    out = Path(out)
+    path = shipped_checkpoint()
+    net, meta, _ = load_checkpoint(path, "mini", backend=backend)
+    net.eval()
+    print(
+        f"== mini: {path.name}, trained {meta['epoch']} epochs on MNIST "
+        f"(stated test error {100 * meta['history'][-1]['test_error']:.2f}%) =="
+    )
+    error = classify_digits(net, digits)
+    print(f"classified the first {digits} MNIST test digits: {100 * error:.2f}% error")
+    figure, annotations = scene_figure(net, out, seed)
+    digits_in_scene = ", ".join(str(a["label"]) for a in annotations)
+    print(f"dense class maps over a generated test scene (digits {digits_in_scene}): {figure}")
+    paper_networks(backend, seed, repeats)

@@ -1,0 +1,53 @@
+"""The shipped mini weights, the evaluate command and the main job."""
+
+import json
+
+import numpy as np
+import pytest
+
+from overfeat_scratch.cli import main
+from overfeat_scratch.digits import SHIPPED, mnist_windows
+from overfeat_scratch.mnist import data_checksum, load_mnist
+from overfeat_scratch.train import evaluate, load_checkpoint
+
+RECORD = json.loads(SHIPPED.with_suffix(".json").read_text())
+
+
+def test_shipped_weights_reach_their_stated_test_error():
+    net, meta, _ = load_checkpoint(SHIPPED, expected_network="mini")
+    assert meta["data_checksum"] == data_checksum("train")[: len(meta["data_checksum"])]
+    assert meta["epoch"] == RECORD["epochs"]
+    images, labels = load_mnist("test")
+    error, _ = evaluate(net, mnist_windows(images), labels.astype(np.int64))
+    # The same arithmetic as when the weights were written; allow one digit for
+    # summation-order differences between BLAS builds.
+    assert abs(error - RECORD["test_error"]) <= 1 / len(images)
+    assert RECORD["test_error"] <= 0.008  # the target the default config must reach
+    assert RECORD["test_error"] == pytest.approx(meta["history"][-1]["test_error"])
+
+
+def test_evaluate_command_json(capsys):
+    assert main(["evaluate", "--json", "--limit", "1000"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 1000 and 0 <= result["test_error"] < 0.02
+    assert np.sum(result["confusion"]) == 1000
+
+
+def test_evaluate_command_plot_and_bad_checkpoint(tmp_path, capsys):
+    plot = tmp_path / "confusion.png"
+    assert main(["evaluate", "--limit", "200", "--plot", str(plot)]) == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["evaluate", "--checkpoint", str(bad)]) == 2
+    assert "bad.npz" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_writes_the_scene_figure(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    figure = tmp_path / "scene_class_maps.png"
+    assert figure.is_file() and str(figure) in out
+    assert "classified the first 2000 MNIST test digits" in out
+    assert "== fast model" in out and "== accurate model" in out
