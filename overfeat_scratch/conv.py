@@ -157,29 +157,31 @@ def _span(offset, stride, size, count):
 
 
 @numba.njit(cache=False, nogil=True)
-def _col2im_kernel(cols, kh, kw, stride, padding, ho, wo, dx):
-    """``dx[n, c, s*i + u - p, s*j + v - p] += cols[n, (c*kh + u)*kw + v, i*wo + j]``.
+def _col2im_kernel(cols, n, c, h, w, kh, kw, stride, padding, ho, wo, dx):
+    """``dx[n, c, s*i + u - p, s*j + v - p] += cols[(c*kh + u)*kw + v, (n*Ho + i)*Wo + j]``.
 
-    ``cols`` is ``(N, C*kh*kw, Ho*Wo)`` with any strides; ``dx`` is ``(N, C, H, W)``.
+    ``cols`` is ``(C*kh*kw, N*Ho*Wo)`` C-contiguous; ``dx`` is the flat ``(N*C*H*W,)``
+    gradient. Each row of ``cols`` (one kernel tap) is read once, front to back.
     """
-    n, c, h, wd = dx.shape
-    for a in range(n):
-        for ci in range(c):
-            for u in range(kh):
-                i_lo, i_hi = _span(u - padding, stride, h, ho)
-                for v in range(kw):
-                    j_lo, j_hi = _span(v - padding, stride, wd, wo)
-                    shift = v - padding
-                    src = cols[a, (ci * kh + u) * kw + v]
+    hw = h * w
+    for ci in range(c):
+        for u in range(kh):
+            i_lo, i_hi = _span(u - padding, stride, h, ho)
+            for v in range(kw):
+                j_lo, j_hi = _span(v - padding, stride, w, wo)
+                row = cols[(ci * kh + u) * kw + v]
+                for a in range(n):
+                    dst0 = (a * c + ci) * hw + v - padding
+                    src0 = a * ho * wo
                     for i in range(i_lo, i_hi):
-                        dst = dx[a, ci, i * stride + u - padding]
-                        base = i * wo
-                        if stride == 1:  # contiguous on both sides: vectorizes
+                        d = dst0 + (i * stride + u - padding) * w
+                        src = src0 + i * wo
+                        if stride == 1:  # unit stride on both sides: vectorizes
                             for j in range(j_lo, j_hi):
-                                dst[j + shift] += src[base + j]
+                                dx[d + j] += row[src + j]
                         else:
                             for j in range(j_lo, j_hi):
-                                dst[j * stride + shift] += src[base + j]
+                                dx[d + j * stride] += row[src + j]
 
 
 def col2im(cols, x_shape, kh, kw, stride=1, padding=0):
@@ -192,9 +194,9 @@ def col2im(cols, x_shape, kh, kw, stride=1, padding=0):
     n, c, h, wd = x_shape
     ho = (h + 2 * padding - kh) // stride + 1
     wo = (wd + 2 * padding - kw) // stride + 1
-    dx = np.zeros((n, c, h, wd), dtype=cols.dtype)
-    blocks = cols.reshape(c * kh * kw, n, ho * wo).transpose(1, 0, 2)  # a view, no copy
-    _col2im_kernel(blocks, kh, kw, stride, padding, ho, wo, dx)
+    dx = np.zeros(n * c * h * wd, dtype=cols.dtype)
+    _col2im_kernel(np.ascontiguousarray(cols), n, c, h, wd, kh, kw, stride, padding, ho, wo, dx)
+    dx = dx.reshape(n, c, h, wd)
     return dx
 
 
