@@ -108,7 +108,6 @@ def test_cli_summary_too_small_is_a_clear_error(capsys):
     assert "input 100x300 is smaller than the network's window 231x231" in err
 
 
-
 def test_cli_unknown_backend_is_a_clear_error(capsys):
     assert main(["demo", "--backend", "tpu"]) == 2
     assert "unknown backend 'tpu'" in capsys.readouterr().err
