@@ -36,6 +36,8 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet "torch==2.13.0" || echo "PyTorch not installed: benchmarks run NumPy only"
 	$(BIN)/python benchmarks/bench_layers.py
+	$(BIN)/python benchmarks/bench_dense.py
+	$(BIN)/python benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) docs/_build docs/jupyter_execute .pytest_cache .hypothesis

@@ -160,6 +160,8 @@ def cmd_train(args) -> int:
     train_data = (mnist_windows(images), labels.astype(np.int64))
     test_data = (mnist_windows(test_images), test_labels.astype(np.int64))
     changes = {"epochs": args.epochs} if args.epochs else {}
+    if args.batch_size:
+        changes["batch_size"] = args.batch_size
     if args.seed is not None:
         changes["seed"] = args.seed
     if args.resume:
@@ -296,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/mini", help="checkpoint, logs and curves go here")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint")
     p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", type=int, help="default: the mini config's")
     p.add_argument("--limit", type=int, help="train on the first N digits only (quick runs)")
     p.add_argument("--backend", default="numpy")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
