@@ -52,6 +52,17 @@ def check_conv_args(x, w, b, stride, padding):
     return ho, wo
 
 
+def check_conv_backward_args(dy, x, w, stride, padding):
+    """Validate a convolution's backward arguments; return ``(Ho, Wo)``."""
+    o = w.shape[0]
+    ho, wo = check_conv_args(x, w, np.zeros(o, w.dtype), stride, padding)
+    check_float_array(dy, "conv2d output gradient dy", ndim=4)
+    expected = (x.shape[0], o, ho, wo)
+    if tuple(dy.shape) != expected:
+        raise ValueError(f"conv2d backward: dy has shape {tuple(dy.shape)}, expected {expected}")
+    return ho, wo
+
+
 # --------------------------------------------------------------------------------------
 # 1. The reference: loops
 
@@ -259,11 +270,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, input_grad=True):
     for the image.
     """
     o, _, kh, kw = w.shape
-    ho, wo = check_conv_args(x, w, np.zeros(o, w.dtype), stride, padding)
-    n = x.shape[0]
-    check_float_array(dy, "conv2d output gradient dy", ndim=4)
-    if tuple(dy.shape) != (n, o, ho, wo):
-        raise ValueError(f"conv2d backward: dy has shape {dy.shape}, expected {(n, o, ho, wo)}")
+    ho, wo = check_conv_backward_args(dy, x, w, stride, padding)
     dy_mat = from_nchw(dy)
     cols = im2col(x, kh, kw, stride, padding)
     dw = (dy_mat @ cols.T).reshape(w.shape)

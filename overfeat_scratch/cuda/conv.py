@@ -67,8 +67,8 @@ import math
 import numpy as np
 from numba import cuda, float32, int64
 
-from ..checks import check_float_array, check_positive_int
-from ..conv import check_conv_args
+from ..checks import check_positive_int
+from ..conv import check_conv_args, check_conv_backward_args
 from . import (
     DEFAULT_RB,
     DEFAULT_TILE,
@@ -733,11 +733,8 @@ def conv2d_backward(
     ``input_grad=False`` skips ``dx`` (returned as ``None``), as for a first layer.
     """
     o, c, kh, kw = w.shape
-    ho, wo = check_conv_args(x, w, np.zeros(o, w.dtype), stride, padding)
+    ho, wo = check_conv_backward_args(dy, x, w, stride, padding)
     n = x.shape[0]
-    check_float_array(dy, "conv2d output gradient dy", ndim=4)
-    if tuple(dy.shape) != (n, o, ho, wo):
-        raise ValueError(f"conv2d backward: dy has shape {dy.shape}, expected {(n, o, ho, wo)}")
     if dx_route not in (None, "gather", "col2im"):
         raise ValueError(
             f"conv2d backward: dx_route must be 'gather' or 'col2im', got {dx_route!r}"
