@@ -31,15 +31,11 @@ def classify_digits(net, count: int) -> float:
 
 def scene_figure(net, out: Path, seed: int) -> tuple[Path, list]:
     """Dense class maps of ``net`` over one generated test scene, saved as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
     from .dense import dense_evaluate, softmax
     from .digits import to_input
-    from .plots import save_figure
+    from .plots import new_figure, save_figure
     from .scenes import SceneConfig, generate_scenes
 
     # Digits at MNIST's scale (20-26 pixels tall) on a clean background: ``mini`` is a
@@ -65,7 +61,8 @@ def scene_figure(net, out: Path, seed: int) -> tuple[Path, list]:
         half + s * (probabilities.shape[1] - 0.5),
         half - s / 2,
     )
-    fig, axes = plt.subplots(2, 6, figsize=(14, 5.4))
+    fig = new_figure(figsize=(14, 5.4))
+    axes = fig.subplots(2, 6)
     axes[0, 0].imshow(image, cmap="gray", vmin=0, vmax=255)
     for ann in scene.annotations:
         x0, y0, x1, y1 = ann["box"]

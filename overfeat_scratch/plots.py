@@ -1,4 +1,9 @@
-"""Figures the commands save (matplotlib, written atomically as PNG)."""
+"""Figures the commands save (matplotlib, written atomically as PNG).
+
+Figures are built as ``matplotlib.figure.Figure`` objects, not through pyplot, so
+saving one never touches pyplot's global state or switches the backend of the
+notebook or program that calls it.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +14,25 @@ import numpy as np
 from .fileio import atomic_write
 
 
-def save_figure(fig, path) -> None:
-    import matplotlib.pyplot as plt
+def new_figure(**kwargs):
+    """A figure not registered with pyplot (draw with ``fig.subplots``)."""
+    from matplotlib.figure import Figure
 
+    return Figure(**kwargs)
+
+
+def save_figure(fig, path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
 def save_confusion(confusion: np.ndarray, path, title: str) -> None:
     """A confusion matrix (rows: true class, columns: predicted), log colour scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
-    fig, ax = plt.subplots(figsize=(5, 4.4))
+    fig = new_figure(figsize=(5, 4.4))
+    ax = fig.subplots()
     image = ax.imshow(confusion + 1, cmap="Blues", norm=LogNorm())
     for (i, j), value in np.ndenumerate(confusion):
         if value:

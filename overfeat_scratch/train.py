@@ -33,7 +33,7 @@ from .fileio import atomic_write
 from .layers import Dropout, Sequential
 from .networks import NETWORKS, build_from_specs
 from .optim import SGD, StepSchedule
-from .plots import save_figure
+from .plots import new_figure, save_figure
 
 CHECKPOINT_FORMAT = "overfeat-scratch-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -273,6 +273,7 @@ def train(
 
     ``train_data``: ``(examples (N, C, S, S) float32, labels (N,))`` with ``S`` the
     network's window; crops are taken from the examples padded by ``config.pad``.
+    ``log``: called with one line per epoch (``None``: silent).
     ``resume``: from :func:`resume_state` of a checkpoint; training continues at its
     epoch with its velocities and dropout streams.
     """
@@ -339,9 +340,12 @@ def train(
         if test_data is not None:
             row["test_error"], _ = evaluate(net, *test_data, batch_size=config.eval_batch_size)
         history.append(row)
-        log(
-            " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
-        )
+        if log is not None:
+            log(
+                " ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                )
+            )
         if out_dir is not None:
             meta = {
                 "epoch": epoch + 1,
@@ -391,13 +395,9 @@ def write_log(out_dir: Path, history: list) -> None:
 
 
 def plot_curves(history: list, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [row["epoch"] for row in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig = new_figure(figsize=(9, 3.2))
+    left, right = fig.subplots(1, 2)
     left.plot(epochs, [row["train_loss"] for row in history], "o-", label="train loss")
     left.set_xlabel("epoch")
     left.set_ylabel("cross-entropy")

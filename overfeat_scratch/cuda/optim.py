@@ -10,7 +10,7 @@ from __future__ import annotations
 from numba import cuda, float32
 
 from ..optim import check_sgd_args
-from . import THREADS, as_device, blocks_for
+from . import THREADS, as_device, blocks_for, is_device_array
 
 
 @cuda.jit
@@ -24,8 +24,18 @@ def sgd_kernel(w, g, v, lr, momentum, weight_decay):
 
 
 def sgd_step(param, grad, velocity, lr, momentum, weight_decay):
-    """In-place update of device arrays ``param`` and ``velocity``."""
+    """In-place update of device arrays ``param`` and ``velocity``.
+
+    Both must already be device arrays: a host array would be uploaded as a copy,
+    and the update would be lost. ``grad`` may be a host array (it is only read).
+    """
     check_sgd_args(param, grad, velocity, lr, momentum, weight_decay)
+    for name, array in (("parameter", param), ("velocity", velocity)):
+        if not is_device_array(array):
+            raise TypeError(
+                f"sgd {name}: the CUDA update is in place and needs a device array, "
+                f"got {type(array).__name__}"
+            )
     w = as_device(param, "sgd parameter").reshape(param.size)
     g = as_device(grad, "sgd gradient").reshape(param.size)
     v = as_device(velocity, "sgd velocity").reshape(param.size)
