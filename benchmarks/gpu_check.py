@@ -3,10 +3,12 @@
 Run from the repository root on a machine with an NVIDIA GPU (PyTorch optional)::
 
     python benchmarks/gpu_check.py                 # fast (231) and accurate (221), batch 1, 32
+    python benchmarks/gpu_check.py --quick         # one tile config, batch 1, 3 repeats
     python benchmarks/gpu_check.py --models fast --batches 1 --tiles 16
+    python benchmarks/gpu_check.py --skip-kernels --skip-forward   # the other sections only
     NUMBA_ENABLE_CUDASIM=1 python benchmarks/gpu_check.py --tiny   # smoke test, no GPU
 
-What it does, in one process:
+What it does, in one process (each numbered part can be skipped with ``--skip-...``):
 
 1. **Correctness** of every kernel on the input shapes of every layer of both networks
    (conv forward, naive and tiled, and backward; max pool; ReLU; dropout; linear;
@@ -20,24 +22,60 @@ What it does, in one process:
    events after a warm-up run (compilation excluded), into preallocated outputs. At
    the default tile the convolution backward pass is also timed with each of the two
    routes to ``dx`` (``bwd-gather``, ``bwd-col2im``), to check the choice between them.
-3. **The whole forward pass** of each network (``Sequential.forward`` on the CUDA
+3. **Offset pooling** (``--skip-offset``): ``offset_max_pool2d`` on the map before
+   each network's last pool at the largest of the paper's six scales (461x569, batch
+   1: 1024 x 26x33 for fast's 2x2/2 pool, 1024 x 35x44 for accurate's 3x3/3), and
+   ``interleave_offsets`` of the classifier's per-offset maps at that scale, into
+   poisoned outputs, identical to NumPy's float32 results; timed against PyTorch's
+   ``F.max_pool2d`` on each of the ``s*s`` shifted slices, and a permute + copy.
+4. **The SGD update** (``--skip-sgd``): ``cuda.optim.sgd_step`` on a parameter the size
+   of the fast model's largest (``full6.w``, 113M floats) with the paper's settings,
+   against NumPy's ``optim.sgd_step`` in float64 (parameter and velocity; the update
+   writes every element, so one it skips is caught); timed against one step of
+   ``torch.optim.SGD(momentum, weight_decay, foreach=True)`` (and ``fused=True``) on a
+   tensor of the same size. PyTorch applies the learning rate after the momentum
+   (``v = m*v + g'``, ``w -= lr*v``; ours ``v = m*v - lr*g'``, ``w += v``): the same
+   memory traffic, so only the timing is compared.
+5. **The whole forward pass** of each network (``Sequential.forward`` on the CUDA
    backend, default tiles, allocations included) against PyTorch + cuDNN with the same
    weights, in float32 (TF32 off) and with TF32 on, as ratios ours / PyTorch; the
    outputs are compared too.
+6. **Dense multi-scale evaluation** (``--skip-dense``): ``dense_evaluate(net, x,
+   fine=True)`` on the CUDA backend (offset pooling, classifier on all offsets,
+   interleaving; host scores returned) for each network with random weights (seed 0)
+   at the paper's six scales, batch 1, against a PyTorch equivalent with the same
+   weights (cuDNN convolutions, then per offset a slice + ``max_pool2d`` + the
+   classifier as convolutions, then interleaving, scores copied to the host), per
+   scale and summed over the six. At the smallest and largest scale the scores are
+   compared with the NumPy backend's, **float32 against float32** (a float64
+   reference of the full-size networks would cost minutes of CPU): relative error
+   at most 1e-3.
+7. **One training step of** ``mini`` (``--skip-train``) at batch ``--train-batch``
+   (128): forward, softmax cross-entropy, backward, momentum SGD (``MINI_CONFIG``'s
+   settings, dropout on), against the same network in PyTorch on the GPU (same
+   initial weights; its own dropout masks; ``loss.item()`` each step, as ours copies
+   the loss to the host). Checked: after the first step the parameters, and the
+   update itself, agree with the NumPy backend's step from the same weights, same
+   batch and same dropout masks (relative error at most 1e-3, float32 on both).
 
-It prints a short table last and writes everything to ``$OUT/gpu_check.json``
-(``OUT`` defaults to ``./out``), rewritten after each case so that an interrupted
-run keeps what it measured. The exit status is 1 if any check failed.
+It prints a rough estimate of the real-GPU run time first, short tables last, and
+writes everything to ``$OUT/gpu_check.json`` (``OUT`` defaults to ``./out``),
+rewritten after each case so that an interrupted run keeps what it measured. The
+exit status is 1 if any check failed.
 
 ``--tiny`` uses a four-layer network on 9x9 inputs, batch 2, tiles 4 and 8 with
 register block 2, and one timed run without warm-up, so that the script runs in
-under a minute on the Numba CUDA simulator (timings there are meaningless; PyTorch is
-skipped).
+under two minutes on the Numba CUDA simulator (timings there are meaningless;
+PyTorch is skipped). The other parts shrink with it: offset pooling and dense
+evaluation use the same tiny network (inputs 9x9 and 13x15), the SGD update a
+525-element parameter, and the training step a five-layer stand-in for ``mini``
+(12x12 grey inputs, batch 2; ``mini`` itself takes minutes per step there).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -55,15 +93,36 @@ if str(ROOT) not in sys.path:
 
 from numba import cuda  # noqa: E402
 
-from overfeat_scratch import activations, conv, linear, losses, paper, pool  # noqa: E402
+from overfeat_scratch import (  # noqa: E402
+    activations,
+    conv,
+    linear,
+    losses,
+    offset_pool,
+    optim,
+    paper,
+    pool,
+)
 from overfeat_scratch.cuda import DEFAULT_RB, DEFAULT_TILE, SIMULATOR  # noqa: E402
 from overfeat_scratch.cuda import conv as cuda_conv  # noqa: E402
 from overfeat_scratch.cuda import elementwise as cuda_elementwise  # noqa: E402
 from overfeat_scratch.cuda import linear as cuda_linear  # noqa: E402
 from overfeat_scratch.cuda import losses as cuda_losses  # noqa: E402
+from overfeat_scratch.cuda import offset_pool as cuda_offset_pool  # noqa: E402
+from overfeat_scratch.cuda import optim as cuda_optim  # noqa: E402
 from overfeat_scratch.cuda import pool as cuda_pool  # noqa: E402
+from overfeat_scratch.dense import (  # noqa: E402
+    dense_evaluate,
+    fine_multiply_adds,
+    last_pool_index,
+    offset_plan,
+)
+from overfeat_scratch.geometry import Geometry  # noqa: E402
 from overfeat_scratch.layers import Conv2d, Dropout, MaxPool2d, ReLU  # noqa: E402
 from overfeat_scratch.networks import build_from_specs, build_network  # noqa: E402
+from overfeat_scratch.offset_pool import fine_size  # noqa: E402
+from overfeat_scratch.optim import SGD  # noqa: E402
+from overfeat_scratch.train import MINI_CONFIG  # noqa: E402
 
 SIZES = {"fast": 231, "accurate": 221}
 TINY_SPECS = (
@@ -73,8 +132,31 @@ TINY_SPECS = (
     paper.LayerSpec("full", 5, 1, relu=False),
 )
 TINY_SIZE = 9
-# Relative error allowed for float32 kernels against the float64 reference.
-TOLERANCE = {"conv": 1e-4, "linear": 1e-4, "loss": 1e-5, "pool": 1e-6}
+# Dense evaluation of the tiny network (window 9; its last pool is layer 1's 2x2/2).
+TINY_SCALES = ((9, 9), (13, 15))
+# A stand-in for ``mini`` on the simulator, shaped like it: conv + pool twice, then
+# three fully connected layers, dropout on the first two; 12x12 grey inputs.
+TINY_TRAIN_SPECS = (
+    paper.LayerSpec("conv", 3, 3, pool=2, pool_stride=2),
+    paper.LayerSpec("conv", 4, 2, pool=2, pool_stride=2),
+    paper.LayerSpec("full", 6, 2, dropout=0.5),
+    paper.LayerSpec("full", 5, 1, dropout=0.5),
+    paper.LayerSpec("full", 3, 1, relu=False),
+)
+TINY_TRAIN_SIZE = 12
+TINY_SGD_SHAPE = (5, 3, 5, 7)  # 525 elements: not a multiple of the block size
+MINI_SIZE = 32
+# Relative error allowed for float32 kernels against the float64 reference. "dense"
+# and "train" compare float32 CUDA with float32 NumPy (see the module text).
+TOLERANCE = {
+    "conv": 1e-4,
+    "linear": 1e-4,
+    "loss": 1e-5,
+    "pool": 1e-6,
+    "sgd": 1e-6,
+    "dense": 1e-3,
+    "train": 1e-3,
+}
 
 
 def parse_args(argv=None):
@@ -85,14 +167,27 @@ def parse_args(argv=None):
     parser.add_argument("--tiles", nargs="+", type=int, default=None)
     parser.add_argument("--rbs", nargs="+", type=int, default=None, help="register blocks")
     parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--skip-kernels", action="store_true")
-    parser.add_argument("--skip-forward", action="store_true")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="batch 1, tile 16 with register block 4, 3 repeats (unless given explicitly)",
+    )
+    parser.add_argument(
+        "--train-batch", type=int, default=None, help="batch of the mini training step (128)"
+    )
+    parser.add_argument("--skip-kernels", action="store_true", help="the per-layer kernels")
+    parser.add_argument("--skip-offset", action="store_true", help="offset pooling")
+    parser.add_argument("--skip-sgd", action="store_true", help="the SGD update")
+    parser.add_argument("--skip-forward", action="store_true", help="the whole forward pass")
+    parser.add_argument("--skip-dense", action="store_true", help="dense multi-scale evaluation")
+    parser.add_argument("--skip-train", action="store_true", help="the mini training step")
     args = parser.parse_args(argv)
-    tiny = args.tiny
-    args.batches = args.batches or ([2] if tiny else [1, 32])
-    args.tiles = args.tiles or ([4, 8] if tiny else [8, 16, 32])
-    args.rbs = args.rbs or ([2] if tiny else [1, 4])
-    args.repeats = args.repeats or (1 if tiny else 5)
+    tiny, quick = args.tiny, args.quick and not args.tiny
+    args.batches = args.batches or ([2] if tiny else [1] if quick else [1, 32])
+    args.tiles = args.tiles or ([4, 8] if tiny else [16] if quick else [8, 16, 32])
+    args.rbs = args.rbs or ([2] if tiny else [4] if quick else [1, 4])
+    args.repeats = args.repeats or (1 if tiny else 3 if quick else 5)
+    args.train_batch = args.train_batch or (2 if tiny else 128)
     return args
 
 
@@ -463,14 +558,15 @@ def load_torch():
     return torch
 
 
-def torch_forward(net, torch):
-    """The same network in PyTorch, sharing our weights (no copy, via CUDA array interface)."""
+def torch_steps(layers, torch, device="cuda"):
+    """Our layers as PyTorch functions, sharing our weights (no copy on the GPU: the
+    CUDA array interface); dropout is left out (the identity in evaluation)."""
     functional = torch.nn.functional
     steps = []
-    for layer in net.layers:
+    for layer in layers:
         if isinstance(layer, Conv2d):
-            w = torch.as_tensor(layer.params["w"], device="cuda")
-            b = torch.as_tensor(layer.params["b"], device="cuda")
+            w = torch.as_tensor(layer.params["w"], device=device)
+            b = torch.as_tensor(layer.params["b"], device=device)
             steps.append(
                 lambda x, w=w, b=b, s=layer.stride, p=layer.padding: functional.conv2d(
                     x, w, b, s, p
@@ -481,12 +577,22 @@ def torch_forward(net, torch):
         elif isinstance(layer, ReLU):
             steps.append(functional.relu)
         # Dropout: the identity in evaluation
+    return steps
+
+
+def apply_steps(steps, x):
+    for step in steps:
+        x = step(x)
+    return x
+
+
+def torch_forward(net, torch):
+    """The same network in PyTorch, sharing our weights."""
+    steps = torch_steps(net.layers, torch)
 
     def forward(x):
         with torch.inference_mode():
-            for step in steps:
-                x = step(x)
-        return x
+            return apply_steps(steps, x)
 
     return forward
 
@@ -544,6 +650,449 @@ def whole_forward(args, rng, torch):
             records.append(rec)
         net.to("numpy")  # free the device memory before the next model
     return records
+
+
+def set_tf32(torch, on):
+    torch.backends.cudnn.allow_tf32 = on
+    torch.backends.cuda.matmul.allow_tf32 = on
+
+
+def torch_timings(torch, fn, ours_ms, repeats):
+    """``torch_fp32_ms`` (TF32 off), ``torch_tf32_ms`` and the ratios ours / PyTorch.
+
+    Leaves TF32 off.
+    """
+    rec = {}
+    torch.backends.cudnn.benchmark = True
+    for label, tf32 in [("fp32", False), ("tf32", True)]:
+        set_tf32(torch, tf32)
+        ms = time_torch(torch, fn, repeats)
+        rec[f"torch_{label}_ms"] = ms
+        rec[f"ratio_vs_torch_{label}"] = ours_ms / ms
+    set_tf32(torch, False)
+    return rec
+
+
+# --------------------------------------------------------------------------------------
+# Offset pooling and the SGD update (kernel records, with a PyTorch timing)
+
+
+def weightless_nets(args):
+    """``(model, network with zero weights)`` for each model (``tiny`` with ``--tiny``)."""
+    if args.tiny:
+        return [("tiny", build_from_specs(TINY_SPECS, 3, "tiny", seed=None))]
+    return [(model, build_network(model, seed=None)) for model in args.models]
+
+
+def pre_pool_shape(net, size):
+    """``(C, H, W)`` of the map that ``net``'s last pool reads for a ``size`` input."""
+    shape = (net.in_channels,) + tuple(size)
+    for layer in net.layers[: last_pool_index(net)]:
+        shape = layer.output_shape(shape)
+    return shape
+
+
+def torch_offset_pool(torch, x, kernel, stride):
+    """PyTorch's offset pooling: ``max_pool2d`` of each shifted slice that holds a window."""
+    h, w = x.shape[2:]
+    return [
+        (dy, dx, torch.nn.functional.max_pool2d(x[:, :, dy:, dx:], kernel, stride))
+        for dy in range(stride)
+        for dx in range(stride)
+        if h - dy >= kernel and w - dx >= kernel
+    ]
+
+
+def torch_interleave(y, fine_h, fine_w):
+    """PyTorch's interleaving of per-offset maps ``(s, s, N, C, Ho, Wo)``: a permuted copy."""
+    s, _, n, c, ho, wo = y.shape
+    fine = y.permute(2, 3, 4, 0, 5, 1).reshape(n, c, ho * s, wo * s)
+    return fine[:, :, :fine_h, :fine_w].contiguous()
+
+
+def check_offset(model, net, size, args, rng, torch):
+    """Offset pooling before ``net``'s last pool and interleaving, at a ``size`` input."""
+    layer = net.layers[last_pool_index(net)]
+    k, s = layer.kernel, layer.stride
+    plan = offset_plan(net, *size)
+    classes = net.output_shape((net.in_channels,) + tuple(size))[0]
+    case = dict(op="offset", name=f"{model}/{layer.name}", model=model, batch=1)
+
+    x = rng.standard_normal((1,) + pre_pool_shape(net, size), dtype=np.float32)
+    y_ref = offset_pool.offset_max_pool2d(x, k, s)
+    xd, y = cuda.to_device(x), poison(y_ref.shape)
+    run = partial(cuda_offset_pool.offset_max_pool2d, xd, k, s, out=y)
+    _, ms, times = measure(run, args.repeats)
+    rec = record(case, "pool", "-", mismatch(y, y_ref), untouched(y), True, ms, times)
+    rec.update(input_size=list(size), x_shape=list(x.shape), y_shape=list(y_ref.shape))
+    if torch is not None:
+        xt = torch.as_tensor(xd, device="cuda")
+        rec["torch_ms"] = time_torch(
+            torch, partial(torch_offset_pool, torch, xt, k, s), args.repeats
+        )
+        rec["ratio_vs_torch"] = ms / rec["torch_ms"]
+        rec["torch_agrees"] = all(
+            np.array_equal(p.cpu().numpy(), y_ref[dy, dx, :, :, : p.shape[2], : p.shape[3]])
+            for dy, dx, p in torch_offset_pool(torch, xt, k, s)
+        )
+    records = [rec]
+
+    (ho, wo), (fine_h, fine_w) = plan["per_offset"], plan["fine"]
+    per_offset = rng.standard_normal((s, s, 1, classes, ho, wo), dtype=np.float32)
+    fine_ref = offset_pool.interleave_offsets(per_offset, fine_h, fine_w)
+    yd, fine = cuda.to_device(per_offset), poison(fine_ref.shape)
+    run = partial(cuda_offset_pool.interleave_offsets, yd, fine_h, fine_w, out=fine)
+    _, ms, times = measure(run, args.repeats)
+    rec = record(
+        case, "interleave", "-", mismatch(fine, fine_ref), untouched(fine), True, ms, times
+    )
+    rec.update(input_size=list(size), y_shape=list(per_offset.shape), fine=[fine_h, fine_w])
+    if torch is not None:
+        yt = torch.as_tensor(yd, device="cuda")
+        run = partial(torch_interleave, yt, fine_h, fine_w)
+        rec["torch_ms"] = time_torch(torch, run, args.repeats)
+        rec["ratio_vs_torch"] = ms / rec["torch_ms"]
+        rec["torch_agrees"] = bool(np.array_equal(run().cpu().numpy(), fine_ref))
+    records.append(rec)
+    return records
+
+
+def sgd_shape(args):
+    """``(shape, name)`` of the fast model's largest parameter (``full6.w``), or a tiny one."""
+    if args.tiny:
+        return TINY_SGD_SHAPE, "tiny/param"
+    net = build_network("fast", seed=None)  # zero weights: no time spent drawing them
+    name, layer, key = max(net.named_parameters(), key=lambda item: item[1].params[item[2]].size)
+    return tuple(layer.params[key].shape), f"fast/{name}"
+
+
+def check_sgd(args, rng, torch):
+    """One update of a large parameter against NumPy in float64, then timings."""
+    shape, name = sgd_shape(args)
+    lr, momentum, decay = (paper.TRAINING[k] for k in ("learning_rate", "momentum", "weight_decay"))
+    case = dict(op="sgd", name=name, model=name.split("/")[0], batch=1)
+    # A later step: the velocity is not zero. Scales as in training.
+    w = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.01)
+    g = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.01)
+    v = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.001)
+    w_ref, v_ref = f64(w, v)
+    optim.sgd_step(w_ref, g.astype(np.float64), v_ref, lr, momentum, decay)
+    wd, gd, vd = (cuda.to_device(a) for a in (w, g, v))
+    del w, g, v
+    run = partial(cuda_optim.sgd_step, wd, gd, vd, lr, momentum, decay)
+    run()  # the checked update (in place: the timed runs below change the values)
+    sync()
+    error = max(relative_error(wd, w_ref), relative_error(vd, v_ref))
+    del w_ref, v_ref
+    _, ms, times = measure(run, args.repeats)
+    rec = record(case, "step", "-", error, 0, False, ms, times)
+    size = int(np.prod(shape))
+    # Five accesses of 4 bytes per element: read w, g, v; write v, w.
+    rec.update(shape=list(shape), elements=size, gb_per_s=20 * size / ms / 1e6)
+    if torch is not None:
+        p = torch.empty(shape, device="cuda").normal_(0.0, 0.01).requires_grad_()
+        p.grad = torch.empty_like(p).normal_(0.0, 0.01)
+        for label in ("foreach", "fused"):
+            try:
+                opt = torch.optim.SGD(
+                    [p], lr=lr, momentum=momentum, weight_decay=decay, **{label: True}
+                )
+                rec[f"torch_{label}_ms"] = time_torch(torch, opt.step, args.repeats)
+            except (RuntimeError, TypeError, ValueError) as error:  # fused: newer PyTorch
+                rec[f"torch_{label}_error"] = f"{type(error).__name__}: {error}"
+        if "torch_foreach_ms" in rec:
+            rec["torch_ms"] = rec["torch_foreach_ms"]
+            rec["ratio_vs_torch"] = ms / rec["torch_ms"]
+        del p, opt
+        torch.cuda.empty_cache()
+    return [rec]
+
+
+# --------------------------------------------------------------------------------------
+# Dense multi-scale evaluation against PyTorch
+
+
+def dense_nets(args):
+    """``(model, network with random weights, scales)``, one network at a time."""
+    if args.tiny:
+        yield "tiny", build_from_specs(TINY_SPECS, 3, "tiny", seed=0), TINY_SCALES
+        return
+    for model in args.models:
+        yield model, build_network(model, seed=0), paper.SCALES
+
+
+def torch_dense(net, torch, device="cuda"):
+    """``dense_evaluate(net, x, fine=True)`` in PyTorch, sharing ``net``'s weights.
+
+    The layers before the last pool once; then for each offset ``(dy, dx)`` that
+    has a fine output, ``max_pool2d`` of the shifted map and the classifier; each
+    offset's map fills every ``s``-th row and column of the fine map from ``(dy, dx)``.
+    Returns host scores, as ``dense_evaluate`` does.
+    """
+    index = last_pool_index(net)
+    layer = net.layers[index]
+    k, s = layer.kernel, layer.stride
+    features = torch_steps(net.layers[:index], torch, device)
+    classifier = torch_steps(net.layers[index + 1 :], torch, device)
+    window = Geometry.of(net.layers[index + 1 :]).window
+
+    def run(x):
+        with torch.inference_mode():
+            f = apply_steps(features, x)
+            fine_h = fine_size(f.shape[2], k, s, window)
+            fine_w = fine_size(f.shape[3], k, s, window)
+            fine = None
+            for dy in range(min(s, fine_h)):
+                for dx in range(min(s, fine_w)):
+                    pooled = torch.nn.functional.max_pool2d(f[:, :, dy:, dx:], k, s)
+                    out = apply_steps(classifier, pooled)
+                    if fine is None:
+                        fine = out.new_empty(tuple(out.shape[:2]) + (fine_h, fine_w))
+                    fine[:, :, dy::s, dx::s] = out
+            return fine.cpu().numpy()
+
+    return run
+
+
+def dense_multiscale(args, rng, torch, records, save):
+    """Per network and scale one record (appended to ``records``), then a total row."""
+    for model, net, scales in dense_nets(args):
+        net.eval()
+        reference = copy.deepcopy(net)  # stays on NumPy, float32
+        net.to("cuda").eval()
+        run_torch = torch_dense(net, torch) if torch is not None else None
+        rows = []
+        for size in scales:
+            x = rng.standard_normal((1, net.in_channels) + tuple(size), dtype=np.float32)
+            xd = cuda.to_device(x)
+            dense, ours_ms, times = measure(partial(dense_evaluate, net, xd, True), args.repeats)
+            features, classifier = fine_multiply_adds(net, *size)
+            rec = dict(
+                model=model,
+                size=list(size),
+                fine=list(dense.scores.shape[2:]),
+                ours_ms=ours_ms,
+                ours_times_ms=times,
+                ours_gflops=2 * (features + classifier) / ours_ms / 1e6,
+                ok=bool(np.isfinite(dense.scores).all()),
+            )
+            if size in (scales[0], scales[-1]):  # float32 NumPy: the check
+                want = dense_evaluate(reference, x, fine=True).scores
+                same_shape = want.shape == dense.scores.shape
+                error = relative_error(dense.scores, want) if same_shape else float("inf")
+                rec["rel_err_vs_numpy_fp32"] = error
+                rec["ok"] = rec["ok"] and error <= TOLERANCE["dense"]
+            if run_torch is not None:
+                xt = torch.as_tensor(xd, device="cuda")
+                rec.update(torch_timings(torch, partial(run_torch, xt), ours_ms, args.repeats))
+                rec["rel_err_vs_torch_fp32"] = relative_error(dense.scores, run_torch(xt))
+            print(
+                f"  {'ok ' if rec['ok'] else 'FAIL'} dense {model} {size[0]}x{size[1]}: "
+                f"{json.dumps(rec, default=float)}",
+                flush=True,
+            )
+            rows.append(rec)
+            records.append(rec)
+            save()
+        total = dict(model=model, size="all", ours_ms=sum(r["ours_ms"] for r in rows))
+        total["ok"] = all(r["ok"] for r in rows)
+        for label in ("fp32", "tf32"):
+            key = f"torch_{label}_ms"
+            if all(key in r for r in rows):
+                total[key] = sum(r[key] for r in rows)
+                total[f"ratio_vs_torch_{label}"] = total["ours_ms"] / total[key]
+        print(
+            f"  dense {model}, {len(rows)} scales: {json.dumps(total, default=float)}", flush=True
+        )
+        records.append(total)
+        save()
+        del reference, net
+        if torch is not None:
+            torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------------------
+# One training step of mini against PyTorch
+
+
+def train_step(net, optimizer, x, labels):
+    """Forward, softmax cross-entropy, backward, SGD update; returns the loss."""
+    scores = net.forward(x)
+    loss, grad = net.backend.softmax_cross_entropy(scores, labels)
+    net.backward(grad, input_grad=False)
+    optimizer.step()
+    return loss
+
+
+def torch_train_step(net, torch, lr, momentum, weight_decay, device="cuda"):
+    """The same network as ``torch.nn`` modules with copies of ``net``'s current
+    weights and momentum SGD; returns ``step(x, labels) -> loss``."""
+    nn = torch.nn
+    modules = []
+    for layer in net.layers:
+        if isinstance(layer, Conv2d):
+            module = nn.Conv2d(
+                layer.in_channels, layer.out_channels, layer.kernel, layer.stride, layer.padding
+            )
+            with torch.no_grad():
+                for key, param in (("w", module.weight), ("b", module.bias)):
+                    param.copy_(torch.as_tensor(net.backend.to_numpy(layer.params[key])))
+            modules.append(module)
+        elif isinstance(layer, MaxPool2d):
+            modules.append(nn.MaxPool2d(layer.kernel, layer.stride))
+        elif isinstance(layer, ReLU):
+            modules.append(nn.ReLU(inplace=True))
+        elif isinstance(layer, Dropout):
+            modules.append(nn.Dropout(layer.p))
+    model = nn.Sequential(*modules).to(device).train()
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True
+    )
+
+    def step(x, labels):
+        optimizer.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(x).flatten(1), labels)
+        loss.backward()
+        optimizer.step()
+        return loss.item()  # as ours: the loss reaches the host every step
+
+    return step
+
+
+def training_step(args, rng, torch):
+    """One checked step of ``mini`` (or the tiny stand-in), then timings; one record."""
+    if args.tiny:
+        model, size = "tiny", TINY_TRAIN_SIZE
+        net = build_from_specs(TINY_TRAIN_SPECS, 1, "tiny-train", seed=0, init_std="he")
+    else:
+        model, size = "mini", MINI_SIZE
+        net = build_network("mini", seed=0)
+    batch = args.train_batch
+    classes = net.output_shape((net.in_channels, size, size))[0]
+    x = rng.random((batch, net.in_channels, size, size), dtype=np.float32)
+    labels = rng.integers(0, classes, batch)
+    settings = dict(
+        lr=MINI_CONFIG.learning_rate,
+        momentum=MINI_CONFIG.momentum,
+        weight_decay=MINI_CONFIG.weight_decay,
+    )
+    net.train()
+    reference = copy.deepcopy(net)  # NumPy float32, same weights and dropout streams
+    start = {name: value.copy() for name, value in net.state_dict().items()}
+    step_torch = torch_train_step(net, torch, **settings) if torch is not None else None
+    net.to("cuda").train()
+
+    loss_ref = train_step(reference, SGD(reference, **settings), x, labels.reshape(-1, 1, 1))
+    want = reference.state_dict()
+    xd = cuda.to_device(x)
+    labels_d = cuda.to_device(labels.reshape(-1, 1, 1).astype(np.int32))
+    run = partial(train_step, net, SGD(net, **settings), xd, labels_d)
+    begin = time.perf_counter()
+    loss = run()  # the checked step (it also compiles what the kernel checks did not)
+    sync()
+    first_ms = (time.perf_counter() - begin) * 1e3
+    got = net.state_dict()
+    param_err = {k: relative_error(got[k], want[k]) for k in want}
+    update_err = {k: relative_error(got[k] - start[k], want[k] - start[k]) for k in want}
+    loss_err = abs(loss - loss_ref) / max(abs(loss_ref), 1e-30)
+    tolerance = TOLERANCE["train"]
+    ok = max(param_err.values()) <= tolerance and max(update_err.values()) <= tolerance
+    ok = ok and loss_err <= tolerance
+
+    if SIMULATOR:  # the checked step is the timing: a second one would double the wait
+        ms, times = first_ms, [first_ms]
+    else:
+        _, ms, times = measure(run, args.repeats)
+    rec = dict(
+        model=model,
+        batch=batch,
+        size=size,
+        ours_ms=ms,
+        ours_times_ms=times,
+        images_per_s=batch / ms * 1e3,
+        first_step_ms=first_ms,
+        loss=loss,
+        loss_numpy=loss_ref,
+        rel_err_loss=loss_err,
+        rel_err_params=max(param_err.values()),
+        rel_err_update=max(update_err.values()),
+        rel_err_params_each=param_err,
+        rel_err_update_each=update_err,
+        ok=bool(ok),
+    )
+    if step_torch is not None:
+        xt = torch.as_tensor(x, device="cuda")
+        yt = torch.as_tensor(labels, device="cuda")
+        rec.update(torch_timings(torch, partial(step_torch, xt, yt), ms, args.repeats))
+    shown = {k: v for k, v in rec.items() if not k.endswith("_each")}
+    print(
+        f"  {'ok ' if ok else 'FAIL'} train {model} b{batch}: {json.dumps(shown, default=float)}",
+        flush=True,
+    )
+    return rec
+
+
+# --------------------------------------------------------------------------------------
+# Run-time estimate (printed first; the JSON keeps it beside the measured seconds)
+
+# Assumed rates, rough guesses for a data-centre GPU and a 16-core host; compare
+# ``estimate_s`` with ``section_seconds`` in the JSON after a run to correct them.
+ESTIMATE = dict(
+    compile_per_config_s=12.0,  # the tiled GEMM kernels of one (tile, register block)
+    compile_base_s=30.0,  # every other kernel, CUDA context, PyTorch and cuDNN start-up
+    cpu_f64_gflops=150.0,  # NumPy float64 references (im2col + BLAS)
+    cpu_f32_gflops=300.0,  # NumPy float32 (the dense check)
+    gpu_gflops=2000.0,  # our kernels, averaged over the tile configs (slow ones included)
+    network_s=4.0,  # drawing one network's 145M weights and copying them over
+)
+
+
+def estimate_seconds(args):
+    """Rough seconds per section for ``args`` on a GPU, from :data:`ESTIMATE`."""
+    rate = ESTIMATE
+    madds = {m: build_network(m, seed=None).multiply_adds((3, SIZES[m], SIZES[m])) for m in SIZES}
+    models = args.models
+    gpu = rate["gpu_gflops"] * 1e9
+    torch_runs = 2 * (3 + args.repeats)  # fp32 and tf32, each with 3 warm-ups
+    est = {}
+    if not args.skip_kernels:
+        seconds = rate["compile_base_s"] + rate["compile_per_config_s"] * len(configs(args))
+        runs = len(configs(args)) * (args.repeats + 1) + 2 * (min(args.repeats, 2) + 1)
+        for model in models:
+            for batch in args.batches:
+                flops = 6 * madds[model] * batch  # forward 2, backward 4 per multiply-add
+                seconds += flops / (rate["cpu_f64_gflops"] * 1e9) + runs * flops / gpu
+        est["kernels"] = seconds
+    if not args.skip_offset:
+        est["offset"] = 2.0 * len(models)
+    if not args.skip_sgd:
+        est["sgd"] = 15.0  # 3 x 113M floats drawn, a float64 reference, comparisons
+    if not args.skip_forward:
+        flops = sum(2 * madds[m] * b for m in models for b in args.batches)
+        runs = args.repeats + 1 + torch_runs
+        est["forward"] = rate["network_s"] * len(models) + runs * flops / gpu
+    if not args.skip_dense:
+        seconds = 0.0
+        for model in models:
+            net = build_network(model, seed=None)
+            flops = [2 * sum(fine_multiply_adds(net, *size)) for size in paper.SCALES]
+            seconds += 2 * rate["network_s"]  # drawn once, copied for the NumPy check
+            seconds += (flops[0] + flops[-1]) / (rate["cpu_f32_gflops"] * 1e9)
+            seconds += (args.repeats + 1 + torch_runs) * sum(flops) / gpu
+        est["dense"] = seconds
+    if not args.skip_train:
+        est["train"] = 10.0
+    return est
+
+
+def estimate_text(est):
+    total = sum(est.values())
+    parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in est.items())
+    return (
+        f"estimated run time: about {total:.0f} s ({total / 60:.1f} min): {parts}. Rough: "
+        "assumed rates in ESTIMATE (compilation dominates the kernel section); "
+        "--quick runs one tile config at batch 1."
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -621,19 +1170,95 @@ def summary(results):
                 f"{cell('ratio_vs_torch_tf32', '7.2f')}"
                 f"{cell('rel_err_vs_torch_fp32', '9.1e')}"
             )
+    lines += against_torch_table(results) + dense_table(results) + train_table(results)
     failed = [r for r in results["kernels"] if r.get("ok") is False]
     skipped = [r for r in results["kernels"] if r.get("ok") is None]
+    failed_dense = [r for r in results["dense"] if r.get("ok") is False and r["size"] != "all"]
+    failed_train = [r for r in results["train"] if r.get("ok") is False]
     lines.append("")
     lines.append(
         f"{len(results['kernels'])} kernel records, {len(failed)} failed, "
-        f"{len(skipped)} configs not runnable; {results['seconds']:.0f} s"
+        f"{len(skipped)} configs not runnable; dense {len(failed_dense)} failed, "
+        f"training step {len(failed_train)} failed; {results['seconds']:.0f} s"
     )
     for rec in failed:
         lines.append(
             f"FAILED {rec['name']} b{rec['batch']} {rec.get('what')} {rec['config']}: "
             f"err {rec.get('rel_err')}, untouched {rec.get('untouched')}"
         )
-    return "\n".join(lines), bool(failed)
+    for rec in failed_dense:
+        lines.append(
+            f"FAILED dense {rec['model']} {rec['size']}: err vs NumPy "
+            f"{rec.get('rel_err_vs_numpy_fp32')} (non-finite scores if missing)"
+        )
+    for rec in failed_train:
+        lines.append(
+            f"FAILED training step {rec['model']} b{rec['batch']}: params "
+            f"{rec['rel_err_params']}, update {rec['rel_err_update']}, loss {rec['rel_err_loss']}"
+        )
+    return "\n".join(lines), bool(failed or failed_dense or failed_train)
+
+
+def against_torch_table(results):
+    rows = [r for r in results["kernels"] if "torch_ms" in r]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Offset pooling and SGD against PyTorch (ms; ratio = ours / PyTorch)",
+        f"{'name':<22}{'what':<11}{'ours':>10}{'torch':>10}{'ratio':>7}",
+    ]
+    for rec in rows:
+        lines.append(
+            f"{rec['name']:<22}{rec['what']:<11}{rec['ms']:10.3f}{rec['torch_ms']:10.3f}"
+            f"{rec['ratio_vs_torch']:7.2f}"
+        )
+    return lines
+
+
+def dense_table(results):
+    if not results["dense"]:
+        return []
+    lines = [
+        "",
+        "Dense evaluation with offset pooling, batch 1 (ms; ratio = ours / PyTorch; "
+        "numpy: float32 vs float32)",
+        f"{'model':<9}{'input':>8}{'fine':>7}{'ours':>10}{'torch fp32':>11}{'ratio':>7}"
+        f"{'torch tf32':>11}{'ratio':>7}{'vs numpy':>10}{'vs torch':>10}  ok",
+    ]
+    for rec in results["dense"]:
+        cell = partial(table_cell, rec)
+        size = rec["size"] if rec["size"] == "all" else "{}x{}".format(*rec["size"])
+        fine = "{}x{}".format(*rec["fine"]) if "fine" in rec else ""
+        lines.append(
+            f"{rec['model']:<9}{size:>8}{fine:>7}{rec['ours_ms']:10.2f}"
+            f"{cell('torch_fp32_ms', '11.2f')}{cell('ratio_vs_torch_fp32', '7.2f')}"
+            f"{cell('torch_tf32_ms', '11.2f')}{cell('ratio_vs_torch_tf32', '7.2f')}"
+            f"{cell('rel_err_vs_numpy_fp32', '10.1e')}{cell('rel_err_vs_torch_fp32', '10.1e')}"
+            f"  {'yes' if rec['ok'] else 'NO'}"
+        )
+    return lines
+
+
+def train_table(results):
+    if not results["train"]:
+        return []
+    lines = [
+        "",
+        "One training step (ms; ratio = ours / PyTorch; err: after the step, vs NumPy float32)",
+        f"{'model':<9}{'b':>4}{'ours':>10}{'img/s':>9}{'torch fp32':>11}{'ratio':>7}"
+        f"{'torch tf32':>11}{'ratio':>7}{'params':>9}{'update':>9}  ok",
+    ]
+    for rec in results["train"]:
+        cell = partial(table_cell, rec)
+        lines.append(
+            f"{rec['model']:<9}{rec['batch']:>4}{rec['ours_ms']:10.2f}{rec['images_per_s']:9.0f}"
+            f"{cell('torch_fp32_ms', '11.2f')}{cell('ratio_vs_torch_fp32', '7.2f')}"
+            f"{cell('torch_tf32_ms', '11.2f')}{cell('ratio_vs_torch_tf32', '7.2f')}"
+            f"{rec['rel_err_params']:9.1e}{rec['rel_err_update']:9.1e}"
+            f"  {'yes' if rec['ok'] else 'NO'}"
+        )
+    return lines
 
 
 def main(argv=None):
@@ -645,13 +1270,34 @@ def main(argv=None):
     out_path = out_dir / "gpu_check.json"
     start = time.perf_counter()
     rng = np.random.default_rng(0)
-    results = dict(args=vars(args), info=device_info(), kernels=[], forward=[], seconds=0.0)
+    results = dict(
+        args=vars(args),
+        info=device_info(),
+        estimate_s=None if SIMULATOR else estimate_seconds(args),
+        section_seconds={},
+        kernels=[],
+        forward=[],
+        dense=[],
+        train=[],
+        seconds=0.0,
+    )
     print(json.dumps(results["info"]), flush=True)
+    if SIMULATOR:
+        print("simulator: every check runs, timings mean nothing, PyTorch is skipped", flush=True)
+    else:
+        print(estimate_text(results["estimate_s"]), flush=True)
 
     def save():
         results["seconds"] = time.perf_counter() - start
         out_path.write_text(json.dumps(results, indent=1, default=float))
 
+    def section(name):
+        """Record the seconds since the last section ended, and save."""
+        now = time.perf_counter() - start
+        results["section_seconds"][name] = now - sum(results["section_seconds"].values())
+        save()
+
+    torch = load_torch()
     if not args.skip_kernels:
         models = ["tiny"] if args.tiny else args.models
         for model in models:
@@ -664,9 +1310,33 @@ def main(argv=None):
                 for case in layer_cases(net, (3, size, size), batch, model):
                     results["kernels"] += CHECKS[case["op"]](case, args, rng)
                     save()
+        section("kernels")
+    if not args.skip_offset:
+        size = TINY_SCALES[-1] if args.tiny else paper.SCALES[-1]
+        for model, net in weightless_nets(args):
+            print(
+                f"offset pooling: {model}, the last pool at a {size[0]}x{size[1]} input",
+                flush=True,
+            )
+            results["kernels"] += check_offset(model, net, size, args, rng, torch)
+            save()
+        section("offset")
+    if not args.skip_sgd:
+        print("sgd update", flush=True)
+        results["kernels"] += check_sgd(args, rng, torch)
+        section("sgd")
     if not args.skip_forward:
         print("whole forward pass", flush=True)
-        results["forward"] = whole_forward(args, rng, load_torch())
+        results["forward"] = whole_forward(args, rng, torch)
+        section("forward")
+    if not args.skip_dense:
+        print("dense multi-scale evaluation (fine stride), batch 1", flush=True)
+        dense_multiscale(args, rng, torch, results["dense"], save)
+        section("dense")
+    if not args.skip_train:
+        print(f"one training step, batch {args.train_batch}", flush=True)
+        results["train"].append(training_step(args, rng, torch))
+        section("train")
     save()
     table, failed = summary(results)
     print(table)
