@@ -86,6 +86,16 @@ def check_out(out, shape, dtype, name: str):
 
 
 @cuda.jit(device=True)
+def unravel4(index, d1, d2, d3):
+    """``(a, b, c, d)`` of the C-order flat ``index`` into a ``(*, d1, d2, d3)`` array."""
+    d = index % d3
+    rest = index // d3
+    c = rest % d2
+    rest //= d2
+    return rest // d1, rest % d1, c, d
+
+
+@cuda.jit(device=True)
 def block_sum(shared, value):
     """The sum of ``value`` over the THREADS threads of a 1-D block, returned to all.
 

@@ -78,6 +78,7 @@ from . import (
     block_sum,
     blocks_for,
     check_out,
+    unravel4,
 )
 
 # --------------------------------------------------------------------------------------
@@ -131,12 +132,7 @@ def conv_forward_naive_kernel(x, w, b, y, stride, padding):
     _, chans, height, width = x.shape
     _, _, kh, kw = w.shape
     if index < y.size:
-        j = index % wo
-        rest = index // wo
-        i = rest % ho
-        rest //= ho
-        o = rest % filters
-        n = rest // filters
+        n, o, i, j = unravel4(index, filters, ho, wo)
         total = float32(0)
         for c in range(chans):
             for u in range(kh):
@@ -528,12 +524,7 @@ def col2im_kernel(dcols, dx, g):
     index = cuda.grid(1)
     _, chans, height, width, _, kh, kw, stride, pad, ho, wo = g
     if index < dx.size:
-        w = index % width
-        rest = index // width
-        h = rest % height
-        rest //= height
-        c = rest % chans
-        n = rest // chans
+        n, c, h, w = unravel4(index, chans, height, width)
         total = float32(0)
         for u in range((h + pad) % stride, kh, stride):
             i = (h + pad - u) // stride

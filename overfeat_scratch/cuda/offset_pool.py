@@ -22,7 +22,7 @@ import numpy as np
 from numba import cuda
 
 from ..offset_pool import check_interleave_args, check_offset_args
-from . import THREADS, as_device, blocks_for, check_out
+from . import THREADS, as_device, blocks_for, check_out, unravel4
 
 
 @cuda.jit
@@ -32,16 +32,11 @@ def offset_max_pool_kernel(x, y, kernel, stride):
     _, _, _, chans, hq, wq = y.shape
     height, width = x.shape[2], x.shape[3]
     if index < y.size:
-        j = index % wq
-        rest = index // wq
-        i = rest % hq
-        rest //= hq
-        c = rest % chans
-        rest //= chans
-        n = rest % x.shape[0]
-        rest //= x.shape[0]
-        dx = rest % stride
-        dy = rest // stride
+        # (dy, dx, n) flattened into one leading index, then split.
+        lead, c, i, j = unravel4(index, chans, hq, wq)
+        n = lead % x.shape[0]
+        offset = lead // x.shape[0]
+        dy, dx = offset // stride, offset % stride
         h0, w0 = dy + i * stride, dx + j * stride
         if h0 + kernel > height or w0 + kernel > width:
             y[dy, dx, n, c, i, j] = 0.0
@@ -62,12 +57,7 @@ def interleave_kernel(y, fine):
     s = y.shape[0]
     _, chans, fh, fw = fine.shape
     if index < fine.size:
-        q = index % fw
-        rest = index // fw
-        p = rest % fh
-        rest //= fh
-        c = rest % chans
-        n = rest // chans
+        n, c, p, q = unravel4(index, chans, fh, fw)
         fine[n, c, p, q] = y[p % s, q % s, n, c, p // s, q // s]
 
 

@@ -17,7 +17,7 @@ from numba import cuda, float32
 
 from ..checks import check_float_array
 from ..pool import check_pool_args
-from . import THREADS, as_device, blocks_for, check_out
+from . import THREADS, as_device, blocks_for, check_out, unravel4
 
 
 @cuda.jit
@@ -26,12 +26,7 @@ def max_pool_forward_kernel(x, y, arg, kernel, stride):
     index = cuda.grid(1)
     _, chans, ho, wo = y.shape
     if index < y.size:
-        j = index % wo
-        rest = index // wo
-        i = rest % ho
-        rest //= ho
-        c = rest % chans
-        n = rest // chans
+        n, c, i, j = unravel4(index, chans, ho, wo)
         h0, w0 = i * stride, j * stride
         best = x[n, c, h0, w0]
         best_at = 0
@@ -60,12 +55,7 @@ def max_pool_backward_kernel(dy, arg, dx, kernel, stride):
     _, chans, height, width = dx.shape
     _, _, ho, wo = dy.shape
     if index < dx.size:
-        w = index % width
-        rest = index // width
-        h = rest % height
-        rest //= height
-        c = rest % chans
-        n = rest // chans
+        n, c, h, w = unravel4(index, chans, height, width)
         # First and last window along each axis that covers this pixel.
         i_first = 0 if h < kernel else (h - kernel + stride) // stride
         j_first = 0 if w < kernel else (w - kernel + stride) // stride
