@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -240,6 +241,385 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def load_classifier(path, backend, default="mini"):
+    """A classifier (mini or mini-detector) from a checkpoint, or the one inside a
+    regressor checkpoint. Default: the shipped mini (``default="mini"``) or the
+    detector inside the shipped localizer (``default="detector"``)."""
+    from .digits import shipped_checkpoint
+    from .localize import shipped_regressor
+    from .train import load_checkpoint, load_extra_network, read_checkpoint
+
+    if path is None:
+        path = shipped_checkpoint() if default == "mini" else shipped_regressor()
+    meta = read_checkpoint(path)[0]
+    if meta.get("objective") == "box-regression":
+        net, _ = load_extra_network(path, "classifier", backend=backend)
+    else:
+        net, meta, _ = load_checkpoint(path, backend=backend)
+    if net.name not in ("mini", "mini-detector"):
+        raise ValueError(f"checkpoint {path}: holds {net.name!r}, expected mini or mini-detector")
+    return net.eval(), path
+
+
+def cmd_train_regressor(args) -> int:
+    from .localize import (
+        REGRESSOR_CONFIG,
+        build_regressor,
+        regression_examples,
+        single_digit_config,
+        train_regressor,
+    )
+    from .mnist import data_checksum
+    from .scenes import generate_scenes
+    from .train import config_from_meta, load_checkpoint, load_extra_network, resume_state
+
+    changes = {"epochs": args.epochs} if args.epochs else {}
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    if args.resume:
+        regressor, meta, velocity = load_checkpoint(args.resume, backend=args.backend)
+        if meta.get("objective") != "box-regression":
+            raise ValueError(f"--resume {args.resume}: not a regressor checkpoint")
+        classifier, _ = load_extra_network(args.resume, "classifier", backend=args.backend)
+        classifier.eval()
+        config = config_from_meta(meta, **changes)
+        resume = resume_state(meta, velocity)
+        shared = regressor.name == "mini-regressor-shared"
+        source = meta.get("classifier_checkpoint", "?")
+    else:
+        classifier, source = load_classifier(args.checkpoint, args.backend, "detector")
+        config = replace(REGRESSOR_CONFIG, **changes)
+        shared = args.shared
+        regressor = build_regressor(not shared, seed=config.seed, backend=args.backend)
+        resume = None
+    scene_config = single_digit_config()
+    kind = "shared" if shared else "class-specific"
+    print(
+        f"regressor ({kind}) on the pooled features of {source}: windows from "
+        f"{args.scenes} single-digit training scenes (seed {args.scene_seed}), "
+        f"{config.epochs} epochs, writing {args.out}"
+    )
+    t0 = time.perf_counter()
+    train_scenes = generate_scenes(args.scenes, args.scene_seed, "train", scene_config)
+    test_scenes = generate_scenes(args.test_scenes, args.scene_seed + 1, "test", scene_config)
+    train_data = regression_examples(
+        classifier,
+        train_scenes,
+        per_scale=args.per_scale,
+        seed=args.scene_seed,
+        progress=not args.quiet,
+    )
+    test_data = regression_examples(
+        classifier,
+        test_scenes,
+        per_scale=args.per_scale,
+        seed=args.scene_seed + 1,
+        progress=not args.quiet,
+    )
+    print(
+        f"{len(train_data[0])} training and {len(test_data[0])} test windows "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
+    meta = {
+        "classifier_checkpoint": str(source),
+        "scenes": {
+            "train": args.scenes,
+            "test": args.test_scenes,
+            "seed": args.scene_seed,
+            "per_scale": args.per_scale,
+        },
+    }
+    result = train_regressor(
+        classifier,
+        train_data,
+        test_data,
+        class_specific=not shared,
+        config=config,
+        out_dir=args.out,
+        progress=not args.quiet,
+        meta=dict(meta, data_checksum=data_checksum("train")),
+        resume=resume,
+        regressor=regressor,
+    )
+    last = result.history[-1]
+    print(
+        f"done: {100 * last['test_error']:.2f}% of test windows have IoU < 0.5 after epoch "
+        f"{last['epoch']}; checkpoint {result.checkpoint}, log {args.out}/log.csv"
+    )
+    return 0
+
+
+def localize_settings(args):
+    from .localize import SCALE_FACTORS, SCALE_SETS, MergeSettings
+
+    if args.factors:
+        try:
+            factors = tuple(float(v) for v in args.factors.split(","))
+        except ValueError:
+            raise ValueError(
+                f"--factors: expected numbers like 1,0.5, got {args.factors!r}"
+            ) from None
+        if not all(0 < f <= 4 for f in factors):
+            raise ValueError(f"--factors: expected factors in (0, 4], got {args.factors!r}")
+    else:
+        factors = tuple(SCALE_FACTORS[i] for i in SCALE_SETS[args.scales])
+    settings = MergeSettings(
+        top_k=args.top_classes,
+        threshold=args.threshold,
+        score=args.score,
+        average=args.average,
+        method=args.method,
+        min_confidence=args.min_confidence,
+    )
+    return factors, settings
+
+
+def read_inputs(path):
+    """``(items, classes, truths)``: ``[(image_id, name, pixels)]`` from a COCO scene
+    folder (its categories and annotations too) or one image file."""
+    from pathlib import Path
+
+    from .image import load_image
+    from .scenes import ANNOTATIONS_FILE, read_coco
+
+    path = Path(path)
+    if path.is_dir():
+        if not (path / ANNOTATIONS_FILE).is_file():
+            raise ValueError(
+                f"{path}: a folder must be a COCO scene folder with {ANNOTATIONS_FILE}"
+            )
+        images, annotations, classes = read_coco(path)
+        return images, classes, annotations
+    rgb = load_image(path)
+    grey = np.round(rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114]))
+    pixels = np.clip(grey, 0, 255).astype(np.uint8)
+    return [(1, path.name, pixels)], {digit + 1: digit for digit in range(10)}, None
+
+
+def write_results(path, rows, label_to_id, box_key="box") -> None:
+    import json
+
+    from .fileio import atomic_write
+
+    out = [
+        {
+            "image_id": int(image_id),
+            "category_id": int(label_to_id[pred["label"]]),
+            "bbox": [
+                round(pred[box_key][0], 2),
+                round(pred[box_key][1], 2),
+                round(pred[box_key][2] - pred[box_key][0], 2),
+                round(pred[box_key][3] - pred[box_key][1], 2),
+            ],
+            "score": round(float(pred["score"]), 5),
+        }
+        for image_id, pred in rows
+    ]
+    atomic_write(path, lambda f: f.write(json.dumps(out, indent=1).encode("utf-8")))
+
+
+def cmd_localize(args) -> int:
+    from pathlib import Path
+
+    from .localize import Localizer, localization_error, localize
+    from .plots import draw_boxes
+
+    localizer = Localizer.from_checkpoint(args.checkpoint, backend=args.backend)
+    factors, settings = localize_settings(args)
+    items, classes, truths = read_inputs(args.input)
+    label_to_id = {digit: cid for cid, digit in classes.items()}
+    rows, predictions = [], []
+    for k, (image_id, name, pixels) in enumerate(items):
+        result = localize(localizer, pixels, factors, settings, fine=not args.coarse)
+        top = result.top(args.top)
+        predictions.append(top)
+        print(
+            f"{name} (id {image_id}): {len(result.candidates.boxes)} boxes merged into "
+            f"{len(result.boxes)}"
+        )
+        for rank, pred in enumerate(top, start=1):
+            x0, y0, x1, y1 = pred["box"]
+            print(
+                f"  {rank}. digit {pred['label']}  confidence {pred['score']:.2f} "
+                f"({pred['windows']} windows)  box x {x0:.1f}-{x1:.1f}, y {y0:.1f}-{y1:.1f}"
+            )
+        rows.extend((image_id, pred) for pred in top)
+        if args.draw:
+            truth = truths[k] if truths is not None else None
+            draw_boxes(
+                pixels,
+                [p["box"] for p in top],
+                [f"{p['label']} ({p['score']:.1f})" for p in top],
+                Path(args.draw) / f"{Path(name).stem}.png",
+                truths=None if truth is None else [a["box"] for a in truth],
+            )
+    if args.out:
+        write_results(args.out, rows, label_to_id)
+        print(f"{args.out}: {len(rows)} results in the COCO format")
+    if args.draw:
+        print(f"drawings in {args.draw}/")
+    if truths is not None and truths and all(len(t) == 1 for t in truths):
+        error = localization_error(predictions, [t[0] for t in truths], top=(1, args.top))
+        print(
+            f"localization error on {error['n']} single-digit scenes: top-1 "
+            f"{100 * error['top1']:.1f}%, top-{args.top} {100 * error[f'top{args.top}']:.1f}%"
+        )
+    return 0
+
+
+def cmd_train_detector(args) -> int:
+    from .detection import (
+        DETECTOR_CONFIG,
+        detection_patches,
+        detector_from_classifier,
+        train_detector,
+    )
+    from .mnist import data_checksum
+    from .scenes import generate_scenes
+    from .train import config_from_meta, load_checkpoint, resume_state
+
+    changes = {"epochs": args.epochs} if args.epochs else {}
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    if args.resume:
+        detector, meta, velocity = load_checkpoint(args.resume, "mini-detector", args.backend)
+        config = config_from_meta(meta, **changes)
+        resume = resume_state(meta, velocity)
+        source = meta.get("classifier_checkpoint", "?")
+    else:
+        classifier, source = load_classifier(args.checkpoint, args.backend)
+        if classifier.name != "mini":
+            raise ValueError(
+                f"train-detector: starts from a mini checkpoint, got {classifier.name}"
+            )
+        config = replace(DETECTOR_CONFIG, **changes)
+        detector = detector_from_classifier(classifier, seed=config.seed)
+        resume = None
+    print(
+        f"mini-detector from {source}: patches of {args.scenes} training scenes "
+        f"(seed {args.scene_seed}), {config.epochs} epochs, "
+        f"{'mined' if not args.no_mining else 'random'} negatives, writing {args.out}"
+    )
+    t0 = time.perf_counter()
+    train_data = detection_patches(
+        generate_scenes(args.scenes, args.scene_seed, "train"),
+        seed=args.scene_seed,
+        progress=not args.quiet,
+    )
+    test_data = detection_patches(
+        generate_scenes(args.test_scenes, args.scene_seed + 1, "test"),
+        seed=args.scene_seed + 1,
+        progress=not args.quiet,
+    )
+    print(
+        f"{len(train_data[0])} training and {len(test_data[0])} test patches "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
+    meta = {
+        "classifier_checkpoint": str(source),
+        "scenes": {"train": args.scenes, "test": args.test_scenes, "seed": args.scene_seed},
+        "mining": not args.no_mining,
+    }
+    result = train_detector(
+        detector,
+        train_data,
+        test_data,
+        config=config,
+        mining=not args.no_mining,
+        out_dir=args.out,
+        progress=not args.quiet,
+        meta=meta,
+        resume=resume,
+        data_checksum=data_checksum("train"),
+    )
+    last = result.history[-1]
+    print(
+        f"done: balanced window error {100 * last['test_error']:.2f}% after epoch "
+        f"{last['epoch']}; checkpoint {result.checkpoint}, log {args.out}/log.csv"
+    )
+    return 0
+
+
+def detect_settings(args):
+    from .detection import DetectSettings
+
+    return DetectSettings(final=args.final, nms_iou=args.nms_iou, min_score=args.min_score)
+
+
+def cmd_detect(args) -> int:
+    from pathlib import Path
+
+    from .detection import detect
+    from .localize import Localizer
+    from .plots import draw_boxes
+
+    localizer = Localizer.from_checkpoint(args.checkpoint, backend=args.backend)
+    factors, merge = localize_settings(args)
+    settings = detect_settings(args)
+    items, classes, truths = read_inputs(args.input)
+    label_to_id = {digit: cid for cid, digit in classes.items()}
+    rows = []
+    for k, (image_id, name, pixels) in enumerate(items):
+        result = detect(localizer, pixels, factors, merge, settings, fine=not args.coarse)
+        found = result.top(len(result.boxes))
+        if not args.quiet:
+            print(f"{name} (id {image_id}): {len(found)} detections")
+            for pred in found[: args.show]:
+                x0, y0, x1, y1 = pred["box"]
+                print(
+                    f"  digit {pred['label']}  score {pred['score']:.2f}  "
+                    f"box x {x0:.1f}-{x1:.1f}, y {y0:.1f}-{y1:.1f}"
+                )
+        rows.extend((image_id, pred) for pred in found)
+        if args.draw:
+            shown = [p for p in found if p["score"] >= args.draw_min_score]
+            truth = truths[k] if truths is not None else None
+            draw_boxes(
+                pixels,
+                [p["box"] for p in shown],
+                [f"{p['label']} ({p['score']:.1f})" for p in shown],
+                Path(args.draw) / f"{Path(name).stem}.png",
+                truths=None if truth is None else [a["box"] for a in truth],
+            )
+    if args.out:
+        write_results(args.out, rows, label_to_id)
+        print(f"{args.out}: {len(rows)} detections in the COCO format")
+    if args.draw:
+        print(f"drawings in {args.draw}/")
+    return 0
+
+
+def cmd_evaluate_detections(args) -> int:
+    from .evaluation import evaluate_detections_main
+
+    return evaluate_detections_main(args.ground_truth, args.predictions, args.json, plot=args.plot)
+
+
+def add_merge_arguments(p, top_classes=1, min_confidence=0.0) -> None:
+    from .localize import SCALE_SETS
+
+    p.add_argument(
+        "--scales",
+        type=int,
+        default=6,
+        choices=sorted(SCALE_SETS),
+        help="how many of the six scales (default 6)",
+    )
+    p.add_argument("--factors", metavar="LIST", help="explicit resize factors, e.g. 1,0.63,0.4")
+    p.add_argument("--top-classes", type=int, default=top_classes, help="k: classes per scale")
+    p.add_argument("--threshold", type=float, default=0.5, help="merge threshold t")
+    p.add_argument("--score", default="center_iou", choices=("center_iou", "iou", "center"))
+    p.add_argument("--average", default="pair", choices=("pair", "count", "confidence"))
+    p.add_argument("--method", default="fast", choices=("fast", "literal", "cuda"))
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=min_confidence,
+        help="windows below this class probability do not vote",
+    )
+    p.add_argument("--coarse", action="store_true", help="without offset pooling")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="overfeat-scratch",
@@ -311,6 +691,73 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="the first N test digits only")
     p.add_argument("--backend", default="numpy")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("train-regressor", help="train mini's box regressor on digit scenes")
+    p.add_argument(
+        "--checkpoint",
+        help="the network whose features it reads: mini, mini-detector, or a regressor "
+        "checkpoint's (default: the shipped detector)",
+    )
+    p.add_argument("--shared", action="store_true", help="one box for all classes")
+    p.add_argument("--epochs", type=int, help="default: the regressor config's")
+    p.add_argument("--out", default="runs/regressor", help="checkpoint, logs and curves go here")
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint")
+    p.add_argument("--seed", type=int, help="initialisation and batch order")
+    p.add_argument("--scenes", type=int, default=4000, help="single-digit training scenes")
+    p.add_argument("--test-scenes", type=int, default=500, help="held-out scenes for test error")
+    p.add_argument("--scene-seed", type=int, default=1, help="seed of the generated scenes")
+    p.add_argument("--per-scale", type=int, default=8, help="windows per scene and scale")
+    p.add_argument("--backend", default="numpy")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train_regressor)
+
+    p = sub.add_parser("localize", help="classify and box the digits of images (the merge)")
+    p.add_argument("--checkpoint", help="a train-regressor checkpoint (default: shipped)")
+    p.add_argument("--top", type=int, default=5, help="boxes printed and written per image")
+    p.add_argument("--out", metavar="JSON", help="write the boxes in the COCO results format")
+    p.add_argument("--draw", metavar="DIR", help="draw the boxes on each image into DIR")
+    add_merge_arguments(p)
+    p.add_argument("--backend", default="numpy")
+    p.add_argument("input", metavar="IMAGE_OR_DIR", help="an image, or a COCO scene folder")
+    p.set_defaults(func=cmd_localize)
+
+    p = sub.add_parser("train-detector", help="fine-tune mini with a background class on scenes")
+    p.add_argument("--checkpoint", help="the classifier to start from (default: shipped mini)")
+    p.add_argument("--epochs", type=int, help="default: the detector config's")
+    p.add_argument("--out", default="runs/detector", help="checkpoint, logs and curves go here")
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint")
+    p.add_argument("--seed", type=int, help="initialisation, batch order and negatives")
+    p.add_argument("--scenes", type=int, default=8000, help="multi-digit training scenes")
+    p.add_argument("--test-scenes", type=int, default=300, help="held-out scenes for test error")
+    p.add_argument("--scene-seed", type=int, default=11, help="seed of the generated scenes")
+    p.add_argument("--no-mining", action="store_true", help="random negatives only (ablation)")
+    p.add_argument("--backend", default="numpy")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train_detector)
+
+    p = sub.add_parser("detect", help="find every digit in images (merge or NMS)")
+    p.add_argument(
+        "--checkpoint", help="a train-regressor checkpoint on the detector (default: shipped)"
+    )
+    p.add_argument("--out", metavar="JSON", help="write the detections in the COCO results format")
+    p.add_argument("--draw", metavar="DIR", help="draw the detections on each image into DIR")
+    p.add_argument("--draw-min-score", type=float, default=1.0, help="draw only boxes above this")
+    p.add_argument("--final", default="merge", choices=("merge", "nms"))
+    p.add_argument("--nms-iou", type=float, default=0.3, help="IoU above which NMS suppresses")
+    p.add_argument("--min-score", type=float, default=0.0, help="drop detections below this")
+    p.add_argument("--show", type=int, default=10, help="detections printed per image")
+    p.add_argument("--quiet", action="store_true", help="print only the summary")
+    add_merge_arguments(p, top_classes=10, min_confidence=0.1)
+    p.add_argument("--backend", default="numpy")
+    p.add_argument("input", metavar="IMAGE_OR_DIR", help="an image, or a COCO scene folder")
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("evaluate-detections", help="AP@0.5, mAP and COCO AP of COCO results")
+    p.add_argument("ground_truth", metavar="GT.json", help="COCO annotations (or a scene folder)")
+    p.add_argument("predictions", metavar="PREDS.json", help="COCO results list")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", metavar="PNG", help="save the precision-recall curves here")
+    p.set_defaults(func=cmd_evaluate_detections)
 
     p = sub.add_parser("demo", help="the main job: mini on digits and a scene, the paper networks")
     p.add_argument("--backend", default="numpy", help="numpy (default) or cuda")

@@ -62,35 +62,65 @@ def dense_evaluate(net: Sequential, x, fine: bool = False) -> DenseMap:
     Returns host scores ``(N, classes, H', W')`` (raw outputs of the last layer,
     before any softmax). Call ``net.eval()`` first for inference (dropout off).
     """
-    geometry = Geometry.of(net)
     net.check_input(x)
+    if not fine:
+        geometry = Geometry.of(net)
+        x = _as_input(net, x)
+        return DenseMap(
+            net.backend.to_numpy(run_layers(net.layers, x)), geometry.stride, geometry.window
+        )
+    return dense_evaluate_heads(net, [net.layers[last_pool_index(net) + 1 :]], x, fine)[0]
+
+
+def _as_input(net: Sequential, x):
     backend = net.backend
     if not backend.is_array(x) or x.dtype != net.dtype:
         x = backend.asarray(x, dtype=net.dtype)
-    if not fine:
-        return DenseMap(
-            backend.to_numpy(run_layers(net.layers, x)), geometry.stride, geometry.window
-        )
+    return x
 
+
+def dense_evaluate_heads(net: Sequential, heads, x, fine: bool = False) -> list[DenseMap]:
+    """Several heads on the same pooled features of ``net``, densely: one map per head.
+
+    ``net``'s layers up to and including its last max pool are the shared
+    features; each head (a list of layers or a :class:`Sequential`, e.g. the
+    classifier ``net.layers[last_pool_index(net) + 1:]`` and a box regressor) reads
+    them. The features are computed once; with ``fine`` the last pool runs at every
+    offset and every head runs on all ``s*s`` pooled maps, so output ``(i, j)`` of
+    every map describes the same window.
+    """
+    net.check_input(x)
     index = last_pool_index(net)
-    pool = net.layers[index]
+    geometry = Geometry.of(net)
+    backend = net.backend
+    x = _as_input(net, x)
     features = run_layers(net.layers[:index], x)
-    classifier = Geometry.of(net.layers[index + 1 :])
-    if classifier.stride != 1:
-        raise ValueError(
-            f"{net.name}: offset pooling needs the layers after the last pool to have stride 1, "
-            f"got a total stride of {classifier.stride}"
-        )
+    pool = net.layers[index]
+    maps = []
+    if not fine:
+        pooled = pool.forward(features)
+        for head in heads:
+            out = run_layers(head, pooled)
+            maps.append(DenseMap(backend.to_numpy(out), geometry.stride, geometry.window))
+        return maps
     s, k = pool.stride, pool.kernel
     n, c, h, w = features.shape
-    fine_h = fine_size(h, k, s, classifier.window)
-    fine_w = fine_size(w, k, s, classifier.window)
     pooled = backend.offset_max_pool2d(features, k, s)  # (s, s, N, C, Hq, Wq)
     batch = backend.reshape(pooled, (s * s * n, c) + tuple(pooled.shape[4:]))
-    out = run_layers(net.layers[index + 1 :], batch)
-    out = backend.reshape(out, (s, s, n) + tuple(out.shape[1:]))
-    scores = backend.interleave_offsets(out, fine_h, fine_w)
-    return DenseMap(backend.to_numpy(scores), geometry.stride // s, geometry.window)
+    for head in heads:
+        head_geometry = Geometry.of(list(head))
+        if head_geometry.stride != 1:
+            raise ValueError(
+                f"{net.name}: offset pooling needs the layers after the last pool to have "
+                f"stride 1, got a total stride of {head_geometry.stride}"
+            )
+        fine_h = fine_size(h, k, s, head_geometry.window)
+        fine_w = fine_size(w, k, s, head_geometry.window)
+        out = run_layers(head, batch)
+        out = backend.reshape(out, (s, s, n) + tuple(out.shape[1:]))
+        scores = backend.interleave_offsets(out, fine_h, fine_w)
+        maps.append(DenseMap(backend.to_numpy(scores), geometry.stride // s, geometry.window))
+    return maps
 
 
 def offset_plan(net: Sequential, height: int, width: int) -> dict:

@@ -32,12 +32,35 @@ MINI = (
     paper.LayerSpec("full", 10, 1, relu=False),
 )
 
+# ``mini-detector``: ``mini`` with an eleventh output, "background" (paper Section 5),
+# fine-tuned from ``mini`` on whole digit scenes (:mod:`.detection`).
+MINI_DETECTOR = MINI[:-1] + (paper.LayerSpec("full", MINI[-1].out + 1, 1, relu=False),)
+
+# ``mini``'s box regressor (paper Section 4): a head on the same pooled features as
+# the classifier (conv2 after its pool: 64 maps of 5x5 per window), two hidden fully
+# connected layers (the paper's 4096 and 1024, scaled down like the classifier's) and
+# 4 box edges per class; the shared variant has one 4-vector for all classes. Written
+# as convolutions, it slides over every window and pooling offset like the classifier.
+MINI_FEATURES = MINI[1].out
+MINI_REGRESSOR = (
+    paper.LayerSpec("full", 256, 5),
+    paper.LayerSpec("full", 128, 1),
+    paper.LayerSpec("full", 4 * MINI[-1].out, 1, relu=False),
+)
+MINI_REGRESSOR_SHARED = MINI_REGRESSOR[:-1] + (paper.LayerSpec("full", 4, 1, relu=False),)
+
 # name -> (layer specs, input channels, weight init)
 NETWORKS = {
     "fast": (paper.FAST, paper.INPUT_CHANNELS, paper.TRAINING["init_std"]),
     "accurate": (paper.ACCURATE, paper.INPUT_CHANNELS, paper.TRAINING["init_std"]),
     "mini": (MINI, 1, "he"),
+    "mini-detector": (MINI_DETECTOR, 1, "he"),
+    "mini-regressor": (MINI_REGRESSOR, MINI_FEATURES, "he"),
+    "mini-regressor-shared": (MINI_REGRESSOR_SHARED, MINI_FEATURES, "he"),
 }
+
+# Networks that read images (the others are heads on a network's features).
+IMAGE_NETWORKS = ("fast", "accurate", "mini", "mini-detector")
 
 
 def build_from_specs(

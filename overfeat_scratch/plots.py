@@ -53,3 +53,34 @@ def save_confusion(confusion: np.ndarray, path, title: str) -> None:
     fig.colorbar(image, ax=ax, label="count + 1")
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def show_boxes(ax, image, boxes, labels=(), truths=None, color="tab:orange", linewidth=1.5):
+    """Draw a grey ``image`` and corner ``boxes`` (with text ``labels``) on ``ax``;
+    ``truths``: true boxes, drawn dashed in green."""
+    from matplotlib.patches import Rectangle
+
+    ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+    for box in truths or ():
+        x0, y0, x1, y1 = box
+        ax.add_patch(
+            Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="tab:green", lw=1.5, ls="--")
+        )
+    labels = list(labels)
+    for k, box in enumerate(boxes):
+        x0, y0, x1, y1 = box
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=color, lw=linewidth))
+        if k < len(labels):
+            ax.text(x0, y0 - 1, labels[k], color=color, fontsize=8, va="bottom")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def draw_boxes(image, boxes, labels, path, truths=None) -> None:
+    """Save ``image`` with ``boxes`` and their ``labels`` (and true boxes) as a PNG."""
+    h, w = np.asarray(image).shape[:2]
+    fig = new_figure(figsize=(max(3.0, w / 40), max(3.0, h / 40)))
+    ax = fig.subplots()
+    show_boxes(ax, image, boxes, labels, truths)
+    fig.tight_layout()
+    save_figure(fig, path)

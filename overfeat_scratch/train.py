@@ -82,7 +82,7 @@ PAPER_CONFIG = TrainConfig(
 # initialisation; +-2 pixel translations; no flips (a mirrored digit is not a digit).
 MINI_CONFIG = TrainConfig(
     epochs=8,
-    batch_size=64,
+    batch_size=128,
     learning_rate=0.05,
     lr_decay_epochs=(4, 6, 7),
     lr_decay_factor=0.3,
@@ -142,6 +142,40 @@ def evaluate(net: Sequential, images: np.ndarray, labels: np.ndarray, batch_size
     return float(np.mean(predictions != labels)), predictions
 
 
+class Classification:
+    """What the classifier learns: softmax cross-entropy, scored by the error rate.
+
+    Labels are class indices ``(N,)``. The network's output is ``(N, classes, 1, 1)``.
+    """
+
+    name = "classification"
+
+    def example_size(self, net, examples) -> int:
+        """The side of the crops trained on (checking the examples' shape)."""
+        window = net.window()
+        if examples.ndim != 4 or examples.shape[1:] != (net.in_channels, window, window):
+            raise ValueError(
+                f"train: expected examples of shape (N, {net.in_channels}, {window}, {window}), "
+                f"got {examples.shape}"
+            )
+        return window
+
+    def start_epoch(self, seed: int, epoch: int) -> None:
+        """Called before each epoch (an objective drawing random numbers reseeds here)."""
+
+    def loss(self, backend, scores, labels):
+        """``(loss, gradient, number right, number scored)`` of one batch."""
+        loss, grad = backend.softmax_cross_entropy(scores, labels.reshape(-1, 1, 1))
+        predicted = backend.to_numpy(scores).reshape(len(labels), -1).argmax(1)
+        return loss, grad, int(np.sum(predicted == labels)), len(labels)
+
+    def error(self, net, examples, labels, batch_size=500) -> float:
+        return evaluate(net, examples, labels, batch_size)[0]
+
+
+CLASSIFICATION = Classification()
+
+
 # --------------------------------------------------------------------------------------
 # Checkpoints
 
@@ -161,14 +195,29 @@ def network_record(net: Sequential) -> dict:
     }
 
 
-def save_checkpoint(path, net: Sequential, optimizer: SGD | None, meta: dict) -> Path:
-    """Write parameters, velocities and ``meta`` (JSON-able) to one ``.npz``, atomically."""
+def save_checkpoint(
+    path, net: Sequential, optimizer: SGD | None, meta: dict, extra_networks: dict | None = None
+) -> Path:
+    """Write parameters, velocities and ``meta`` (JSON-able) to one ``.npz``, atomically.
+
+    ``extra_networks``: ``{key: network}`` saved alongside (``extra/<key>/...``
+    arrays and their records under ``meta["extra_networks"]``); read them back with
+    :func:`load_extra_network`.
+    """
     arrays = {f"param/{k}": v for k, v in net.state_dict().items()}
     if optimizer is not None:
         arrays.update({f"velocity/{k}": v for k, v in optimizer.state_dict().items()})
+    extras = {}
+    for key, other in (extra_networks or {}).items():
+        if "/" in key:
+            raise ValueError(f"save_checkpoint: extra network key {key!r} may not contain '/'")
+        arrays.update({f"extra/{key}/{k}": v for k, v in other.state_dict().items()})
+        extras[key] = network_record(other)
     record = dict(
         meta, format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION, network=network_record(net)
     )
+    if extras:
+        record["extra_networks"] = extras
     text = json.dumps(record, sort_keys=True)
     arrays["metadata"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
@@ -180,8 +229,11 @@ def save_checkpoint(path, net: Sequential, optimizer: SGD | None, meta: dict) ->
     return atomic_write(path, write)
 
 
-def read_checkpoint(path) -> tuple[dict, dict, dict]:
+def read_checkpoint(path, group: str = "param") -> tuple[dict, dict, dict]:
     """``(metadata, parameters, velocities)`` from a checkpoint, checked.
+
+    ``group``: ``"param"`` for the checkpoint's own network, ``"extra/<key>"`` for
+    the parameters of an extra network stored beside it.
 
     A missing, truncated or foreign file is a ``ValueError`` saying which.
     """
@@ -208,7 +260,8 @@ def read_checkpoint(path) -> tuple[dict, dict, dict]:
             f"checkpoint {path}: format {meta.get('format')!r} version {meta.get('version')!r}, "
             f"expected {CHECKPOINT_FORMAT!r} version {CHECKPOINT_VERSION}"
         )
-    params = {k[len("param/") :]: v for k, v in arrays.items() if k.startswith("param/")}
+    prefix = group + "/"
+    params = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
     velocity = {k[len("velocity/") :]: v for k, v in arrays.items() if k.startswith("velocity/")}
     return meta, params, velocity
 
@@ -219,7 +272,23 @@ def load_checkpoint(path, expected_network: str | None = None, backend="numpy"):
     ``expected_network``: raise ``ValueError`` if the checkpoint holds another one.
     """
     meta, params, velocity = read_checkpoint(path)
-    record = meta["network"]
+    net = network_from_record(path, meta["network"], params, expected_network, backend)
+    return net, meta, velocity
+
+
+def load_extra_network(path, key: str, expected_network: str | None = None, backend="numpy"):
+    """``(net, metadata)``: the extra network ``key`` stored in a checkpoint."""
+    meta, params, _ = read_checkpoint(path, group=f"extra/{key}")
+    records = meta.get("extra_networks", {})
+    if key not in records:
+        raise ValueError(
+            f"checkpoint {path}: holds no {key!r} network (it holds: "
+            f"{', '.join(sorted(records)) or 'none'})"
+        )
+    return network_from_record(path, records[key], params, expected_network, backend), meta
+
+
+def network_from_record(path, record, params, expected_network=None, backend="numpy"):
     name = record["name"]
     if expected_network is not None and name != expected_network:
         raise ValueError(
@@ -240,7 +309,7 @@ def load_checkpoint(path, expected_network: str | None = None, backend="numpy"):
         raise ValueError(f"checkpoint {path}: {error}") from None
     if backend != "numpy":
         net.to(backend)
-    return net, meta, velocity
+    return net
 
 
 # --------------------------------------------------------------------------------------
@@ -268,6 +337,9 @@ def train(
     data_checksum: str = "",
     progress: bool = True,
     log=print,
+    objective=CLASSIFICATION,
+    extra_networks: dict | None = None,
+    meta: dict | None = None,
 ) -> TrainResult:
     """Train ``net`` in place with momentum SGD; one checkpoint and log row per epoch.
 
@@ -276,18 +348,22 @@ def train(
     ``log``: called with one line per epoch (``None``: silent).
     ``resume``: from :func:`resume_state` of a checkpoint; training continues at its
     epoch with its velocities and dropout streams.
+    ``objective``: what is learnt from the labels: :data:`CLASSIFICATION` (labels are
+    class indices) or a box regression (:class:`overfeat_scratch.localize.BoxRegression`).
+    ``extra_networks``: ``{key: network}`` stored beside ``net`` in every checkpoint
+    (a regressor's checkpoint carries the classifier whose features it reads);
+    ``meta``: more JSON-able fields for the checkpoint's record.
     """
     from tqdm import tqdm
 
     images, labels = train_data
-    window = net.window()
-    if images.ndim != 4 or images.shape[2:] != (window, window):
-        raise ValueError(
-            f"train: expected examples of shape (N, {net.in_channels}, {window}, {window}), "
-            f"got {images.shape}"
-        )
+    window = objective.example_size(net, images)
     if len(labels) != len(images):
         raise ValueError(f"train: {len(images)} examples but {len(labels)} labels")
+    if test_data is not None and len(test_data[0]) != len(test_data[1]):
+        raise ValueError(
+            f"train: {len(test_data[0])} test examples but {len(test_data[1])} test labels"
+        )
     out_dir = None if out_dir is None else Path(out_dir)
     schedule = config.schedule()
     optimizer = SGD(net, schedule(0), config.momentum, config.weight_decay)
@@ -303,11 +379,12 @@ def train(
     checkpoint = None
     for epoch in range(start, config.epochs):
         rng = np.random.default_rng([config.seed, epoch])
+        objective.start_epoch(config.seed, epoch)
         optimizer.lr = schedule(epoch)
         order = rng.permutation(len(images))
         net.train()
         t0 = time.perf_counter()
-        loss_sum, correct = 0.0, 0
+        loss_sum, correct, counted = 0.0, 0, 0
         bar = tqdm(
             range(steps),
             desc=f"epoch {epoch + 1}/{config.epochs}",
@@ -319,12 +396,12 @@ def train(
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
             x = random_crops(padded[idx], window, rng, config.flips)
             scores = net.forward(x)
-            loss, grad = net.backend.softmax_cross_entropy(scores, labels[idx].reshape(-1, 1, 1))
+            loss, grad, right, scored = objective.loss(net.backend, scores, labels[idx])
             net.backward(grad, input_grad=False)
             optimizer.step()
             loss_sum += loss * len(idx)
-            predicted = net.backend.to_numpy(scores).reshape(len(idx), -1).argmax(1)
-            correct += int(np.sum(predicted == labels[idx]))
+            correct += right
+            counted += scored
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss:.3f}")
         bar.close()
@@ -332,13 +409,13 @@ def train(
         row = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / len(images),
-            "train_error": 1 - correct / len(images),
+            "train_error": 1 - correct / max(counted, 1),
             "learning_rate": optimizer.lr,
             "seconds": seconds,
             "images_per_second": len(images) / seconds,
         }
         if test_data is not None:
-            row["test_error"], _ = evaluate(net, *test_data, batch_size=config.eval_batch_size)
+            row["test_error"] = objective.error(net, *test_data, batch_size=config.eval_batch_size)
         history.append(row)
         if log is not None:
             log(
@@ -347,7 +424,9 @@ def train(
                 )
             )
         if out_dir is not None:
-            meta = {
+            record = {
+                **(meta or {}),
+                "objective": objective.name,
                 "epoch": epoch + 1,
                 "config": asdict(config),
                 "optimizer": {
@@ -360,7 +439,9 @@ def train(
                 "data_checksum": data_checksum,
                 "history": history,
             }
-            checkpoint = save_checkpoint(out_dir / "checkpoint.npz", net, optimizer, meta)
+            checkpoint = save_checkpoint(
+                out_dir / "checkpoint.npz", net, optimizer, record, extra_networks
+            )
             write_log(out_dir, history)
     net.eval()
     return TrainResult(net, history, checkpoint)

@@ -1,0 +1,648 @@
+"""Localization (paper Section 4): regress a box at every window, then accumulate.
+
+The classifier says *what* is in each window; a second head on the same pooled
+features says *where*: four numbers per window (per class, or shared by all
+classes), the edges of the object's box. Both heads are convolutional, so one
+dense pass gives a class distribution and a box for every window of every scale,
+at every pooling offset. The greedy merge (:mod:`.merge`) then fuses the boxes
+that agree and adds up their confidences: many windows at several scales voting
+for the same box beat one confident window.
+
+The box parameterisation (documented choice; the paper only says "the coordinates
+of the box edges"): for a window of side ``W`` centred at ``(cx, cy)`` in the
+resized image, the four outputs are
+
+    ``t = ((x0 - cx) / W, (y0 - cy) / W, (x1 - cx) / W, (y1 - cy) / W)``,
+
+the box's edges relative to the window's centre in units of the window. They
+are translation invariant (a window sees only itself), of order 1, and turn back
+into pixels of the original image exactly: ``x = (cx + W t) / fx`` with ``fx`` the
+resize factor of that axis.
+
+Training (:func:`regression_examples`, :func:`train_regressor`): windows from
+single-digit scenes at every scale of :data:`SCALE_FACTORS`, the classifier's
+feature layers frozen. A window is used only if it holds at least
+:data:`MIN_COVERAGE` (half) of the digit's box: the others are left to the windows
+that do contain the object.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .dense import dense_evaluate_heads, last_pool_index, run_layers, softmax
+from .image import resize_bilinear
+from .layers import Sequential
+from .train import CLASSIFICATION, TrainConfig, load_checkpoint, load_extra_network, train
+
+# Six scales a third of an octave apart: a digit 20 to 64 pixels tall in the scene
+# is about 20 pixels tall (as MNIST digits are in mini's 32-pixel window) at one
+# of them.
+SCALE_FACTORS = tuple(round(2 ** (-k / 3), 4) for k in range(6))
+# The scale sets of the ablation (paper Fig. 9 compares 1, 2, 4 and 6 scales),
+# as indices into SCALE_FACTORS, spread over the range.
+SCALE_SETS = {1: (2,), 2: (1, 4), 4: (0, 2, 3, 5), 6: (0, 1, 2, 3, 4, 5)}
+# A window trains the regressor only if it covers at least this much of the box.
+MIN_COVERAGE = 0.5
+
+REGRESSOR_CONFIG = TrainConfig(
+    epochs=12,
+    batch_size=128,
+    learning_rate=0.02,
+    lr_decay_epochs=(6, 9, 11),
+    lr_decay_factor=0.3,
+    momentum=0.9,
+    weight_decay=5e-4,
+    init_std="he",
+    pad=0,
+    flips=False,
+)
+
+# The shipped localizer: the regressor trained by `overfeat-scratch train-regressor`,
+# with the detector whose features it reads stored inside (see localizer.json).
+SHIPPED_REGRESSOR = Path(__file__).resolve().parent / "data" / "localizer.npz"
+
+
+# --------------------------------------------------------------------------------------
+# Boxes relative to windows
+
+
+def encode_boxes(boxes, centers, window: int) -> np.ndarray:
+    """``(N, 4)`` corner boxes to window-relative targets, ``centers (N, 2)`` as (cx, cy)."""
+    boxes = np.asarray(boxes, np.float64)
+    c = np.asarray(centers, np.float64)
+    return (boxes - np.concatenate([c, c], axis=1)) / window
+
+
+def decode_boxes(t, centers, window: int) -> np.ndarray:
+    """Inverse of :func:`encode_boxes`."""
+    c = np.asarray(centers, np.float64)
+    return np.asarray(t, np.float64) * window + np.concatenate([c, c], axis=1)
+
+
+def row_iou(a, b) -> np.ndarray:
+    """IoU of ``a[k]`` with ``b[k]`` for every row of two ``(N, 4)`` corner-box arrays.
+
+    Boxes with inverted edges count as empty; an empty union gives 0.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = iw * ih
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    union = area_a + area_b - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def scaled_size(height: int, width: int, factor: float) -> tuple[int, int]:
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def window_centers(fine_h: int, fine_w: int, stride: int, window: int):
+    """``(cx, cy)`` grids ``(fine_h, fine_w)`` of the windows of a dense map."""
+    cy = stride * np.arange(fine_h, dtype=np.float64) + window / 2
+    cx = stride * np.arange(fine_w, dtype=np.float64) + window / 2
+    return np.broadcast_to(cx[None, :], (fine_h, fine_w)), np.broadcast_to(
+        cy[:, None], (fine_h, fine_w)
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The objective
+
+
+class BoxRegression:
+    """What the regressor learns: L2 on the window-relative box edges.
+
+    Labels are ``(N, 5)`` float rows ``(class, t0, t1, t2, t3)``. Class-specific
+    regressors output ``4 * classes`` numbers and only the true class's four are
+    trained; a shared regressor outputs four. A window counts as *right* when its
+    predicted box has IoU >= 0.5 with the true one (the localization criterion),
+    so ``train_error``/``test_error`` are the fraction of windows that miss.
+    """
+
+    name = "box-regression"
+
+    def __init__(self, class_specific: bool):
+        self.class_specific = class_specific
+
+    def example_size(self, net, examples) -> int:
+        return CLASSIFICATION.example_size(net, examples)
+
+    def start_epoch(self, seed: int, epoch: int) -> None:
+        pass
+
+    def select(self, pred: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, columns)`` picking each example's four outputs from ``(N, K)``."""
+        n = len(classes)
+        offset = 4 * classes if self.class_specific else np.zeros(n, np.int64)
+        rows = np.repeat(np.arange(n), 4).reshape(n, 4)
+        cols = offset[:, None] + np.arange(4)[None, :]
+        if cols.max(initial=0) >= pred.shape[1]:
+            raise ValueError(
+                f"box regression: class {int(classes.max())} needs output {int(cols.max())}, "
+                f"the regressor has {pred.shape[1]}"
+            )
+        return rows, cols
+
+    def loss(self, backend, scores, labels):
+        from .losses import l2_loss
+
+        pred = backend.to_numpy(scores).reshape(len(labels), -1)
+        classes = labels[:, 0].astype(np.int64)
+        target = labels[:, 1:5].astype(pred.dtype)
+        rows, cols = self.select(pred, classes)
+        chosen = pred[rows, cols]
+        loss, grad = l2_loss(chosen, target)
+        full = np.zeros_like(pred)
+        full[rows, cols] = grad
+        right = int(np.sum(row_iou(chosen, target) >= 0.5))
+        grad = backend.asarray(full.reshape(scores.shape), dtype=pred.dtype)
+        return loss, grad, right, len(labels)
+
+    def error(self, net, examples, labels, batch_size=500) -> float:
+        return float(np.mean(self.ious(net, examples, labels, batch_size) < 0.5))
+
+    def ious(self, net, examples, labels, batch_size=500) -> np.ndarray:
+        was_training = net.training
+        net.eval()
+        out = np.empty(len(examples))
+        for start in range(0, len(examples), batch_size):
+            batch = labels[start : start + batch_size]
+            pred = net.backend.to_numpy(net.forward(examples[start : start + batch_size]))
+            pred = pred.reshape(len(batch), -1)
+            rows, cols = self.select(pred, batch[:, 0].astype(np.int64))
+            out[start : start + len(batch)] = row_iou(pred[rows, cols], batch[:, 1:5])
+        net.train(was_training)
+        return out
+
+
+# --------------------------------------------------------------------------------------
+# Training data: windows of single-digit scenes, through the frozen features
+
+
+def feature_layers(classifier: Sequential) -> list:
+    """The classifier's layers up to and including its last max pool."""
+    return classifier.layers[: last_pool_index(classifier) + 1]
+
+
+def head_layers(classifier: Sequential) -> list:
+    """The classifier's layers after its last max pool (its classification head)."""
+    return classifier.layers[last_pool_index(classifier) + 1 :]
+
+
+def scene_input(image) -> np.ndarray:
+    """An ``(H, W)`` uint8 grey scene as float32 in ``[0, 1]`` (mini's input scale)."""
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"expected an (H, W) grey image, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise TypeError(f"expected uint8 pixels 0..255, got dtype {image.dtype}")
+    return image.astype(np.float32) / np.float32(255)
+
+
+def resize_scene(image: np.ndarray, factor: float):
+    """``(resized (h, w) float32, (fx, fy))`` of a float scene; exact per-axis factors."""
+    h, w = scaled_size(*image.shape, factor)
+    resized = resize_bilinear(image[:, :, None], h, w)[:, :, 0]
+    return resized, (w / image.shape[1], h / image.shape[0])
+
+
+def regression_examples(
+    classifier: Sequential,
+    scenes,
+    factors=SCALE_FACTORS,
+    per_scale: int = 8,
+    seed: int = 0,
+    fine_stride: int | None = None,
+    batch_size: int = 512,
+    progress: bool = False,
+):
+    """``(features (N, C, k, k) float32, labels (N, 5) float32)`` for the regressor.
+
+    For each single-digit scene and each scale factor: every window position of the
+    fine (offset-pooled) grid whose window covers at least :data:`MIN_COVERAGE` of
+    the digit's box, ``per_scale`` of them drawn at random; the window is cut out
+    and passed through the frozen feature layers (for a network without padding
+    this is exactly what dense evaluation computes for that window). Labels are
+    ``(class, t)`` with ``t`` from :func:`encode_boxes`.
+    """
+    from tqdm import tqdm
+
+    classifier.eval()
+    window = classifier.window()
+    if fine_stride is None:
+        fine_stride = classifier.layers[last_pool_index(classifier)].stride
+        fine_stride = max(1, _total_stride(classifier) // fine_stride)
+    rng = np.random.default_rng(seed)
+    layers = feature_layers(classifier)
+    crops, labels, features = [], [], []
+
+    def flush():
+        if crops:
+            x = np.stack(crops)[:, None]
+            out = run_layers(layers, classifier.backend.asarray(x, dtype=classifier.dtype))
+            features.append(classifier.backend.to_numpy(out).copy())
+            crops.clear()
+
+    for scene in tqdm(scenes, desc="regression windows", disable=not progress, unit="scene"):
+        if len(scene.annotations) != 1:
+            raise ValueError(
+                f"regression_examples: expected single-digit scenes, got one with "
+                f"{len(scene.annotations)} digits"
+            )
+        ann = scene.annotations[0]
+        image = scene_input(scene.image)
+        for factor in factors:
+            resized, (fx, fy) = resize_scene(image, factor)
+            h, w = resized.shape
+            if min(h, w) < window:
+                continue
+            x0, y0, x1, y1 = ann["box"]
+            box = np.array([x0 * fx, y0 * fy, x1 * fx, y1 * fy])
+            ys = fine_stride * np.arange((h - window) // fine_stride + 1)
+            xs = fine_stride * np.arange((w - window) // fine_stride + 1)
+            # Fraction of the box inside each window, separable in x and y.
+            cover_y = np.clip(np.minimum(ys + window, box[3]) - np.maximum(ys, box[1]), 0, None)
+            cover_x = np.clip(np.minimum(xs + window, box[2]) - np.maximum(xs, box[0]), 0, None)
+            area = (box[2] - box[0]) * (box[3] - box[1])
+            cover = cover_y[:, None] * cover_x[None, :] / area
+            ii, jj = np.nonzero(cover >= MIN_COVERAGE)
+            if ii.size == 0:
+                continue
+            pick = rng.choice(ii.size, size=min(per_scale, ii.size), replace=False)
+            for i, j in zip(ii[pick], jj[pick], strict=True):
+                top, left = ys[i], xs[j]
+                crops.append(resized[top : top + window, left : left + window])
+                center = np.array([[left + window / 2, top + window / 2]])
+                t = encode_boxes(box[None], center, window)[0]
+                labels.append([ann["label"], *t])
+            if len(crops) >= batch_size:
+                flush()
+    flush()
+    if not labels:
+        raise ValueError("regression_examples: no window covers half of any box")
+    return np.concatenate(features).astype(np.float32), np.asarray(labels, np.float32)
+
+
+def _total_stride(net: Sequential) -> int:
+    from .geometry import Geometry
+
+    return Geometry.of(net).stride
+
+
+def build_regressor(class_specific: bool = True, seed: int = 0, backend="numpy") -> Sequential:
+    from .networks import build_network
+
+    name = "mini-regressor" if class_specific else "mini-regressor-shared"
+    return build_network(name, seed=seed, backend=backend)
+
+
+def train_regressor(
+    classifier: Sequential,
+    train_data,
+    test_data=None,
+    class_specific: bool = True,
+    config: TrainConfig = REGRESSOR_CONFIG,
+    out_dir=None,
+    progress: bool = True,
+    log=print,
+    meta: dict | None = None,
+    resume: dict | None = None,
+    regressor: Sequential | None = None,
+):
+    """Train a box regressor on ``train_data`` from :func:`regression_examples`.
+
+    Uses the classifier's training loop (:func:`.train.train`) with the
+    :class:`BoxRegression` objective; every checkpoint also stores the classifier
+    (frozen, under the key ``"classifier"``), so that one file localizes.
+    """
+    if regressor is None:
+        regressor = build_regressor(class_specific, seed=config.seed, backend=classifier.backend)
+    return train(
+        regressor,
+        config,
+        train_data,
+        test_data,
+        out_dir=out_dir,
+        progress=progress,
+        log=log,
+        objective=BoxRegression(class_specific),
+        extra_networks={"classifier": classifier},
+        meta=meta,
+        resume=resume,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Inference
+
+
+@dataclass
+class Localizer:
+    """A classifier and the box regressor that reads its pooled features."""
+
+    classifier: Sequential
+    regressor: Sequential
+
+    @property
+    def class_specific(self) -> bool:
+        return self.regressor.name == "mini-regressor"
+
+    @classmethod
+    def from_checkpoint(cls, path=None, backend="numpy") -> Localizer:
+        """From a ``train-regressor`` checkpoint (default: the shipped one)."""
+        path = shipped_regressor() if path is None else Path(path)
+        regressor, meta, _ = load_checkpoint(path, backend=backend)
+        if meta.get("objective") != BoxRegression.name:
+            raise ValueError(
+                f"checkpoint {path}: holds a {meta.get('objective', 'classification')!r} "
+                f"network ({regressor.name}), expected a box regressor from train-regressor"
+            )
+        classifier, _ = load_extra_network(path, "classifier", backend=backend)
+        return cls(classifier.eval(), regressor.eval())
+
+
+def shipped_regressor() -> Path:
+    if not SHIPPED_REGRESSOR.is_file():
+        raise FileNotFoundError(
+            f"the shipped regressor weights are missing ({SHIPPED_REGRESSOR}); train them "
+            "with `overfeat-scratch train-regressor --out DIR` and pass --checkpoint"
+        )
+    return SHIPPED_REGRESSOR
+
+
+@dataclass
+class ScaleOutput:
+    """One scale's dense outputs, in the original image's pixels.
+
+    ``probabilities (C, h, w)``: the classifier's softmax at each window;
+    ``boxes (K, 4, h, w)``: the regressor's box per class (``K = C``) or shared
+    (``K = 1``) at each window, corners ``x0, y0, x1, y1``; ``windows (4, h, w)``:
+    the windows themselves.
+    """
+
+    factor: float
+    size: tuple[int, int]
+    probabilities: np.ndarray
+    boxes: np.ndarray
+    windows: np.ndarray
+
+
+def scale_outputs(localizer: Localizer, image: np.ndarray, factor: float, fine=True):
+    """Dense class probabilities and boxes of a float ``(H, W)`` scene at one scale.
+
+    Returns ``None`` when the resized image is smaller than the window.
+    """
+    classifier = localizer.classifier
+    resized, (fx, fy) = resize_scene(image, factor)
+    if min(resized.shape) < classifier.window():
+        return None
+    x = resized[None, None]
+    cls_map, reg_map = dense_evaluate_heads(
+        classifier, [head_layers(classifier), localizer.regressor.layers], x, fine
+    )
+    probs = softmax(cls_map.scores)[0]
+    c, fh, fw = probs.shape
+    t = reg_map.scores[0].reshape(-1, 4, fh, fw).astype(np.float64)
+    window, stride = cls_map.window, cls_map.stride
+    cx, cy = window_centers(fh, fw, stride, window)
+    scale = np.array([fx, fy, fx, fy])[None, :, None, None]
+    centers = np.stack([cx, cy, cx, cy])[None]
+    boxes = (centers + window * t) / scale
+    half = window / 2
+    windows = (centers[0] + np.array([-half, -half, half, half])[:, None, None]) / scale[0]
+    return ScaleOutput(factor, resized.shape, probs, boxes, windows)
+
+
+@dataclass
+class Candidates:
+    """Boxes going into the merge: one per (scale, top class, window)."""
+
+    boxes: np.ndarray  # (n, 4) corners in image pixels
+    classes: np.ndarray  # (n,)
+    confidences: np.ndarray  # (n,) the class probability at that window
+    scales: np.ndarray  # (n,) the scale factor each came from
+    windows: np.ndarray  # (n, 4) the window that predicted it
+
+
+def candidates(
+    outputs, top_k: int, class_specific: bool, image_size, min_confidence=0.0, classes=10
+):
+    """The paper's ``B``: for each scale its top-k classes (by their maximum over
+    the map) and the regressed box for each at every window.
+
+    Only the first ``classes`` outputs are object classes (a detector's
+    background output, the last, never is). Boxes are made well-formed (edges
+    sorted) and clipped to the image; windows whose probability for the class is
+    below ``min_confidence`` are left out.
+    """
+    height, width = image_size
+    parts = []
+    for out in outputs:
+        if out is None:
+            continue
+        probs = out.probabilities[:classes]
+        ranking = np.argsort(-probs.reshape(len(probs), -1).max(axis=1), kind="stable")
+        for c in ranking[:top_k]:
+            box = out.boxes[c if class_specific else 0].reshape(4, -1).T
+            conf = probs[c].reshape(-1)
+            keep = conf >= min_confidence
+            n = int(keep.sum())
+            parts.append(
+                (
+                    box[keep],
+                    np.full(n, c, np.int64),
+                    conf[keep].astype(np.float64),
+                    np.full(n, out.factor),
+                    out.windows.reshape(4, -1).T[keep],
+                )
+            )
+    if not parts:
+        empty = np.zeros((0, 4))
+        return Candidates(empty, np.zeros(0, np.int64), np.zeros(0), np.zeros(0), empty)
+    boxes, classes, confs, scales, windows = (np.concatenate(p) for p in zip(*parts, strict=True))
+    x0 = np.clip(np.minimum(boxes[:, 0], boxes[:, 2]), 0, width)
+    x1 = np.clip(np.maximum(boxes[:, 0], boxes[:, 2]), 0, width)
+    y0 = np.clip(np.minimum(boxes[:, 1], boxes[:, 3]), 0, height)
+    y1 = np.clip(np.maximum(boxes[:, 1], boxes[:, 3]), 0, height)
+    boxes = np.stack([x0, y0, x1, y1], axis=1)
+    return Candidates(boxes, classes, confs, scales, windows)
+
+
+@dataclass
+class MergeSettings:
+    """The merge's parameters (see :mod:`.merge`): ``top_k`` classes per scale, the
+    match ``score`` convention, the ``threshold`` t, the ``average`` rule, the
+    implementation ``method``, and ``min_confidence`` (windows whose class
+    probability is below it do not vote)."""
+
+    top_k: int = 1
+    threshold: float = 0.5
+    score: str = "center_iou"
+    average: str = "pair"
+    method: str = "fast"
+    min_confidence: float = 0.0
+
+
+@dataclass
+class Localization:
+    """The merged boxes of one image, best first, and what went into them."""
+
+    boxes: np.ndarray
+    classes: np.ndarray
+    confidences: np.ndarray
+    counts: np.ndarray
+    candidates: Candidates
+    members: np.ndarray
+    seconds: dict = field(default_factory=dict)
+
+    def top(self, k: int) -> list[dict]:
+        return [
+            {
+                "box": tuple(float(v) for v in self.boxes[r]),
+                "label": int(self.classes[r]),
+                "score": float(self.confidences[r]),
+                "windows": int(self.counts[r]),
+            }
+            for r in range(min(k, len(self.boxes)))
+        ]
+
+
+def localize(
+    localizer: Localizer,
+    image,
+    factors=SCALE_FACTORS,
+    settings: MergeSettings | None = None,
+    fine: bool = True,
+) -> Localization:
+    """Localize the objects of an ``(H, W)`` uint8 grey image (paper Section 4).
+
+    Dense classification and regression at every scale in ``factors`` (with offset
+    pooling when ``fine``), the top classes' boxes at every window, then the
+    greedy merge; the merged boxes come out ranked by their summed confidence.
+    """
+    from .merge import greedy_merge
+
+    settings = MergeSettings() if settings is None else settings
+    image = scene_input(image)
+    window = localizer.classifier.window()
+    if min(image.shape) < window:
+        raise ValueError(
+            f"localize: the image is {image.shape[0]}x{image.shape[1]}, smaller than the "
+            f"network's {window}x{window} window"
+        )
+    t0 = time.perf_counter()
+    outputs = [scale_outputs(localizer, image, f, fine) for f in factors]
+    if all(out is None for out in outputs):
+        raise ValueError(
+            f"localize: at every scale factor {tuple(factors)} the image "
+            f"{image.shape[0]}x{image.shape[1]} is smaller than the {window}-pixel window"
+        )
+    t1 = time.perf_counter()
+    cand = candidates(
+        outputs,
+        settings.top_k,
+        localizer.class_specific,
+        image.shape,
+        settings.min_confidence,
+    )
+    merged = greedy_merge(
+        cand.boxes,
+        cand.classes,
+        cand.confidences,
+        threshold=settings.threshold,
+        score=settings.score,
+        average=settings.average,
+        method=settings.method,
+    )
+    t2 = time.perf_counter()
+    return Localization(
+        merged.boxes,
+        merged.classes,
+        merged.confidences,
+        merged.counts,
+        cand,
+        merged.members,
+        {"dense": t1 - t0, "merge": t2 - t1},
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The metric
+
+
+def localization_error(predictions, truths, top=(1, 5), iou=0.5) -> dict:
+    """ILSVRC-style localization error over images with one object each.
+
+    ``predictions``: per image a list of ``{"box", "label"}`` ranked best first;
+    ``truths``: per image the true ``{"box", "label"}``. A guess is right when its
+    label is right and its box has IoU >= ``iou`` with the true box. Returns
+    ``{"top1": error, "top5": error, "n": images}`` for each ``k`` in ``top``.
+    """
+    if len(predictions) != len(truths):
+        raise ValueError(
+            f"localization_error: {len(predictions)} predictions for {len(truths)} images"
+        )
+    if not truths:
+        raise ValueError("localization_error: no images")
+    right = {k: 0 for k in top}
+    for guesses, truth in zip(predictions, truths, strict=True):
+        hits = [
+            g["label"] == truth["label"]
+            and row_iou(np.array([g["box"]]), np.array([truth["box"]]))[0] >= iou
+            for g in guesses
+        ]
+        for k in top:
+            right[k] += any(hits[:k])
+    result = {f"top{k}": 1 - right[k] / len(truths) for k in top}
+    result["n"] = len(truths)
+    return result
+
+
+def single_digit_config(config=None):
+    """The scene config with one digit per scene (what localization is scored on)."""
+    from .scenes import SceneConfig
+
+    config = SceneConfig() if config is None else config
+    return replace(config, min_digits=1, max_digits=1)
+
+
+def evaluate_localization(
+    localizer: Localizer,
+    scenes,
+    factors=SCALE_FACTORS,
+    settings: MergeSettings | None = None,
+    fine: bool = True,
+    top: int = 5,
+    progress: bool = False,
+) -> dict:
+    """Top-1 and top-5 localization error of ``localizer`` on single-digit scenes."""
+    from tqdm import tqdm
+
+    predictions, truths, seconds = [], [], {"dense": 0.0, "merge": 0.0}
+    for scene in tqdm(scenes, desc="localizing", disable=not progress, unit="scene"):
+        if len(scene.annotations) != 1:
+            raise ValueError("evaluate_localization: expected single-digit scenes")
+        result = localize(localizer, scene.image, factors, settings, fine)
+        predictions.append(result.top(top))
+        truths.append(scene.annotations[0])
+        for key in seconds:
+            seconds[key] += result.seconds[key]
+    out = localization_error(predictions, truths, top=(1, top))
+    out["seconds"] = seconds
+    return out
+
+
+def settings_record(settings: MergeSettings) -> dict:
+    return asdict(settings)
+
+
+def dumps(record: dict) -> str:
+    return json.dumps(record, indent=1, sort_keys=True)

@@ -1,0 +1,149 @@
+"""The train-detector, train-regressor, localize, detect and evaluate-detections commands."""
+
+import json
+
+import numpy as np
+import pytest
+
+from overfeat_scratch.cli import main
+from overfeat_scratch.networks import build_network
+from overfeat_scratch.scenes import generate_scenes, write_coco
+from overfeat_scratch.train import save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A tiny mini, a detector and a regressor trained from it by the commands."""
+    root = tmp_path_factory.mktemp("cli")
+    save_checkpoint(root / "mini.npz", build_network("mini", seed=0), None, {"epoch": 0})
+    common = ["--epochs", "1", "--test-scenes", "2", "--quiet"]
+    assert (
+        main(
+            [
+                "train-detector",
+                "--checkpoint",
+                str(root / "mini.npz"),
+                "--scenes",
+                "6",
+                "--out",
+                str(root / "detector"),
+                *common,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train-regressor",
+                "--checkpoint",
+                str(root / "detector" / "checkpoint.npz"),
+                "--scenes",
+                "6",
+                "--out",
+                str(root / "regressor"),
+                *common,
+            ]
+        )
+        == 0
+    )
+    scenes = generate_scenes(2, 5, "test")
+    write_coco(root / "scenes", scenes)
+    singles = generate_scenes(
+        2, 6, "test", __import__("overfeat_scratch.localize").localize.single_digit_config()
+    )
+    write_coco(root / "singles", singles)
+    return root
+
+
+def test_train_commands_write_checkpoints_and_logs(workdir):
+    for name in ("detector", "regressor"):
+        assert (workdir / name / "checkpoint.npz").is_file()
+        assert (workdir / name / "log.csv").is_file()
+    meta = json.loads(
+        np.load(workdir / "regressor" / "checkpoint.npz")["metadata"].tobytes().decode()
+    )
+    assert meta["objective"] == "box-regression"
+    assert meta["extra_networks"]["classifier"]["name"] == "mini-detector"
+
+
+def test_localize_writes_coco_results_draws_and_scores(workdir, capsys):
+    preds = workdir / "loc.json"
+    draw = workdir / "drawn"
+    code = main(
+        [
+            "localize",
+            "--checkpoint",
+            str(workdir / "regressor" / "checkpoint.npz"),
+            "--scales",
+            "2",
+            "--top",
+            "3",
+            "--out",
+            str(preds),
+            "--draw",
+            str(draw),
+            str(workdir / "singles"),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "localization error on 2 single-digit scenes" in out
+    results = json.loads(preds.read_text())
+    assert results and {"image_id", "category_id", "bbox", "score"} <= set(results[0])
+    assert all(1 <= r["category_id"] <= 10 and len(r["bbox"]) == 4 for r in results)
+    assert len(list(draw.glob("*.png"))) == 2
+
+
+def test_detect_then_evaluate_detections(workdir, capsys):
+    preds = workdir / "det.json"
+    code = main(
+        [
+            "detect",
+            "--checkpoint",
+            str(workdir / "regressor" / "checkpoint.npz"),
+            "--scales",
+            "1",
+            "--quiet",
+            "--out",
+            str(preds),
+            str(workdir / "scenes"),
+        ]
+    )
+    assert code == 0
+    capsys.readouterr()
+    gt = workdir / "scenes" / "annotations.json"
+    assert main(["evaluate-detections", str(gt), str(preds), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert 0 <= report["map50"] <= 1
+
+
+def test_bad_inputs_are_clear_errors(workdir, tmp_path, capsys):
+    assert main(["localize", "--checkpoint", str(workdir / "mini.npz"), str(tmp_path)]) == 2
+    assert "expected a box regressor" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "localize",
+                "--checkpoint",
+                str(workdir / "regressor" / "checkpoint.npz"),
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
+    assert "COCO scene folder" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "localize",
+                "--factors",
+                "1,x",
+                "--checkpoint",
+                str(workdir / "regressor" / "checkpoint.npz"),
+                str(workdir / "scenes"),
+            ]
+        )
+        == 2
+    )
+    assert "--factors" in capsys.readouterr().err

@@ -1,0 +1,251 @@
+"""Localization: box parameterisation, regression windows, dense regression, the metric."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from overfeat_scratch.dense import dense_evaluate_heads, last_pool_index, run_layers
+from overfeat_scratch.localize import (
+    MIN_COVERAGE,
+    BoxRegression,
+    Localizer,
+    MergeSettings,
+    build_regressor,
+    candidates,
+    decode_boxes,
+    encode_boxes,
+    feature_layers,
+    head_layers,
+    localization_error,
+    localize,
+    regression_examples,
+    resize_scene,
+    row_iou,
+    scale_outputs,
+    scene_input,
+    train_regressor,
+)
+from overfeat_scratch.networks import build_network
+from overfeat_scratch.scenes import Scene
+from overfeat_scratch.train import TrainConfig, save_checkpoint
+
+finite = st.floats(-500, 500, allow_nan=False)
+
+
+@given(st.lists(st.tuples(finite, finite, finite, finite, finite, finite), min_size=1, max_size=8))
+def test_encode_then_decode_gives_the_boxes_back(rows):
+    rows = np.array(rows)
+    boxes, centers = rows[:, :4], rows[:, 4:]
+    t = encode_boxes(boxes, centers, 32)
+    np.testing.assert_allclose(decode_boxes(t, centers, 32), boxes, atol=1e-9)
+
+
+def test_encoding_is_relative_to_the_window_centre_in_window_units():
+    t = encode_boxes([[10, 20, 26, 52]], [[16, 36]], 32)
+    np.testing.assert_allclose(t, [[-6 / 32, -16 / 32, 10 / 32, 16 / 32]])
+
+
+def test_row_iou_hand_cases():
+    a = np.array([[0, 0, 2, 2], [0, 0, 2, 2], [0, 0, 1, 1], [0, 0, 0, 0], [3, 3, 1, 1]])
+    b = np.array([[1, 1, 3, 3], [0, 0, 2, 2], [2, 2, 3, 3], [0, 0, 0, 0], [0, 0, 4, 4]])
+    np.testing.assert_allclose(row_iou(a, b), [1 / 7, 1, 0, 0, 0])
+
+
+def test_box_regression_trains_only_the_true_class_outputs():
+    objective = BoxRegression(class_specific=True)
+    from overfeat_scratch.backend import get_backend
+
+    backend = get_backend("numpy")
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(3, 40, 1, 1)).astype(np.float32)
+    labels = np.array(
+        [[2, 0.1, 0.2, 0.3, 0.4], [9, -0.1, 0, 0.1, 0.2], [0, 0, 0, 0, 0]], np.float32
+    )
+    loss, grad, right, scored = objective.loss(backend, scores, labels)
+    pred = scores.reshape(3, 40)
+    chosen = np.stack([pred[0, 8:12], pred[1, 36:40], pred[2, 0:4]])
+    expected = 0.5 * np.sum((chosen.astype(np.float64) - labels[:, 1:]) ** 2) / 3
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert scored == 3 and 0 <= right <= 3
+    g = grad.reshape(3, 40)
+    mask = np.zeros((3, 40), bool)
+    mask[0, 8:12] = mask[1, 36:40] = mask[2, 0:4] = True
+    assert np.all(g[~mask] == 0)
+    np.testing.assert_allclose(g[mask].reshape(3, 4), (chosen - labels[:, 1:]) / 3, rtol=1e-5)
+    shared = BoxRegression(class_specific=False)
+    _, grad, _, _ = shared.loss(backend, scores[:, :4], labels)
+    assert grad.shape == (3, 4, 1, 1)
+    with pytest.raises(ValueError, match="class 9 needs output"):
+        objective.loss(backend, scores[:, :20], labels)
+
+
+def tiny_scene(seed=0, size=(70, 80), box=(30, 20, 48, 42), label=3):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 60, size=size).astype(np.uint8)
+    x0, y0, x1, y1 = box
+    image[y0:y1, x0:x1] = rng.integers(100, 255, size=(y1 - y0, x1 - x0))
+    return Scene(image, [{"box": box, "label": label, "mnist_index": 0}])
+
+
+def test_regression_windows_cover_half_the_box_and_match_dense_features():
+    net = build_network("mini", seed=1).eval()
+    scene = tiny_scene()
+    features, labels = regression_examples(net, [scene], factors=(1.0, 0.8), per_scale=50)
+    assert features.shape[1:] == (64, 5, 5) and labels.shape == (len(features), 5)
+    assert np.all(labels[:, 0] == 3)
+    # Decoded in window units, the box is at least half inside the window [-1/2, 1/2]^2.
+    t = labels[:, 1:].astype(np.float64)
+    inside_w = np.clip(np.minimum(t[:, 2], 0.5) - np.maximum(t[:, 0], -0.5), 0, None)
+    inside_h = np.clip(np.minimum(t[:, 3], 0.5) - np.maximum(t[:, 1], -0.5), 0, None)
+    area = (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
+    assert np.all(inside_w * inside_h / area >= MIN_COVERAGE - 1e-6)
+    # Every feature vector is one of the offset-pooled dense features of its scale.
+    image = scene_input(scene.image)
+    dense = run_layers(feature_layers(net), image[None, None])
+    assert dense.shape[1] == 64
+    index = last_pool_index(net)
+    resized, _ = resize_scene(image, 1.0)
+    x = resized[None, None]
+    pre = run_layers(net.layers[:index], x)
+    pooled = net.backend.offset_max_pool2d(pre, 2, 2)  # (2, 2, 1, 64, Hq, Wq)
+    first = features[0]
+    found = any(
+        np.allclose(pooled[a, b, 0, :, i : i + 5, j : j + 5], first, atol=1e-5)
+        for a in range(2)
+        for b in range(2)
+        for i in range(pooled.shape[4] - 4)
+        for j in range(pooled.shape[5] - 4)
+    )
+    assert found
+
+
+def test_regression_examples_need_single_digit_scenes():
+    net = build_network("mini", seed=1).eval()
+    scene = tiny_scene()
+    two = Scene(scene.image, scene.annotations * 2)
+    with pytest.raises(ValueError, match="single-digit"):
+        regression_examples(net, [two])
+
+
+@pytest.mark.parametrize("factor", [1.0, 0.8])
+def test_dense_boxes_equal_the_regressor_on_each_window(factor):
+    """The regressor slid densely (offset pooling) equals it run on each window's crop."""
+    net = build_network("mini", seed=2).eval()
+    regressor = build_regressor(class_specific=True, seed=3).eval()
+    loc = Localizer(net, regressor)
+    image = scene_input(tiny_scene(seed=4, size=(44, 50)).image)
+    out = scale_outputs(loc, image, factor)
+    resized, (fx, fy) = resize_scene(image, factor)
+    c, fh, fw = out.probabilities.shape
+    assert c == 10 and out.boxes.shape == (10, 4, fh, fw)
+    for i, j in [(0, 0), (fh - 1, fw - 1), (fh // 2, 1)]:
+        crop = resized[2 * i : 2 * i + 32, 2 * j : 2 * j + 32][None, None]
+        features = run_layers(feature_layers(net), crop)
+        t = run_layers(regressor.layers, features).reshape(10, 4).astype(np.float64)
+        center = np.array([[2 * j + 16, 2 * i + 16]] * 10)
+        expected = decode_boxes(t, center, 32) / np.array([fx, fy, fx, fy])
+        np.testing.assert_allclose(out.boxes[:, :, i, j], expected, rtol=1e-4, atol=1e-3)
+        logits = run_layers(head_layers(net), features).reshape(-1)
+        p = np.exp(logits - logits.max())
+        np.testing.assert_allclose(out.probabilities[:, i, j], p / p.sum(), atol=1e-5)
+        np.testing.assert_allclose(
+            out.windows[:, i, j],
+            np.array([2 * j, 2 * i, 2 * j + 32, 2 * i + 32]) / np.array([fx, fy, fx, fy]),
+        )
+
+
+def test_dense_heads_share_the_features_and_match_dense_evaluate():
+    from overfeat_scratch.dense import dense_evaluate
+
+    net = build_network("mini", seed=2).eval()
+    x = np.random.default_rng(0).random((1, 1, 40, 46), dtype=np.float32)
+    for fine in (False, True):
+        (only,) = dense_evaluate_heads(net, [head_layers(net)], x, fine)
+        ref = dense_evaluate(net, x, fine)
+        np.testing.assert_array_equal(only.scores, ref.scores)
+        assert (only.stride, only.window) == (ref.stride, ref.window)
+
+
+def test_candidates_take_the_top_classes_sort_edges_and_clip():
+    class Out:
+        factor = 1.0
+
+    out = Out()
+    probs = np.zeros((11, 1, 2))
+    probs[4] = [[0.9, 0.1]]
+    probs[7] = [[0.2, 0.5]]
+    probs[10] = [[1.0, 1.0]]  # background: never a candidate
+    out.probabilities = probs
+    out.boxes = np.zeros((10, 4, 1, 2))
+    out.boxes[4, :, 0, 0] = [30, 5, -10, 50]  # inverted x, beyond the image
+    out.windows = np.zeros((4, 1, 2))
+    cand = candidates([out, None], 2, True, (40, 60))
+    assert list(cand.classes) == [4, 4, 7, 7]
+    np.testing.assert_allclose(cand.confidences, [0.9, 0.1, 0.2, 0.5])
+    np.testing.assert_allclose(cand.boxes[0], [0, 5, 30, 40])
+    high = candidates([out], 2, True, (40, 60), min_confidence=0.3)
+    assert list(high.classes) == [4, 7]
+
+
+def test_localization_error_hand_cases():
+    truths = [{"box": (0, 0, 10, 10), "label": 1}, {"box": (0, 0, 10, 10), "label": 2}]
+    good = {"box": (0, 0, 10, 12), "label": 1}  # IoU 10/12
+    shifted = {"box": (5, 0, 15, 10), "label": 2}  # IoU 1/3
+    right2 = {"box": (1, 1, 10, 10), "label": 2}
+    predictions = [[good], [shifted, good, right2]]
+    error = localization_error(predictions, truths)
+    assert error == {"top1": 0.5, "top5": 0.0, "n": 2}
+    with pytest.raises(ValueError, match="2 predictions for 1 images"):
+        localization_error(predictions, truths[:1])
+    # Exactly IoU 0.5 counts.
+    half = [[{"box": (0, 0, 10, 5), "label": 1}]]
+    assert localization_error(half, truths[:1])["top1"] == 0.0
+
+
+def test_localize_conserves_confidence_and_keeps_boxes_in_the_image():
+    net = build_network("mini", seed=2).eval()
+    loc = Localizer(net, build_regressor(class_specific=False, seed=5).eval())
+    scene = tiny_scene(seed=6, size=(48, 52))
+    result = localize(loc, scene.image, factors=(1.0, 0.8), settings=MergeSettings(top_k=2))
+    cand = result.candidates
+    assert np.isclose(result.confidences.sum(), cand.confidences.sum())
+    assert np.all(np.diff(result.confidences) <= 1e-12)
+    assert np.all(result.boxes[:, [0, 1]] >= 0)
+    assert np.all(result.boxes[:, 2] <= 52) and np.all(result.boxes[:, 3] <= 48)
+    with pytest.raises(ValueError, match="smaller than the network's 32x32 window"):
+        localize(loc, np.zeros((20, 40), np.uint8))
+    with pytest.raises(TypeError, match="uint8"):
+        localize(loc, np.zeros((40, 40), np.float32))
+
+
+def test_regressor_checkpoint_holds_the_classifier_and_loads_as_a_localizer(tmp_path):
+    net = build_network("mini", seed=2).eval()
+    scenes = [tiny_scene(seed=s) for s in range(3)]
+    data = regression_examples(net, scenes, factors=(1.0,), per_scale=8)
+    config = TrainConfig(
+        epochs=1,
+        batch_size=8,
+        learning_rate=0.01,
+        lr_decay_epochs=(),
+        lr_decay_factor=0.1,
+        momentum=0.9,
+        weight_decay=0.0,
+        init_std="he",
+        pad=0,
+        flips=False,
+    )
+    result = train_regressor(
+        net, data, data, config=config, out_dir=tmp_path, log=None, progress=False
+    )
+    assert 0 <= result.history[0]["test_error"] <= 1
+    loaded = Localizer.from_checkpoint(tmp_path / "checkpoint.npz")
+    assert loaded.class_specific
+    for a, b in zip(
+        loaded.classifier.state_dict().values(), net.state_dict().values(), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    # A classifier checkpoint is not a localizer.
+    save_checkpoint(tmp_path / "mini.npz", net, None, {"epoch": 1})
+    with pytest.raises(ValueError, match="expected a box regressor"):
+        Localizer.from_checkpoint(tmp_path / "mini.npz")
