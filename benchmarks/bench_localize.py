@@ -79,7 +79,9 @@ def main(argv=None) -> int:
                 flush=True,
             )
     print()
-    print(f"ILSVRC-style localization error on {args.n} single-digit test scenes (seed {args.seed})")
+    print(
+        f"ILSVRC-style localization error on {args.n} single-digit test scenes (seed {args.seed})"
+    )
     print("| regressor | scales | top-1 error | top-5 error | ms per scene |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:

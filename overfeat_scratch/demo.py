@@ -1,11 +1,15 @@
-"""The main job (``make demo``): what the package does, on its shipped weights.
+"""The main job (``make demo``): the whole paper on the shipped weights, training nothing.
 
-1. ``mini``, trained on MNIST by the package's own ``train`` command, classifies
-   MNIST test digits;
-2. the same network runs densely, with offset pooling, over a generated scene of
-   test digits: one figure shows the scene and, for every class, where the
-   network sees it;
-3. the paper's two networks: their layer tables and the time of one forward pass
+1. **classification**: ``mini``, trained on MNIST by the package's own ``train``
+   command, classifies MNIST test digits; run densely, with offset pooling, over a
+   generated scene it gives one class map per digit (a figure);
+2. **localization**: the shipped localizer (the detector's features, its classifier
+   and the box regressor) on freshly generated single-digit test scenes: the
+   ILSVRC-style error, and a figure of one scene's boxes before and after the
+   greedy merge;
+3. **detection**: the same on multi-digit test scenes: mAP at IoU 0.5 by the
+   package's evaluator, and a figure of the final detections;
+4. the paper's two networks: their layer tables and the time of one forward pass
    on a random window-sized image.
 """
 
@@ -98,6 +102,85 @@ def scene_figure(net, out: Path, seed: int) -> tuple[Path, list]:
     return path, scene.annotations
 
 
+def localization_demo(localizer, out: Path, seed: int, count: int) -> tuple[dict, Path]:
+    """Localization error on ``count`` single-digit test scenes; the merge figure."""
+    from .localize import evaluate_localization, localize, single_digit_config
+    from .plots import new_figure, save_figure, show_boxes
+    from .scenes import generate_scenes
+
+    scenes = generate_scenes(count, seed + 100, "test", single_digit_config())
+    error = evaluate_localization(localizer, scenes)
+    scene = scenes[0]
+    result = localize(localizer, scene.image)
+    cand = result.candidates
+    truth = [scene.annotations[0]["box"]]
+    fig = new_figure(figsize=(12, 4.2))
+    axes = fig.subplots(1, 3)
+    strongest = np.argsort(-cand.confidences, kind="stable")[:300]
+    show_boxes(axes[0], scene.image, cand.boxes[strongest], linewidth=0.5, color="tab:cyan")
+    axes[0].set_title(f"{len(cand.boxes)} regressed boxes (the 300 most confident)")
+    top = result.top(5)
+    show_boxes(
+        axes[1],
+        scene.image,
+        [p["box"] for p in top],
+        [f"{p['label']}: {p['score']:.1f} ({p['windows']} windows)" for p in top],
+    )
+    axes[1].set_title(f"merged into {len(result.boxes)}: the 5 best")
+    show_boxes(axes[2], scene.image, [top[0]["box"]], [f"digit {top[0]['label']}"], truths=truth)
+    axes[2].set_title("top-1 (orange) and the true box (green)")
+    fig.suptitle("localization: regress a box at every window, then accumulate")
+    fig.tight_layout()
+    path = out / "localization_merge.png"
+    save_figure(fig, path)
+    return error, path
+
+
+def detection_demo(localizer, out: Path, seed: int, count: int, min_score: float):
+    """mAP of the detector on ``count`` multi-digit test scenes; a figure of four."""
+    from .detection import detect
+    from .evaluation import evaluate_detections
+    from .plots import new_figure, save_figure, show_boxes
+    from .scenes import coco_dict, generate_scenes
+
+    scenes = generate_scenes(count, seed + 200, "test")
+    gt = coco_dict(scenes, [f"{k:06d}.png" for k in range(1, count + 1)])
+    results, found = [], []
+    for k, scene in enumerate(scenes, start=1):
+        detections = detect(localizer, scene.image).top(100)
+        found.append(detections)
+        for pred in detections:
+            x0, y0, x1, y1 = pred["box"]
+            results.append(
+                {
+                    "image_id": k,
+                    "category_id": pred["label"] + 1,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "score": pred["score"],
+                }
+            )
+    evaluation = evaluate_detections(gt, results)
+    fig = new_figure(figsize=(13, 3.8))
+    axes = fig.subplots(1, 4)
+    for ax, scene, detections in zip(axes, scenes, found, strict=False):
+        shown = [p for p in detections if p["score"] >= min_score]
+        show_boxes(
+            ax,
+            scene.image,
+            [p["box"] for p in shown],
+            [f"{p['label']} ({p['score']:.0f})" for p in shown],
+            truths=[a["box"] for a in scene.annotations],
+        )
+    fig.suptitle(
+        f"detections with a merged score of at least {min_score:g} (orange); true boxes "
+        "dashed green"
+    )
+    fig.tight_layout()
+    path = out / "detections.png"
+    save_figure(fig, path)
+    return evaluation, path
+
+
 def paper_networks(backend: str, seed: int, repeats: int) -> None:
     from .networks import build_network
     from .summary import format_table
@@ -130,8 +213,11 @@ def paper_networks(backend: str, seed: int, repeats: int) -> None:
         )
 
 
-def run(out="out/demo", backend="numpy", seed=0, repeats=3, digits=2000) -> None:
+def run(
+    out="out/demo", backend="numpy", seed=0, repeats=3, digits=2000, scenes=20, min_score=5.0
+) -> None:
     from .digits import shipped_checkpoint
+    from .localize import Localizer, shipped_regressor
     from .train import load_checkpoint
 
     out = Path(out)
@@ -147,4 +233,26 @@ def run(out="out/demo", backend="numpy", seed=0, repeats=3, digits=2000) -> None
     figure, annotations = scene_figure(net, out, seed)
     digits_in_scene = ", ".join(str(a["label"]) for a in annotations)
     print(f"dense class maps over a generated test scene (digits {digits_in_scene}): {figure}")
+
+    localizer = Localizer.from_checkpoint(shipped_regressor(), backend=backend)
+    kind = "class-specific" if localizer.class_specific else "shared"
+    print(
+        f"\n== localization: {shipped_regressor().name}, a {kind} box regressor on the "
+        f"pooled features of {localizer.classifier.name} =="
+    )
+    error, figure = localization_demo(localizer, out, seed, scenes)
+    print(
+        f"{scenes} single-digit test scenes: localization error top-1 "
+        f"{100 * error['top1']:.1f}%, top-5 {100 * error['top5']:.1f}% (right class and "
+        f"IoU >= 0.5)"
+    )
+    print(f"boxes before and after the greedy merge: {figure}")
+
+    print("\n== detection: the same networks, every digit of multi-digit scenes ==")
+    evaluation, figure = detection_demo(localizer, out, seed, scenes, min_score)
+    print(
+        f"{scenes} test scenes with 1 to 5 digits: mAP@0.5 {evaluation.map50:.3f}, "
+        f"AP@[.5:.95] {evaluation.map:.3f}"
+    )
+    print(f"final detections: {figure}")
     paper_networks(backend, seed, repeats)

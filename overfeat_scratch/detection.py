@@ -59,10 +59,10 @@ class LabelRule:
 RULE = LabelRule()
 
 DETECTOR_CONFIG = TrainConfig(
-    epochs=4,
+    epochs=6,
     batch_size=16,
     learning_rate=0.02,
-    lr_decay_epochs=(2, 3),
+    lr_decay_epochs=(3, 5),
     lr_decay_factor=0.3,
     momentum=0.9,
     weight_decay=5e-4,

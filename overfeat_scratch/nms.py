@@ -1,0 +1,262 @@
+"""Greedy non-maximum suppression (NMS): the loops, NumPy, and a CUDA bitmask.
+
+OverFeat turns its many overlapping predicted boxes into detections by *merging*
+them (paper Section 4.3). The usual alternative, and the usual baseline, is greedy
+non-maximum suppression, per class:
+
+1. sort the boxes by score, highest first (equal scores keep their input order);
+2. walk down the list: a box that nothing has suppressed is *kept*, and it
+   suppresses every later box of the same class whose IoU with it is greater than
+   ``iou_threshold``.
+
+The result is the kept boxes' indices into the input, in that walk's order
+(descending score). With ``max_output`` the walk stops after that many are kept,
+which gives the same boxes as keeping all and cutting the list.
+
+Boxes are corners ``(x0, y0, x1, y1)`` with ``x0 <= x1`` and ``y0 <= y1``. The
+intersection over union of two boxes is, in this order of operations (every rung
+computes it the same way, in float64, so they agree to the bit)::
+
+    iw = min(a.x1, b.x1) - max(a.x0, b.x0)
+    ih = min(a.y1, b.y1) - max(a.y0, b.y0)
+    IoU = 0                                          if iw <= 0 or ih <= 0
+    IoU = iw*ih / ((area(a) + area(b)) - iw*ih)      otherwise
+
+Boxes that only touch have IoU 0, and so does a box of zero area with any box,
+itself included: a zero-area box never suppresses and is never suppressed. (The
+formula would give 0/0 for two identical empty boxes; 0 is the natural value,
+since they share no area.) Classes are integers; boxes of different classes never
+suppress each other.
+
+Three rungs, one answer:
+
+- :func:`nms_naive`: the definition, in plain Python loops: the reference.
+- :func:`nms`: NumPy. Per kept box, one vectorised IoU row against the later boxes
+  of its class that are still alive: ``O(n * kept)`` work in a Python loop of
+  ``kept`` steps.
+- :func:`overfeat_scratch.cuda.nms.nms`: a kernel fills an ``(n, ceil(n/64))``
+  bitmask of "sorted box ``j`` is suppressed by sorted box ``i``" (all pairs at
+  once, in parallel), then the host walks the mask once, OR-ing the rows of the
+  boxes it keeps. The walk is inherently sequential (whether box ``i`` suppresses
+  anything depends on whether it was itself suppressed), so GPU implementations
+  commonly leave it to the host; it touches ``n/64`` words per kept box.
+
+:func:`non_max_suppression` picks a rung with ``method=``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .checks import check_positive_int
+
+METHODS = ("numpy", "naive", "cuda")
+
+
+def _real_array(x, name: str, dtype) -> np.ndarray:
+    array = np.asarray(x)
+    if array.dtype == object or array.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected real numbers, got an array of dtype {array.dtype}")
+    if array.dtype.kind == "b":
+        raise TypeError(f"{name}: expected numbers, got booleans")
+    return array.astype(dtype, copy=False)
+
+
+def check_nms_args(boxes, scores, classes=None, iou_threshold=0.5, max_output=None):
+    """Validate NMS arguments; return ``(boxes, scores, classes, iou_threshold, max_output)``.
+
+    ``boxes``: ``(n, 4)`` corners, made float64; ``scores``: ``(n,)``, float64;
+    ``classes``: ``(n,)`` integers, int64 (None: one class, all zeros);
+    ``iou_threshold``: a number in ``[0, 1]``, as float; ``max_output``: None or an
+    integer ``>= 0`` (None stays None). An empty ``boxes`` may also be ``[]``.
+
+    Raises ``TypeError`` for non-numbers, ``ValueError`` for wrong shapes, NaN or
+    infinite values, inverted boxes (``x1 < x0`` or ``y1 < y0``, with the first
+    such index) and thresholds outside ``[0, 1]``.
+    """
+    boxes = _real_array(boxes, "nms boxes", np.float64)
+    if boxes.ndim == 1 and boxes.size == 0:
+        boxes = boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(
+            f"nms boxes: expected an (n, 4) array of corners x0, y0, x1, y1, "
+            f"got shape {boxes.shape}"
+        )
+    n = boxes.shape[0]
+    scores = _real_array(scores, "nms scores", np.float64)
+    if scores.shape != (n,):
+        raise ValueError(f"nms scores: expected shape ({n},) for {n} boxes, got {scores.shape}")
+    if classes is None:
+        classes = np.zeros(n, dtype=np.int64)
+    else:
+        classes = np.asarray(classes)
+        if classes.dtype.kind not in "iu":
+            raise TypeError(f"nms classes: expected integers, got dtype {classes.dtype}")
+        if classes.shape != (n,):
+            raise ValueError(
+                f"nms classes: expected shape ({n},) for {n} boxes, got {classes.shape}"
+            )
+        classes = classes.astype(np.int64, copy=False)
+    for name, array in (("boxes", boxes), ("scores", scores)):
+        bad = ~np.isfinite(array)
+        if bad.any():
+            first = int(np.argwhere(bad)[0][0])
+            raise ValueError(
+                f"nms {name}: {int(bad.sum())} NaN or infinite value(s), the first in box "
+                f"{first}; expected finite numbers"
+            )
+    inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    if inverted.any():
+        first = int(np.flatnonzero(inverted)[0])
+        raise ValueError(
+            f"nms boxes: box {first} is inverted ({boxes[first].tolist()}); expected corners "
+            "x0 <= x1 and y0 <= y1 (convert [x, y, w, h] boxes to corners first)"
+        )
+    if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float, np.number)):
+        raise TypeError(f"nms iou_threshold: expected a number, got {iou_threshold!r}")
+    iou_threshold = float(iou_threshold)
+    if not 0.0 <= iou_threshold <= 1.0:  # also refuses NaN
+        raise ValueError(f"nms iou_threshold: expected a number in [0, 1], got {iou_threshold}")
+    if max_output is not None:
+        max_output = check_positive_int(max_output, "nms max_output", minimum=0)
+    return boxes, scores, classes, iou_threshold, max_output
+
+
+def score_order(scores: np.ndarray) -> np.ndarray:
+    """Indices by descending score; equal scores keep their input order."""
+    return np.argsort(-scores, kind="stable")
+
+
+# --------------------------------------------------------------------------------------
+# 1. The reference: loops
+
+
+def box_iou_pair(a, b) -> float:
+    """IoU of two corner boxes (sequences of four floats), as the module defines it."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    area_b = (b[2] - b[0]) * (b[3] - b[1])
+    return inter / ((area_a + area_b) - inter)
+
+
+def nms_naive(boxes, scores, classes=None, iou_threshold=0.5, max_output=None) -> np.ndarray:
+    """Greedy per-class NMS with loops; the kept indices, int64, by descending score."""
+    boxes, scores, classes, threshold, max_output = check_nms_args(
+        boxes, scores, classes, iou_threshold, max_output
+    )
+    box_list, score_list, class_list = boxes.tolist(), scores.tolist(), classes.tolist()
+    # sorted() is stable: equal scores keep their input order.
+    order = sorted(range(len(box_list)), key=lambda i: -score_list[i])
+    suppressed = [False] * len(order)
+    keep = []
+    for position, i in enumerate(order):
+        if suppressed[i]:
+            continue
+        if max_output is not None and len(keep) == max_output:
+            break
+        keep.append(i)
+        for j in order[position + 1 :]:
+            if (
+                not suppressed[j]
+                and class_list[j] == class_list[i]
+                and box_iou_pair(box_list[i], box_list[j]) > threshold
+            ):
+                suppressed[j] = True
+    return np.array(keep, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------------------
+# 2. NumPy: one vectorised IoU row per kept box
+
+
+def iou_row(box, boxes) -> np.ndarray:
+    """IoU of one corner box ``(4,)`` with each of ``boxes (m, 4)``: ``(m,)`` float64."""
+    box, boxes = np.asarray(box, dtype=np.float64), np.asarray(boxes, dtype=np.float64)
+    iw = np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0])
+    ih = np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])
+    inter = iw * ih
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = (area + areas) - inter
+    iou = np.zeros(boxes.shape[0], dtype=np.float64)
+    np.divide(inter, union, out=iou, where=(iw > 0) & (ih > 0))
+    return iou
+
+
+def nms(boxes, scores, classes=None, iou_threshold=0.5, max_output=None) -> np.ndarray:
+    """Greedy per-class NMS (NumPy); the kept indices, int64, by descending score.
+
+    - ``boxes``: ``(n, 4)`` corners ``x0, y0, x1, y1`` (any real dtype; computed in
+      float64);
+    - ``scores``: ``(n,)``; equal scores are taken in input order;
+    - ``classes``: ``(n,)`` integers, or None for a single class;
+    - ``iou_threshold``: in ``[0, 1]``; a later box is suppressed when its IoU with a
+      kept box of its class is *greater* than this (1 suppresses nothing, 0 every
+      overlapping box);
+    - ``max_output``: keep at most this many (None: no limit).
+
+    Identical to :func:`nms_naive`.
+    """
+    boxes, scores, classes, threshold, max_output = check_nms_args(
+        boxes, scores, classes, iou_threshold, max_output
+    )
+    order = score_order(scores)
+    boxes, classes = boxes[order], classes[order]
+    n = order.size
+    alive = np.ones(n, dtype=bool)
+    keep = []
+    limit = n if max_output is None else min(n, max_output)
+    for p in range(n):
+        if len(keep) == limit:
+            break
+        if not alive[p]:
+            continue
+        keep.append(p)
+        later = p + 1 + np.flatnonzero(alive[p + 1 :] & (classes[p + 1 :] == classes[p]))
+        if later.size:
+            alive[later[iou_row(boxes[p], boxes[later]) > threshold]] = False
+    return order[np.array(keep, dtype=np.int64)].astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------
+# The dispatcher
+
+
+def non_max_suppression(
+    boxes,
+    scores,
+    classes=None,
+    iou_threshold: float = 0.5,
+    max_output: int | None = None,
+    method: str = "numpy",
+    block: int | None = None,
+) -> np.ndarray:
+    """Greedy per-class NMS by ``method``: "numpy" (:func:`nms`), "naive"
+    (:func:`nms_naive`) or "cuda" (:func:`overfeat_scratch.cuda.nms.nms`).
+
+    All three return the same kept indices (int64, descending score). ``block``:
+    threads per block of the CUDA mask kernel (``method="cuda"`` only; None: its
+    default). "cuda" needs a GPU or ``NUMBA_ENABLE_CUDASIM=1`` set before Numba is
+    imported.
+    """
+    if method not in METHODS:
+        raise ValueError(f"non_max_suppression: method must be one of {METHODS}, got {method!r}")
+    if method != "cuda":
+        if block is not None:
+            raise ValueError(f"non_max_suppression: block applies to method='cuda', not {method!r}")
+        rung = nms if method == "numpy" else nms_naive
+        return rung(boxes, scores, classes, iou_threshold, max_output)
+    from numba import cuda
+
+    if not cuda.is_available():
+        raise RuntimeError(
+            "non_max_suppression: method='cuda' needs a CUDA GPU, or NUMBA_ENABLE_CUDASIM=1 "
+            "set before numba is imported (the simulator)"
+        )
+    from .cuda import nms as cuda_nms
+
+    return cuda_nms.nms(boxes, scores, classes, iou_threshold, max_output, block=block)
