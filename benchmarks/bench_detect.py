@@ -45,7 +45,7 @@ from overfeat_scratch.localize import (  # noqa: E402
 from overfeat_scratch.merge import greedy_merge  # noqa: E402
 from overfeat_scratch.scenes import SceneConfig, coco_dict, generate_scenes  # noqa: E402
 
-DEFAULT_MERGE = MergeSettings(top_k=10, min_confidence=0.1)
+DEFAULT_MERGE = MergeSettings(top_k=10)
 
 
 def run_setting(localizer, scenes, gt, factors, merge, settings, fine=True):
@@ -120,6 +120,13 @@ def main(argv=None) -> int:
     if not args.quick:
         settings += [
             ("NMS, fine, 6 scales", localizer, six, DetectSettings(final="nms"), True),
+            (
+                "merge only (no suppression after)",
+                localizer,
+                six,
+                DetectSettings(after_merge_iou=None),
+                True,
+            ),
             ("merge, coarse, 6 scales", localizer, six, DetectSettings(), False),
         ]
         for count in (1, 2, 4):

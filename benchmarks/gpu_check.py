@@ -57,6 +57,29 @@ What it does, in one process (each numbered part can be skipped with ``--skip-..
    the loss to the host). Checked: after the first step the parameters, and the
    update itself, agree with the NumPy backend's step from the same weights, same
    batch and same dropout masks (relative error at most 1e-3, float32 on both).
+8. **The greedy merge** (``--skip-merge``): ``merge_cuda`` on boxes like a dense
+   localizer's (``localizer_boxes`` of ``benchmarks/bench_merge.py``: jittered
+   clusters around six objects plus 20% stray boxes, five classes; 1,000 and 10,000
+   boxes) for each of ``--merge-threads`` (64, 128, 256), against ``merge_fast`` on
+   the same input: the same memberships, classes and counts, boxes and confidences
+   within 1e-9 relative (``identical``, bit for bit, is reported as information: a
+   GPU compiler may contract a multiply and an add into one FMA, so a score can
+   differ in its last bit). Timed by the wall clock (each call synchronises: it
+   reads the best pair back every round), warm: the median of 3 calls (at 1,000
+   boxes after a first call that compiles), against ``merge_fast`` on this
+   machine's CPU timed the same way: ``ratio`` = GPU / CPU. Target: below 1 at
+   10,000 boxes.
+9. **NMS** (``--skip-nms``): ``cuda.nms.suppression_mask`` (device inputs, poisoned
+   output) for each of ``--nms-blocks`` (32, 64, 128, 256), identical to a NumPy
+   computation of the same mask, and ``cuda.nms.nms`` (host boxes in, kept indices
+   out: sort, upload, mask, host walk) identical to NumPy's ``nms``, on the same
+   kind of boxes (1,000 and 10,000; corners rounded to 1/16 pixel, so that every
+   product and sum of the IoU is exact and an FMA cannot change a decision: any
+   difference is a bug), IoU threshold 0.5. Timed against NumPy's ``nms`` on the
+   CPU and ``torchvision.ops.batched_nms`` on the GPU (float64, boxes already on the
+   device, indices copied to the host; recorded as not available if torchvision
+   does not import). Its agreement with ours is information only (it sorts scores
+   with an unstable sort).
 
 It prints a rough estimate of the real-GPU run time first, short tables last, and
 writes everything to ``$OUT/gpu_check.json`` (``OUT`` defaults to ``./out``),
@@ -69,7 +92,9 @@ under two minutes on the Numba CUDA simulator (timings there are meaningless;
 PyTorch is skipped). The other parts shrink with it: offset pooling and dense
 evaluation use the same tiny network (inputs 9x9 and 13x15), the SGD update a
 525-element parameter, and the training step a five-layer stand-in for ``mini``
-(12x12 grey inputs, batch 2; ``mini`` itself takes minutes per step there).
+(12x12 grey inputs, batch 2; ``mini`` itself takes minutes per step there). The
+merge runs on 16 boxes (two objects, two classes: seven merges) with 8 and 16
+threads, NMS on 20 boxes with blocks of 4 and 8.
 """
 
 from __future__ import annotations
@@ -88,9 +113,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "benchmarks"):  # the package, and bench_merge's box generator
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
+from bench_merge import localizer_boxes  # noqa: E402
 from numba import cuda  # noqa: E402
 
 from overfeat_scratch import (  # noqa: E402
@@ -103,14 +130,17 @@ from overfeat_scratch import (  # noqa: E402
     paper,
     pool,
 )
-from overfeat_scratch.cuda import DEFAULT_RB, DEFAULT_TILE, SIMULATOR  # noqa: E402
+from overfeat_scratch import nms as nms_numpy  # noqa: E402
+from overfeat_scratch.cuda import DEFAULT_RB, DEFAULT_TILE, SIMULATOR, THREADS  # noqa: E402
 from overfeat_scratch.cuda import conv as cuda_conv  # noqa: E402
 from overfeat_scratch.cuda import elementwise as cuda_elementwise  # noqa: E402
 from overfeat_scratch.cuda import linear as cuda_linear  # noqa: E402
 from overfeat_scratch.cuda import losses as cuda_losses  # noqa: E402
+from overfeat_scratch.cuda import nms as cuda_nms  # noqa: E402
 from overfeat_scratch.cuda import offset_pool as cuda_offset_pool  # noqa: E402
 from overfeat_scratch.cuda import optim as cuda_optim  # noqa: E402
 from overfeat_scratch.cuda import pool as cuda_pool  # noqa: E402
+from overfeat_scratch.cuda.merge import merge_cuda  # noqa: E402
 from overfeat_scratch.dense import (  # noqa: E402
     dense_evaluate,
     fine_multiply_adds,
@@ -119,6 +149,7 @@ from overfeat_scratch.dense import (  # noqa: E402
 )
 from overfeat_scratch.geometry import Geometry  # noqa: E402
 from overfeat_scratch.layers import Conv2d, Dropout, MaxPool2d, ReLU  # noqa: E402
+from overfeat_scratch.merge import merge_fast  # noqa: E402
 from overfeat_scratch.networks import build_from_specs, build_network  # noqa: E402
 from overfeat_scratch.offset_pool import fine_size  # noqa: E402
 from overfeat_scratch.optim import SGD  # noqa: E402
@@ -146,6 +177,13 @@ TINY_TRAIN_SPECS = (
 TINY_TRAIN_SIZE = 12
 TINY_SGD_SHAPE = (5, 3, 5, 7)  # 525 elements: not a multiple of the block size
 MINI_SIZE = 32
+# The greedy merge and NMS: boxes per input, and the settings (bench_merge's).
+BOX_SIZES = (1000, 10_000)
+TINY_MERGE_SIZE = 16
+TINY_NMS_SIZE = 20
+MERGE_SETTINGS = dict(threshold=0.5, score="center_iou", average="pair")
+NMS_IOU = 0.5
+NMS_GRID = 16  # NMS corners are rounded to 1/16 pixel: the IoU's products are exact
 # Relative error allowed for float32 kernels against the float64 reference. "dense"
 # and "train" compare float32 CUDA with float32 NumPy (see the module text).
 TOLERANCE = {
@@ -156,6 +194,7 @@ TOLERANCE = {
     "sgd": 1e-6,
     "dense": 1e-3,
     "train": 1e-3,
+    "merge": 1e-9,
 }
 
 
@@ -181,6 +220,14 @@ def parse_args(argv=None):
     parser.add_argument("--skip-forward", action="store_true", help="the whole forward pass")
     parser.add_argument("--skip-dense", action="store_true", help="dense multi-scale evaluation")
     parser.add_argument("--skip-train", action="store_true", help="the mini training step")
+    parser.add_argument("--skip-merge", action="store_true", help="the greedy merge")
+    parser.add_argument("--skip-nms", action="store_true", help="non-maximum suppression")
+    parser.add_argument(
+        "--merge-threads", nargs="+", type=int, default=None, help="threads per merge block"
+    )
+    parser.add_argument(
+        "--nms-blocks", nargs="+", type=int, default=None, help="threads per NMS mask block"
+    )
     args = parser.parse_args(argv)
     tiny, quick = args.tiny, args.quick and not args.tiny
     args.batches = args.batches or ([2] if tiny else [1] if quick else [1, 32])
@@ -188,6 +235,12 @@ def parse_args(argv=None):
     args.rbs = args.rbs or ([2] if tiny else [4] if quick else [1, 4])
     args.repeats = args.repeats or (1 if tiny else 3 if quick else 5)
     args.train_batch = args.train_batch or (2 if tiny else 128)
+    args.merge_threads = args.merge_threads or (
+        [8, 16] if tiny else [THREADS] if quick else [64, 128, 256]
+    )
+    args.nms_blocks = args.nms_blocks or (
+        [4, 8] if tiny else [cuda_nms.DEFAULT_BLOCK] if quick else [32, 64, 128, 256]
+    )
     return args
 
 
@@ -237,9 +290,13 @@ def mismatch(got, ref):
     return 0.0 if np.array_equal(got.copy_to_host(), ref) else 1.0
 
 
+# The value an output buffer is filled with before a kernel writes it. For the NMS
+# mask (uint64) bit 0 is set: word 0 of a row can never have it (box 0 comes first).
+POISON = {np.float32: np.nan, np.int32: -1, np.uint8: 7, np.uint64: 0xA5A5_A5A5_A5A5_A5A5}
+
+
 def poison(shape, dtype=np.float32):
-    value = {np.float32: np.nan, np.int32: -1, np.uint8: 7}[dtype]
-    return cuda.to_device(np.full(shape, value, dtype=dtype))
+    return cuda.to_device(np.full(shape, POISON[dtype], dtype=dtype))
 
 
 def untouched(*arrays):
@@ -250,7 +307,7 @@ def untouched(*arrays):
         if host.dtype == np.float32:
             count += int(np.isnan(host).sum())
         else:
-            count += int((host == {np.int32: -1, np.uint8: 7}[host.dtype.type]).sum())
+            count += int((host == POISON[host.dtype.type]).sum())
     return count
 
 
@@ -1033,6 +1090,203 @@ def training_step(args, rng, torch):
 
 
 # --------------------------------------------------------------------------------------
+# The greedy merge and NMS against the CPU (and torchvision)
+
+
+def measure_host(run, repeats, warm=False):
+    """Like :func:`measure`, by the wall clock: for host functions that synchronise
+    themselves (results read back) or run on the CPU. ``sync()`` after each call.
+
+    Returns ``(first result, median ms, all ms)``. ``warm``: everything is already
+    compiled, so the first call is also one of the ``repeats`` timed ones (the
+    slow calls are not repeated for nothing). On the simulator the first call's
+    time is the timing.
+    """
+    start = time.perf_counter()
+    result = run()
+    sync()
+    first = (time.perf_counter() - start) * 1e3
+    if SIMULATOR:
+        return result, first, [first]
+    times = [first] if warm else []
+    while len(times) < repeats:
+        begin = time.perf_counter()
+        run()
+        sync()
+        times.append((time.perf_counter() - begin) * 1e3)
+    return result, statistics.median(times), times
+
+
+def box_sizes(args, tiny_size):
+    return [tiny_size] if args.tiny else list(BOX_SIZES)
+
+
+def compare_merges(got, want):
+    """The merge check: discrete fields equal, floats within 1e-9; a dict."""
+    same_size = len(got) == len(want) and got.members.shape == want.members.shape
+    rec = dict(outputs=len(got), outputs_cpu=len(want))
+    for field in ("members", "classes", "counts"):
+        rec[f"same_{field}"] = bool(
+            same_size and np.array_equal(getattr(got, field), getattr(want, field))
+        )
+    if same_size:
+        rec["moved_inputs"] = int((got.members != want.members).sum())
+        rec["rel_err_boxes"] = relative_error(got.boxes, want.boxes)
+        rec["rel_err_confidences"] = relative_error(got.confidences, want.confidences)
+        rec["identical"] = all(
+            np.array_equal(getattr(got, f), getattr(want, f))
+            for f in ("boxes", "classes", "confidences", "counts", "members")
+        )
+    else:
+        rec.update(rel_err_boxes=float("inf"), rel_err_confidences=float("inf"), identical=False)
+    rec["rel_err"] = max(rec["rel_err_boxes"], rec["rel_err_confidences"])
+    discrete = rec["same_members"] and rec["same_classes"] and rec["same_counts"]
+    rec["ok"] = bool(discrete and rec["rel_err"] <= TOLERANCE["merge"])
+    return rec
+
+
+def check_merge(args, records, save):
+    """``merge_cuda`` for each thread count against ``merge_fast``, per input size."""
+    repeats = min(args.repeats, 3)
+    clusters = dict(objects=2, classes=2) if args.tiny else {}  # --tiny: a few merges
+    for index, n in enumerate(box_sizes(args, TINY_MERGE_SIZE)):
+        data = localizer_boxes(n, 0, **clusters)
+        warm = index > 0  # the smallest size compiled everything: no call wasted at 10,000
+        run_cpu = partial(merge_fast, *data, **MERGE_SETTINGS)
+        want, cpu_ms, cpu_times = measure_host(run_cpu, repeats, warm)
+        for threads in args.merge_threads:
+            rec = dict(n=n, merges=n - len(want), threads=threads)
+            rec.update(cpu_ms=cpu_ms, cpu_times_ms=cpu_times)
+            try:
+                run = partial(merge_cuda, *data, **MERGE_SETTINGS, threads=threads)
+                got, ms, times = measure_host(run, repeats, warm)
+                rec.update(ours_ms=ms, ours_times_ms=times, ratio_vs_cpu=ms / cpu_ms)
+                rec.update(compare_merges(got, want))
+            except Exception as error:  # a launch or compilation failure: the others go on
+                rec.update(ok=False, error=f"{type(error).__name__}: {error}")
+            shown = {k: v for k, v in rec.items() if not k.endswith("times_ms")}
+            print(
+                f"  {'ok ' if rec['ok'] else 'FAIL'} merge n{n} t{threads}: "
+                f"{json.dumps(shown, default=float)}",
+                flush=True,
+            )
+            records.append(rec)
+            save()
+
+
+def nms_boxes(n):
+    """``(boxes, scores, classes)``: boxes like the merge's (another seed), corners
+    rounded to 1/16 pixel."""
+    boxes, classes, scores = localizer_boxes(n, 1)
+    return np.round(boxes * NMS_GRID) / NMS_GRID, scores, classes
+
+
+def nms_mask_numpy(boxes, classes, threshold, chunk=256):
+    """The suppression mask of boxes in walk order (``cuda.nms.suppression_mask``'s
+    definition), in NumPy, ``chunk`` rows at a time; the IoU in the kernel's order."""
+    n = boxes.shape[0]
+    words = cuda_nms.words_for(n)
+    mask = np.zeros((n, words), dtype=np.uint64)
+    x0, y0, x1, y1 = boxes.T
+    area = (x1 - x0) * (y1 - y0)
+    column = np.arange(n)
+    for lo in range(0, n, chunk):
+        r = slice(lo, min(n, lo + chunk))
+        iw = np.minimum(x1[r, None], x1) - np.maximum(x0[r, None], x0)
+        ih = np.minimum(y1[r, None], y1) - np.maximum(y0[r, None], y0)
+        inter = iw * ih
+        union = (area[r, None] + area) - inter
+        later = column > column[r, None]
+        hit = (iw > 0) & (ih > 0) & later & (classes[r, None] == classes)
+        iou = np.zeros_like(inter)
+        np.divide(inter, union, out=iou, where=hit)
+        bits = np.zeros((iou.shape[0], words * cuda_nms.WORD), dtype=bool)
+        bits[:, :n] = hit & (iou > threshold)
+        mask[r] = np.packbits(bits, axis=1, bitorder="little").view("<u8")
+    return mask
+
+
+def set_bits(words):
+    """How many bits are set in an array of uint64 words."""
+    return int(np.unpackbits(np.ascontiguousarray(words).view(np.uint8)).sum())
+
+
+def load_torchvision(torch):
+    """``(torchvision.ops, None)``, or ``(None, why not)``."""
+    if torch is None:
+        return None, "torchvision not available (PyTorch skipped or missing)"
+    try:
+        import torchvision.ops
+    except Exception as error:  # ImportError, or a build that does not match PyTorch
+        return None, f"torchvision not available ({type(error).__name__}: {error})"
+    return torchvision.ops, None
+
+
+def torchvision_nms(ops, boxes, scores, classes):
+    """``batched_nms`` on device tensors; the kept indices copied to the host."""
+    return ops.batched_nms(boxes, scores, classes, NMS_IOU).cpu().numpy()
+
+
+def check_nms(args, torch, records, save):
+    """The mask kernel and the whole NMS for each block size, per input size."""
+    repeats = min(args.repeats, 3)
+    ops, why = load_torchvision(torch)
+    for n in box_sizes(args, TINY_NMS_SIZE):
+        boxes, scores, classes = nms_boxes(n)
+        run_cpu = partial(nms_numpy.nms, boxes, scores, classes, NMS_IOU)
+        want, cpu_ms, cpu_times = measure_host(run_cpu, repeats)
+        order = nms_numpy.score_order(scores)
+        mask_want = nms_mask_numpy(boxes[order], classes[order], NMS_IOU)
+        sorted_d = cuda.to_device(np.ascontiguousarray(boxes[order]))
+        classes_d = cuda.to_device(np.ascontiguousarray(classes[order]))
+        common = dict(n=n, kept=len(want), suppressions=set_bits(mask_want))
+        common.update(cpu_ms=cpu_ms, cpu_times_ms=cpu_times)
+        if ops is not None:
+            try:  # e.g. a torchvision built without CUDA
+                bt, st, ct = (torch.as_tensor(a, device="cuda") for a in (boxes, scores, classes))
+                run_tv = partial(torchvision_nms, ops, bt, st, ct)
+                common["torchvision_ms"] = time_torch(torch, run_tv, args.repeats)
+                common["torchvision_agrees"] = bool(np.array_equal(run_tv(), want))
+            except Exception as error:
+                common["torchvision"] = f"torchvision failed ({type(error).__name__}: {error})"
+        else:
+            common["torchvision"] = why
+        for block in args.nms_blocks:
+            rec = dict(common, block=block)
+            try:
+                mask = poison(mask_want.shape, np.uint64)
+                run = partial(
+                    cuda_nms.suppression_mask, sorted_d, classes_d, NMS_IOU, block, out=mask
+                )
+                _, mask_ms, mask_times = measure(run, args.repeats)
+                got_mask = mask.copy_to_host()
+                run = partial(cuda_nms.nms, boxes, scores, classes, NMS_IOU, block=block)
+                keep, ms, times = measure_host(run, repeats)
+            except Exception as error:  # a launch or compilation failure: the others go on
+                rec.update(ok=False, error=f"{type(error).__name__}: {error}")
+            else:
+                rec.update(mask_ms=mask_ms, mask_times_ms=mask_times)
+                rec.update(ours_ms=ms, ours_times_ms=times, ratio_vs_cpu=ms / cpu_ms)
+                if "torchvision_ms" in rec:
+                    rec["ratio_vs_torchvision"] = ms / rec["torchvision_ms"]
+                rec["mask_wrong_bits"] = set_bits(got_mask ^ mask_want)
+                rec["untouched"] = int((got_mask == POISON[np.uint64]).sum())
+                rec["same_keep"] = bool(np.array_equal(keep, want))
+                rec["ok"] = (
+                    rec["same_keep"] and rec["mask_wrong_bits"] == 0 and rec["untouched"] == 0
+                )
+            shown = {k: v for k, v in rec.items() if not k.endswith("times_ms")}
+            print(
+                f"  {'ok ' if rec['ok'] else 'FAIL'} nms n{n} b{block}: "
+                f"{json.dumps(shown, default=float)}",
+                flush=True,
+            )
+            records.append(rec)
+            save()
+        del sorted_d, classes_d
+
+
+# --------------------------------------------------------------------------------------
 # Run-time estimate (printed first; the JSON keeps it beside the measured seconds)
 
 # Assumed rates, rough guesses for a data-centre GPU and a 16-core host; compare
@@ -1082,6 +1336,10 @@ def estimate_seconds(args):
         est["dense"] = seconds
     if not args.skip_train:
         est["train"] = 10.0
+    if not args.skip_merge:  # compiling, then about a second per 10,000-box merge
+        est["merge"] = 5.0 + 5.0 * len(args.merge_threads)
+    if not args.skip_nms:  # the NumPy mask of 10,000 boxes, torchvision's import
+        est["nms"] = 6.0 + 0.5 * len(args.nms_blocks)
     return est
 
 
@@ -1139,13 +1397,15 @@ def summary(results):
         row["ok"] &= rec["ok"]
         row["layers"].add(rec["name"])
     labels = sorted({c for row in rows.values() for c in row["configs"]})
-    lines = [
-        "",
-        "Kernels: total ms over the layers of each network, per tile config",
-        f"{'model':<9}{'b':>3} {'op':<8}{'what':<11}{'n':>3} "
-        + "".join(f"{c:>10}" for c in labels)
-        + f"{'max err':>10}  ok",
-    ]
+    lines = []
+    if rows:  # none when the kernel sections are skipped
+        lines += [
+            "",
+            "Kernels: total ms over the layers of each network, per tile config",
+            f"{'model':<9}{'b':>3} {'op':<8}{'what':<11}{'n':>3} "
+            + "".join(f"{c:>10}" for c in labels)
+            + f"{'max err':>10}  ok",
+        ]
     for (model, batch, op, what), row in sorted(rows.items()):
         cells = "".join(
             f"{row['configs'][c]:10.3f}" if c in row["configs"] else f"{'':>10}" for c in labels
@@ -1171,15 +1431,20 @@ def summary(results):
                 f"{cell('rel_err_vs_torch_fp32', '9.1e')}"
             )
     lines += against_torch_table(results) + dense_table(results) + train_table(results)
+    lines += merge_table(results) + nms_table(results)
     failed = [r for r in results["kernels"] if r.get("ok") is False]
     skipped = [r for r in results["kernels"] if r.get("ok") is None]
     failed_dense = [r for r in results["dense"] if r.get("ok") is False and r["size"] != "all"]
     failed_train = [r for r in results["train"] if r.get("ok") is False]
+    failed_merge = [r for r in results["merge"] if not r["ok"]]
+    failed_nms = [r for r in results["nms"] if not r["ok"]]
     lines.append("")
     lines.append(
         f"{len(results['kernels'])} kernel records, {len(failed)} failed, "
         f"{len(skipped)} configs not runnable; dense {len(failed_dense)} failed, "
-        f"training step {len(failed_train)} failed; {results['seconds']:.0f} s"
+        f"training step {len(failed_train)} failed; merge {len(failed_merge)} of "
+        f"{len(results['merge'])} failed, NMS {len(failed_nms)} of {len(results['nms'])} "
+        f"failed; {results['seconds']:.0f} s"
     )
     for rec in failed:
         lines.append(
@@ -1196,7 +1461,25 @@ def summary(results):
             f"FAILED training step {rec['model']} b{rec['batch']}: params "
             f"{rec['rel_err_params']}, update {rec['rel_err_update']}, loss {rec['rel_err_loss']}"
         )
-    return "\n".join(lines), bool(failed or failed_dense or failed_train)
+    for rec in failed_merge:
+        if "error" in rec:
+            lines.append(f"FAILED merge n{rec['n']} t{rec['threads']}: {rec['error']}")
+            continue
+        lines.append(
+            f"FAILED merge n{rec['n']} t{rec['threads']}: outputs {rec['outputs']} (CPU "
+            f"{rec['outputs_cpu']}), same members {rec['same_members']}, classes "
+            f"{rec['same_classes']}, counts {rec['same_counts']}, err {rec['rel_err']}"
+        )
+    for rec in failed_nms:
+        if "error" in rec:
+            lines.append(f"FAILED nms n{rec['n']} b{rec['block']}: {rec['error']}")
+            continue
+        lines.append(
+            f"FAILED nms n{rec['n']} b{rec['block']}: same kept {rec['same_keep']}, mask "
+            f"wrong bits {rec['mask_wrong_bits']}, untouched words {rec['untouched']}"
+        )
+    failed_any = failed or failed_dense or failed_train or failed_merge or failed_nms
+    return "\n".join(lines), bool(failed_any)
 
 
 def against_torch_table(results):
@@ -1261,6 +1544,73 @@ def train_table(results):
     return lines
 
 
+def merge_table(results):
+    rows = results["merge"]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Greedy merge against merge_fast on this CPU (ms; ratio = GPU / CPU, below 1: the "
+        "GPU is faster; err: boxes and confidences, relative; same: memberships, classes, "
+        "counts; identical: bit for bit)",
+        f"{'':<6}{'n':>6}{'merges':>8}{'threads':>8}{'gpu':>10}{'cpu':>10}{'ratio':>7}"
+        f"{'err':>9}{'same':>6}{'identical':>10}  ok",
+    ]
+    for rec in rows:
+        if "error" in rec:
+            lines.append(f"{'merge':<6}{rec['n']:>6}{rec['merges']:>8}{rec['threads']:>8}  NO")
+            continue
+        same = rec["same_members"] and rec["same_classes"] and rec["same_counts"]
+        lines.append(
+            f"{'merge':<6}{rec['n']:>6}{rec['merges']:>8}{rec['threads']:>8}"
+            f"{rec['ours_ms']:10.2f}{rec['cpu_ms']:10.2f}{rec['ratio_vs_cpu']:7.2f}"
+            f"{rec['rel_err']:9.1e}{'yes' if same else 'NO':>6}"
+            f"{'yes' if rec['identical'] else 'no':>10}  {'yes' if rec['ok'] else 'NO'}"
+        )
+    largest = max(r["n"] for r in rows)
+    timed = [r for r in rows if r["n"] == largest and "ours_ms" in r]
+    if not timed:
+        return lines
+    best = min(timed, key=lambda r: r["ours_ms"])
+    met = "met" if best["ratio_vs_cpu"] < 1 else "NOT met"
+    lines.append(
+        f"target, the GPU merge faster than merge_fast at {largest} boxes: {met} "
+        f"(best {best['threads']} threads, ratio {best['ratio_vs_cpu']:.2f})"
+        + (" (simulator: timings mean nothing)" if results["info"]["simulator"] else "")
+    )
+    return lines
+
+
+def nms_table(results):
+    rows = results["nms"]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "NMS (ms; mask: the kernel alone; nms: host boxes to kept indices; ratios = ours "
+        "nms / NumPy nms on this CPU, and / torchvision batched_nms on the GPU)",
+        f"{'':<6}{'n':>6}{'kept':>6}{'block':>6}{'mask':>9}{'nms':>9}{'numpy':>9}"
+        f"{'ratio':>7}{'tvision':>9}{'ratio':>7}{'tv same':>8}{'bad bits':>9}{'same':>5}  ok",
+    ]
+    for rec in rows:
+        if "error" in rec:
+            lines.append(f"{'nms':<6}{rec['n']:>6}{rec['kept']:>6}{rec['block']:>6}  NO")
+            continue
+        cell = partial(table_cell, rec)
+        tv_same = rec.get("torchvision_agrees")
+        lines.append(
+            f"{'nms':<6}{rec['n']:>6}{rec['kept']:>6}{rec['block']:>6}{rec['mask_ms']:9.3f}"
+            f"{rec['ours_ms']:9.2f}{rec['cpu_ms']:9.2f}{rec['ratio_vs_cpu']:7.2f}"
+            f"{cell('torchvision_ms', '9.2f')}{cell('ratio_vs_torchvision', '7.2f')}"
+            f"{'-' if tv_same is None else 'yes' if tv_same else 'no':>8}"
+            f"{rec['mask_wrong_bits']:>9}{'yes' if rec['same_keep'] else 'NO':>5}"
+            f"  {'yes' if rec['ok'] else 'NO'}"
+        )
+    for why in dict.fromkeys(r["torchvision"] for r in rows if "torchvision" in r):
+        lines.append(why)
+    return lines
+
+
 def main(argv=None):
     args = parse_args(argv)
     if not cuda.is_available():
@@ -1279,6 +1629,8 @@ def main(argv=None):
         forward=[],
         dense=[],
         train=[],
+        merge=[],
+        nms=[],
         seconds=0.0,
     )
     print(json.dumps(results["info"]), flush=True)
@@ -1337,6 +1689,16 @@ def main(argv=None):
         print(f"one training step, batch {args.train_batch}", flush=True)
         results["train"].append(training_step(args, rng, torch))
         section("train")
+    if not args.skip_merge:
+        sizes = ", ".join(str(n) for n in box_sizes(args, TINY_MERGE_SIZE))
+        print(f"greedy merge: {sizes} boxes, threads {args.merge_threads}", flush=True)
+        check_merge(args, results["merge"], save)
+        section("merge")
+    if not args.skip_nms:
+        sizes = ", ".join(str(n) for n in box_sizes(args, TINY_NMS_SIZE))
+        print(f"nms: {sizes} boxes, blocks {args.nms_blocks}", flush=True)
+        check_nms(args, torch, results["nms"], save)
+        section("nms")
     save()
     table, failed = summary(results)
     print(table)

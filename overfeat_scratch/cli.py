@@ -141,13 +141,36 @@ def cmd_scenes(args) -> int:
     return 0
 
 
+def config_changes(args) -> dict:
+    """The config fields a training command's flags override."""
+    changes = {"epochs": args.epochs} if args.epochs else {}
+    if getattr(args, "batch_size", None):
+        changes["batch_size"] = args.batch_size
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    return changes
+
+
+def resume_run(path, changes: dict, backend, expected=None, objective="classification"):
+    """``(net, meta, config, resume)`` to continue a run from its checkpoint."""
+    from .train import config_from_meta, load_checkpoint, resume_state
+
+    net, meta, velocity = load_checkpoint(path, expected, backend=backend)
+    if meta.get("objective", "classification") != objective:
+        raise ValueError(
+            f"--resume {path}: a {meta.get('objective', 'classification')} checkpoint, "
+            f"expected {objective}"
+        )
+    return net, meta, config_from_meta(meta, **changes), resume_state(meta, velocity)
+
+
 def cmd_train(args) -> int:
     from dataclasses import replace
 
     from .digits import mnist_windows
     from .mnist import data_checksum, load_mnist
     from .networks import build_network
-    from .train import CONFIGS, config_from_meta, load_checkpoint, resume_state, train
+    from .train import CONFIGS, train
 
     if args.model != "mini":
         raise ValueError(
@@ -160,15 +183,9 @@ def cmd_train(args) -> int:
         images, labels = images[: args.limit], labels[: args.limit]
     train_data = (mnist_windows(images), labels.astype(np.int64))
     test_data = (mnist_windows(test_images), test_labels.astype(np.int64))
-    changes = {"epochs": args.epochs} if args.epochs else {}
-    if args.batch_size:
-        changes["batch_size"] = args.batch_size
-    if args.seed is not None:
-        changes["seed"] = args.seed
+    changes = config_changes(args)
     if args.resume:
-        net, meta, velocity = load_checkpoint(args.resume, "mini", backend=args.backend)
-        config = config_from_meta(meta, **changes)
-        resume = resume_state(meta, velocity)
+        net, _, config, resume = resume_run(args.resume, changes, args.backend, "mini")
     else:
         config = replace(CONFIGS["mini"], **changes)
         net = build_network("mini", seed=config.seed, backend=args.backend)
@@ -271,19 +288,15 @@ def cmd_train_regressor(args) -> int:
     )
     from .mnist import data_checksum
     from .scenes import generate_scenes
-    from .train import config_from_meta, load_checkpoint, load_extra_network, resume_state
+    from .train import load_extra_network
 
-    changes = {"epochs": args.epochs} if args.epochs else {}
-    if args.seed is not None:
-        changes["seed"] = args.seed
+    changes = config_changes(args)
     if args.resume:
-        regressor, meta, velocity = load_checkpoint(args.resume, backend=args.backend)
-        if meta.get("objective") != "box-regression":
-            raise ValueError(f"--resume {args.resume}: not a regressor checkpoint")
+        regressor, meta, config, resume = resume_run(
+            args.resume, changes, args.backend, objective="box-regression"
+        )
         classifier, _ = load_extra_network(args.resume, "classifier", backend=args.backend)
         classifier.eval()
-        config = config_from_meta(meta, **changes)
-        resume = resume_state(meta, velocity)
         shared = regressor.name == "mini-regressor-shared"
         source = meta.get("classifier_checkpoint", "?")
     else:
@@ -476,15 +489,12 @@ def cmd_train_detector(args) -> int:
     )
     from .mnist import data_checksum
     from .scenes import generate_scenes
-    from .train import config_from_meta, load_checkpoint, resume_state
 
-    changes = {"epochs": args.epochs} if args.epochs else {}
-    if args.seed is not None:
-        changes["seed"] = args.seed
+    changes = config_changes(args)
     if args.resume:
-        detector, meta, velocity = load_checkpoint(args.resume, "mini-detector", args.backend)
-        config = config_from_meta(meta, **changes)
-        resume = resume_state(meta, velocity)
+        detector, meta, config, resume = resume_run(
+            args.resume, changes, args.backend, "mini-detector", objective="detection"
+        )
         source = meta.get("classifier_checkpoint", "?")
     else:
         classifier, source = load_classifier(args.checkpoint, args.backend)
@@ -595,9 +605,10 @@ def cmd_evaluate_detections(args) -> int:
     return evaluate_detections_main(args.ground_truth, args.predictions, args.json, plot=args.plot)
 
 
-def add_merge_arguments(p, top_classes=1, min_confidence=0.0) -> None:
-    from .localize import SCALE_SETS
+def add_merge_arguments(p, top_classes=None) -> None:
+    from .localize import SCALE_SETS, MergeSettings
 
+    default = MergeSettings()
     p.add_argument(
         "--scales",
         type=int,
@@ -606,15 +617,20 @@ def add_merge_arguments(p, top_classes=1, min_confidence=0.0) -> None:
         help="how many of the six scales (default 6)",
     )
     p.add_argument("--factors", metavar="LIST", help="explicit resize factors, e.g. 1,0.63,0.4")
-    p.add_argument("--top-classes", type=int, default=top_classes, help="k: classes per scale")
-    p.add_argument("--threshold", type=float, default=0.5, help="merge threshold t")
-    p.add_argument("--score", default="center_iou", choices=("center_iou", "iou", "center"))
-    p.add_argument("--average", default="pair", choices=("pair", "count", "confidence"))
-    p.add_argument("--method", default="fast", choices=("fast", "literal", "cuda"))
+    p.add_argument(
+        "--top-classes",
+        type=int,
+        default=top_classes or default.top_k,
+        help="k: classes per scale whose boxes are merged",
+    )
+    p.add_argument("--threshold", type=float, default=default.threshold, help="merge threshold t")
+    p.add_argument("--score", default=default.score, choices=("center_iou", "iou", "center"))
+    p.add_argument("--average", default=default.average, choices=("pair", "count", "confidence"))
+    p.add_argument("--method", default=default.method, choices=("fast", "literal", "cuda"))
     p.add_argument(
         "--min-confidence",
         type=float,
-        default=min_confidence,
+        default=default.min_confidence,
         help="windows below this class probability do not vote",
     )
     p.add_argument("--coarse", action="store_true", help="without offset pooling")
@@ -747,7 +763,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=float, default=0.0, help="drop detections below this")
     p.add_argument("--show", type=int, default=10, help="detections printed per image")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
-    add_merge_arguments(p, top_classes=10, min_confidence=0.1)
+    add_merge_arguments(p, top_classes=10)
     p.add_argument("--backend", default="numpy")
     p.add_argument("input", metavar="IMAGE_OR_DIR", help="an image, or a COCO scene folder")
     p.set_defaults(func=cmd_detect)

@@ -24,6 +24,7 @@ start at any pixel, so the network sees every sub-stride shift.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -334,13 +335,28 @@ def train_detector(
 
 @dataclass
 class DetectSettings:
-    """``final``: ``"merge"`` (the paper: accumulate) or ``"nms"`` (suppress: the
+    """How the boxes of every window become detections.
+
+    ``final``: ``"merge"`` (the paper: accumulate) or ``"nms"`` (suppress: the
     candidate windows ranked by their own probability, overlapping ones of the same
-    class removed at IoU above ``nms_iou``). ``min_score``: detections below it are
-    dropped (after merging, scores are sums of window probabilities)."""
+    class removed at IoU above ``nms_iou``).
+
+    ``after_merge_iou``: the merge stops at its threshold, and an object can be left
+    with two merged boxes (scales that disagree on its size), or with a box of a
+    second class (windows that read a 4 as a 9). Each such leftover is a false
+    positive with a large summed score. With this set (the default), merged boxes
+    that overlap a better-scored one by more than this IoU are dropped, whatever
+    their class (``after_merge_classes=False``; digits in the scenes overlap by
+    at most 0.1). ``None``: the merge's output as it is.
+
+    ``min_score``: detections below it are dropped (after merging, scores are
+    sums of window probabilities); at most ``max_detections`` per image.
+    """
 
     final: str = "merge"
     nms_iou: float = 0.3
+    after_merge_iou: float | None = 0.3
+    after_merge_classes: bool = False
     min_score: float = 0.0
     max_detections: int = 100
 
@@ -348,23 +364,25 @@ class DetectSettings:
 def detect(localizer, image, factors=SCALE_FACTORS, merge=None, settings=None, fine=True):
     """Detections of an ``(H, W)`` uint8 grey image: ``Localization`` with the boxes
     that survive, best first (paper Section 5)."""
-    from .localize import Localization, MergeSettings, candidates, localize, scale_outputs
+    from .localize import Localization, MergeSettings, localize, window_candidates
     from .nms import non_max_suppression
 
     settings = DetectSettings() if settings is None else settings
-    merge = MergeSettings(top_k=DIGITS, min_confidence=0.1) if merge is None else merge
+    if settings.final not in ("merge", "nms"):
+        raise ValueError(f"detect: final step {settings.final!r}; expected 'merge' or 'nms'")
+    merge = MergeSettings(top_k=DIGITS) if merge is None else merge
     if settings.final == "merge":
         result = localize(localizer, image, factors, merge, fine)
-    elif settings.final == "nms":
-        import time
-
-        pixels = scene_input(image)
+        if settings.after_merge_iou is not None and len(result.boxes):
+            classes = result.classes if settings.after_merge_classes else None
+            result.keep(
+                non_max_suppression(
+                    result.boxes, result.confidences, classes, settings.after_merge_iou
+                )
+            )
+    else:
+        cand, dense_seconds = window_candidates(localizer, image, factors, merge, fine)
         t0 = time.perf_counter()
-        outputs = [scale_outputs(localizer, pixels, f, fine) for f in factors]
-        t1 = time.perf_counter()
-        cand = candidates(
-            outputs, merge.top_k, localizer.class_specific, pixels.shape, merge.min_confidence
-        )
         keep = non_max_suppression(cand.boxes, cand.confidences, cand.classes, settings.nms_iou)
         members = np.full(len(cand.boxes), -1, np.int64)
         members[keep] = np.arange(len(keep))
@@ -375,11 +393,7 @@ def detect(localizer, image, factors=SCALE_FACTORS, merge=None, settings=None, f
             np.ones(len(keep), np.int64),
             cand,
             members,
-            {"dense": t1 - t0, "merge": time.perf_counter() - t1},
+            {"dense": dense_seconds, "merge": time.perf_counter() - t0},
         )
-    else:
-        raise ValueError(f"detect: final step {settings.final!r}; expected 'merge' or 'nms'")
     keep = np.flatnonzero(result.confidences >= settings.min_score)[: settings.max_detections]
-    result.boxes, result.classes = result.boxes[keep], result.classes[keep]
-    result.confidences, result.counts = result.confidences[keep], result.counts[keep]
-    return result
+    return result.keep(keep)

@@ -484,11 +484,11 @@ class MergeSettings:
     probability is below it do not vote)."""
 
     top_k: int = 1
-    threshold: float = 0.5
+    threshold: float = 0.3
     score: str = "center_iou"
     average: str = "pair"
     method: str = "fast"
-    min_confidence: float = 0.0
+    min_confidence: float = 0.1
 
 
 @dataclass
@@ -503,6 +503,12 @@ class Localization:
     members: np.ndarray
     seconds: dict = field(default_factory=dict)
 
+    def keep(self, indices) -> Localization:
+        """Only the merged boxes at ``indices``, in that order (in place; returns self)."""
+        self.boxes, self.classes = self.boxes[indices], self.classes[indices]
+        self.confidences, self.counts = self.confidences[indices], self.counts[indices]
+        return self
+
     def top(self, k: int) -> list[dict]:
         return [
             {
@@ -515,21 +521,19 @@ class Localization:
         ]
 
 
-def localize(
+def window_candidates(
     localizer: Localizer,
     image,
     factors=SCALE_FACTORS,
     settings: MergeSettings | None = None,
     fine: bool = True,
-) -> Localization:
-    """Localize the objects of an ``(H, W)`` uint8 grey image (paper Section 4).
+) -> tuple[Candidates, float]:
+    """``(candidates, seconds of dense evaluation)`` of an ``(H, W)`` uint8 grey image.
 
     Dense classification and regression at every scale in ``factors`` (with offset
-    pooling when ``fine``), the top classes' boxes at every window, then the
-    greedy merge; the merged boxes come out ranked by their summed confidence.
+    pooling when ``fine``), then the top classes' boxes at every window
+    (:func:`candidates`): what the merge (or NMS) starts from.
     """
-    from .merge import greedy_merge
-
     settings = MergeSettings() if settings is None else settings
     image = scene_input(image)
     window = localizer.classifier.window()
@@ -545,14 +549,30 @@ def localize(
             f"localize: at every scale factor {tuple(factors)} the image "
             f"{image.shape[0]}x{image.shape[1]} is smaller than the {window}-pixel window"
         )
-    t1 = time.perf_counter()
+    seconds = time.perf_counter() - t0
     cand = candidates(
-        outputs,
-        settings.top_k,
-        localizer.class_specific,
-        image.shape,
-        settings.min_confidence,
+        outputs, settings.top_k, localizer.class_specific, image.shape, settings.min_confidence
     )
+    return cand, seconds
+
+
+def localize(
+    localizer: Localizer,
+    image,
+    factors=SCALE_FACTORS,
+    settings: MergeSettings | None = None,
+    fine: bool = True,
+) -> Localization:
+    """Localize the objects of an ``(H, W)`` uint8 grey image (paper Section 4).
+
+    The boxes of every window (:func:`window_candidates`), then the greedy merge;
+    the merged boxes come out ranked by their summed confidence.
+    """
+    from .merge import greedy_merge
+
+    settings = MergeSettings() if settings is None else settings
+    cand, dense_seconds = window_candidates(localizer, image, factors, settings, fine)
+    t0 = time.perf_counter()
     merged = greedy_merge(
         cand.boxes,
         cand.classes,
@@ -562,7 +582,6 @@ def localize(
         average=settings.average,
         method=settings.method,
     )
-    t2 = time.perf_counter()
     return Localization(
         merged.boxes,
         merged.classes,
@@ -570,7 +589,7 @@ def localize(
         merged.counts,
         cand,
         merged.members,
-        {"dense": t1 - t0, "merge": t2 - t1},
+        {"dense": dense_seconds, "merge": time.perf_counter() - t0},
     )
 
 

@@ -174,7 +174,16 @@ def test_detect_with_merge_and_with_nms():
     loc = Localizer(detector, build_regressor(class_specific=True, seed=1).eval())
     image = scene_with_digit(1, size=(60, 70)).image
     merge = MergeSettings(top_k=3, min_confidence=0.0)
-    merged = detect(loc, image, (1.0,), merge, DetectSettings(max_detections=10**6))
+    whole = DetectSettings(max_detections=10**6, after_merge_iou=None)
+    merged = detect(loc, image, (1.0,), merge, whole)
+    cleaned = detect(loc, image, (1.0,), merge, DetectSettings(max_detections=10**6))
+    assert 0 < len(cleaned.boxes) <= len(merged.boxes)
+    from overfeat_scratch.merge import pairwise_iou
+
+    overlap = pairwise_iou(cleaned.boxes, cleaned.boxes)
+    np.fill_diagonal(overlap, 0)
+    assert overlap.max(initial=0) <= 0.3  # what the merge left overlapping is gone
+    assert set(map(tuple, cleaned.boxes)) <= set(map(tuple, merged.boxes))
     nms = detect(loc, image, (1.0,), merge, DetectSettings(final="nms", nms_iou=0.5))
     for result in (merged, nms):
         assert len(result.boxes) > 0

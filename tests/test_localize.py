@@ -207,7 +207,9 @@ def test_localize_conserves_confidence_and_keeps_boxes_in_the_image():
     net = build_network("mini", seed=2).eval()
     loc = Localizer(net, build_regressor(class_specific=False, seed=5).eval())
     scene = tiny_scene(seed=6, size=(48, 52))
-    result = localize(loc, scene.image, factors=(1.0, 0.8), settings=MergeSettings(top_k=2))
+    result = localize(
+        loc, scene.image, factors=(1.0, 0.8), settings=MergeSettings(top_k=2, min_confidence=0.0)
+    )
     cand = result.candidates
     assert np.isclose(result.confidences.sum(), cand.confidences.sum())
     assert np.all(np.diff(result.confidences) <= 1e-12)

@@ -7,6 +7,7 @@ import pytest
 
 from overfeat_scratch.cli import main
 from overfeat_scratch.digits import SHIPPED, mnist_windows
+from overfeat_scratch.localize import SHIPPED_REGRESSOR as SHIPPED_LOCALIZER
 from overfeat_scratch.mnist import data_checksum, load_mnist
 from overfeat_scratch.train import evaluate, load_checkpoint
 
@@ -47,7 +48,31 @@ def test_evaluate_command_plot_and_bad_checkpoint(tmp_path, capsys):
 def test_demo_writes_the_scene_figure(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--repeats", "1"]) == 0
     out = capsys.readouterr().out
-    figure = tmp_path / "scene_class_maps.png"
-    assert figure.is_file() and str(figure) in out
+    for name in ("scene_class_maps.png", "localization_merge.png", "detections.png"):
+        figure = tmp_path / name
+        assert figure.is_file() and str(figure) in out
     assert "classified the first 2000 MNIST test digits" in out
+    assert "localization error top-1" in out and "mAP@0.5" in out
     assert "== fast model" in out and "== accurate model" in out
+
+
+LOCALIZER_RECORD = json.loads(SHIPPED_LOCALIZER.with_suffix(".json").read_text())
+
+
+def test_shipped_localizer_reaches_its_stated_error_on_a_subset():
+    """The shipped localizer (regressor + detector) on the first held-out scenes of its
+    recorded benchmark: within a few scenes of the stated error there."""
+    from overfeat_scratch.localize import Localizer, evaluate_localization, single_digit_config
+    from overfeat_scratch.scenes import generate_scenes
+
+    localizer = Localizer.from_checkpoint()
+    assert localizer.classifier.name == "mini-detector" and localizer.class_specific
+    record = LOCALIZER_RECORD["localization"]
+    n = 100
+    scenes = generate_scenes(n, record["seed"], "test", single_digit_config())
+    error = evaluate_localization(localizer, scenes)
+    assert record["top1_error"] <= 0.03  # the target of the default pipeline
+    # 100 of the 1,000 benchmark scenes: the error there may differ from the whole
+    # set's by a few scenes, not more.
+    assert error["top1"] <= record["top1_error"] + 0.04
+    assert error["top5"] <= error["top1"]
