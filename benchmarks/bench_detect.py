@@ -29,13 +29,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from overfeat_scratch.dense import dense_evaluate_heads  # noqa: E402
-from overfeat_scratch.detection import DetectSettings, detect  # noqa: E402
+from overfeat_scratch.detection import DetectSettings, detect, detect_merge_settings  # noqa: E402
 from overfeat_scratch.evaluation import evaluate_detections  # noqa: E402
 from overfeat_scratch.localize import (  # noqa: E402
     SCALE_FACTORS,
     SCALE_SETS,
     Localizer,
-    MergeSettings,
     candidates,
     head_layers,
     resize_scene,
@@ -45,7 +44,7 @@ from overfeat_scratch.localize import (  # noqa: E402
 from overfeat_scratch.merge import greedy_merge  # noqa: E402
 from overfeat_scratch.scenes import SceneConfig, coco_dict, generate_scenes  # noqa: E402
 
-DEFAULT_MERGE = MergeSettings(top_k=10)
+DEFAULT_MERGE = detect_merge_settings()
 
 
 def run_setting(localizer, scenes, gt, factors, merge, settings, fine=True):
@@ -109,7 +108,13 @@ def main(argv=None) -> int:
     parser.add_argument("--no-mining", help="a localizer on a detector trained without mining")
     parser.add_argument("--quick", action="store_true", help="the default setting only")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--stages-only", action="store_true", help="only the time per stage")
     args = parser.parse_args(argv)
+    if args.stages_only:
+        stages = stage_times(Localizer.from_checkpoint(args.checkpoint))
+        for name, seconds in stages.items():
+            print(f"| {name} | {1000 * seconds:.1f} |")
+        return 0
 
     scenes = generate_scenes(args.n, args.seed, "test", SceneConfig())
     names = [f"{k:06d}.png" for k in range(1, len(scenes) + 1)]

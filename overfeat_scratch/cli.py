@@ -605,10 +605,10 @@ def cmd_evaluate_detections(args) -> int:
     return evaluate_detections_main(args.ground_truth, args.predictions, args.json, plot=args.plot)
 
 
-def add_merge_arguments(p, top_classes=None) -> None:
-    from .localize import SCALE_SETS, MergeSettings
+def add_merge_arguments(p, default) -> None:
+    """The merge's flags; ``default``: the :class:`~.localize.MergeSettings` they start from."""
+    from .localize import SCALE_SETS
 
-    default = MergeSettings()
     p.add_argument(
         "--scales",
         type=int,
@@ -620,7 +620,7 @@ def add_merge_arguments(p, top_classes=None) -> None:
     p.add_argument(
         "--top-classes",
         type=int,
-        default=top_classes or default.top_k,
+        default=default.top_k,
         help="k: classes per scale whose boxes are merged",
     )
     p.add_argument("--threshold", type=float, default=default.threshold, help="merge threshold t")
@@ -637,6 +637,9 @@ def add_merge_arguments(p, top_classes=None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .detection import detect_merge_settings
+    from .localize import MergeSettings
+
     parser = argparse.ArgumentParser(
         prog="overfeat-scratch",
         description="OverFeat from scratch in NumPy and Numba-CUDA.",
@@ -732,7 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=5, help="boxes printed and written per image")
     p.add_argument("--out", metavar="JSON", help="write the boxes in the COCO results format")
     p.add_argument("--draw", metavar="DIR", help="draw the boxes on each image into DIR")
-    add_merge_arguments(p)
+    add_merge_arguments(p, MergeSettings())
     p.add_argument("--backend", default="numpy")
     p.add_argument("input", metavar="IMAGE_OR_DIR", help="an image, or a COCO scene folder")
     p.set_defaults(func=cmd_localize)
@@ -763,7 +766,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=float, default=0.0, help="drop detections below this")
     p.add_argument("--show", type=int, default=10, help="detections printed per image")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
-    add_merge_arguments(p, top_classes=10)
+    add_merge_arguments(p, detect_merge_settings())
     p.add_argument("--backend", default="numpy")
     p.add_argument("input", metavar="IMAGE_OR_DIR", help="an image, or a COCO scene folder")
     p.set_defaults(func=cmd_detect)

@@ -361,16 +361,25 @@ class DetectSettings:
     max_detections: int = 100
 
 
+def detect_merge_settings(**changes):
+    """The merge's settings for detection: every digit class at every scale (a scene
+    holds several digits) and a threshold of 0.3; localization's are the defaults of
+    :class:`~.localize.MergeSettings` (one class per scale, t = 0.15)."""
+    from .localize import MergeSettings
+
+    return MergeSettings(**{"top_k": DIGITS, "threshold": 0.3, **changes})
+
+
 def detect(localizer, image, factors=SCALE_FACTORS, merge=None, settings=None, fine=True):
     """Detections of an ``(H, W)`` uint8 grey image: ``Localization`` with the boxes
     that survive, best first (paper Section 5)."""
-    from .localize import Localization, MergeSettings, localize, window_candidates
+    from .localize import Localization, localize, window_candidates
     from .nms import non_max_suppression
 
     settings = DetectSettings() if settings is None else settings
     if settings.final not in ("merge", "nms"):
         raise ValueError(f"detect: final step {settings.final!r}; expected 'merge' or 'nms'")
-    merge = MergeSettings(top_k=DIGITS) if merge is None else merge
+    merge = detect_merge_settings() if merge is None else merge
     if settings.final == "merge":
         result = localize(localizer, image, factors, merge, fine)
         if settings.after_merge_iou is not None and len(result.boxes):

@@ -484,7 +484,7 @@ class MergeSettings:
     probability is below it do not vote)."""
 
     top_k: int = 1
-    threshold: float = 0.3
+    threshold: float = 0.15
     score: str = "center_iou"
     average: str = "pair"
     method: str = "fast"

@@ -76,3 +76,35 @@ def test_shipped_localizer_reaches_its_stated_error_on_a_subset():
     # set's by a few scenes, not more.
     assert error["top1"] <= record["top1_error"] + 0.04
     assert error["top5"] <= error["top1"]
+
+
+def test_shipped_detector_scores_near_its_stated_map_on_a_subset():
+    """Detection with the shipped networks on the first held-out scenes of the recorded
+    benchmark, scored by the package's evaluator."""
+    from overfeat_scratch.detection import detect
+    from overfeat_scratch.evaluation import evaluate_detections
+    from overfeat_scratch.localize import Localizer
+    from overfeat_scratch.scenes import coco_dict, generate_scenes
+
+    record = LOCALIZER_RECORD["detection"]
+    assert record["map50"] >= 0.90  # the target of the default pipeline
+    localizer = Localizer.from_checkpoint()
+    n = 40
+    scenes = generate_scenes(n, record["seed"], "test")
+    gt = coco_dict(scenes, [f"{k:06d}.png" for k in range(1, n + 1)])
+    results = []
+    for k, scene in enumerate(scenes, start=1):
+        for pred in detect(localizer, scene.image).top(100):
+            x0, y0, x1, y1 = pred["box"]
+            box = [x0, y0, x1 - x0, y1 - y0]
+            results.append(
+                {
+                    "image_id": k,
+                    "category_id": pred["label"] + 1,
+                    "bbox": box,
+                    "score": pred["score"],
+                }
+            )
+    evaluation = evaluate_detections(gt, results)
+    # 40 of the 500 benchmark scenes: mAP there varies by a few points around the whole set's.
+    assert evaluation.map50 >= record["map50"] - 0.08
