@@ -140,3 +140,36 @@ def scene_configs(draw, clutter=None):
         noise=draw(st.sampled_from([4.0, 16.0])) if with_clutter else 0.0,
         fragments=draw(st.sampled_from([2.0, 8.0])) if with_clutter else 0.0,
     )
+
+
+# --------------------------------------------------------------------------------------
+# CUDA tests: the marker that skips them without a device or the simulator, and the
+# hypothesis settings for the simulator (one Python thread per CUDA thread: few, small
+# examples).
+
+
+def cuda_available() -> bool:
+    from numba import cuda
+
+    return cuda.is_available()
+
+
+def needs_cuda_marker():
+    import pytest
+
+    return pytest.mark.skipif(
+        not cuda_available(),
+        reason="numba.cuda is not available: no CUDA GPU, and NUMBA_ENABLE_CUDASIM=1 was not "
+        "set before numba was imported (make test sets it)",
+    )
+
+
+def cuda_settings(max_examples: int):
+    from hypothesis import HealthCheck, settings
+
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import cuda
+from strategies import cuda_available, cuda_settings, needs_cuda_marker
 
 from overfeat_scratch import activations, conv, linear, losses, pool
 from overfeat_scratch.backend import get_backend
@@ -28,12 +29,8 @@ from overfeat_scratch.layers import (
     Sequential,
 )
 
-AVAILABLE = cuda.is_available()
-needs_cuda = pytest.mark.skipif(
-    not AVAILABLE,
-    reason="numba.cuda is not available: no CUDA GPU, and NUMBA_ENABLE_CUDASIM=1 was not set "
-    "before numba was imported (make test sets it)",
-)
+AVAILABLE = cuda_available()
+needs_cuda = needs_cuda_marker()
 pytestmark = pytest.mark.cuda
 
 if AVAILABLE:
@@ -47,12 +44,7 @@ if AVAILABLE:
 # float32 kernels against a float64 reference.
 RTOL, ATOL = 1e-4, 1e-5
 # Few, reproducible examples: the simulator is slow.
-SETTINGS = settings(
-    max_examples=10,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+SETTINGS = cuda_settings(10)
 
 tiles = st.sampled_from([(4, 1), (4, 2), (2, 3), (8, 2)])  # (tile, register block)
 splits = st.sampled_from([None, 1, 2, 3])

@@ -16,9 +16,9 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from numba import cuda
+from strategies import cuda_available, cuda_settings, needs_cuda_marker
 
 from overfeat_scratch.merge import (
     AVERAGES,
@@ -32,22 +32,13 @@ from overfeat_scratch.merge import (
     pairwise_iou,
 )
 
-AVAILABLE = cuda.is_available()
-needs_cuda = pytest.mark.skipif(
-    not AVAILABLE,
-    reason="numba.cuda is not available: no CUDA GPU, and NUMBA_ENABLE_CUDASIM=1 was not set "
-    "before numba was imported (make test sets it)",
-)
+AVAILABLE = cuda_available()
+needs_cuda = needs_cuda_marker()
 if AVAILABLE:
     from overfeat_scratch.cuda import SIMULATOR
     from overfeat_scratch.cuda.merge import merge_cuda
 
-SETTINGS = settings(
-    max_examples=30,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+SETTINGS = cuda_settings(30)
 # The simulator runs one Python thread per CUDA thread: few, tiny examples.
 CUDA_SETTINGS = settings(SETTINGS, max_examples=12)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from numba import cuda
+from strategies import cuda_available, cuda_settings, needs_cuda_marker
 
 from overfeat_scratch.nms import (
     box_iou_pair,
@@ -22,22 +22,13 @@ from overfeat_scratch.nms import (
     non_max_suppression,
 )
 
-AVAILABLE = cuda.is_available()
-needs_cuda = pytest.mark.skipif(
-    not AVAILABLE,
-    reason="numba.cuda is not available: no CUDA GPU, and NUMBA_ENABLE_CUDASIM=1 was not set "
-    "before numba was imported (make test sets it)",
-)
+AVAILABLE = cuda_available()
+needs_cuda = needs_cuda_marker()
 if AVAILABLE:
     from overfeat_scratch.cuda import nms as cuda_nms
 
 # The simulator runs one Python thread per CUDA thread: few, small examples.
-CUDA_SETTINGS = settings(
-    max_examples=12,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+CUDA_SETTINGS = cuda_settings(12)
 
 RUNGS = [nms_naive, nms]
 
