@@ -431,11 +431,33 @@ def write_results(path, rows, label_to_id, box_key="box") -> None:
     atomic_write(path, lambda f: f.write(json.dumps(out, indent=1).encode("utf-8")))
 
 
-def cmd_localize(args) -> int:
+def draw_predictions(folder, name, pixels, predictions, truth=None) -> None:
+    """``FOLDER/<image stem>.png``: the image, its predicted boxes and the true ones."""
     from pathlib import Path
 
-    from .localize import Localizer, localization_error, localize
     from .plots import draw_boxes
+
+    draw_boxes(
+        pixels,
+        [p["box"] for p in predictions],
+        [f"{p['label']} ({p['score']:.1f})" for p in predictions],
+        Path(folder) / f"{Path(name).stem}.png",
+        truths=None if truth is None else [a["box"] for a in truth],
+    )
+
+
+def finish_outputs(args, rows, label_to_id, what: str) -> None:
+    """Write ``--out`` (COCO results) and say where ``--draw`` put the drawings."""
+    if args.out:
+        write_results(args.out, rows, label_to_id)
+        print(f"{args.out}: {len(rows)} {what} in the COCO format")
+    if args.draw:
+        print(f"drawings in {args.draw}/")
+
+
+def cmd_localize(args) -> int:
+
+    from .localize import Localizer, localization_error, localize
 
     localizer = Localizer.from_checkpoint(args.checkpoint, backend=args.backend)
     factors, settings = localize_settings(args)
@@ -458,19 +480,8 @@ def cmd_localize(args) -> int:
             )
         rows.extend((image_id, pred) for pred in top)
         if args.draw:
-            truth = truths[k] if truths is not None else None
-            draw_boxes(
-                pixels,
-                [p["box"] for p in top],
-                [f"{p['label']} ({p['score']:.1f})" for p in top],
-                Path(args.draw) / f"{Path(name).stem}.png",
-                truths=None if truth is None else [a["box"] for a in truth],
-            )
-    if args.out:
-        write_results(args.out, rows, label_to_id)
-        print(f"{args.out}: {len(rows)} results in the COCO format")
-    if args.draw:
-        print(f"drawings in {args.draw}/")
+            draw_predictions(args.draw, name, pixels, top, truths[k] if truths else None)
+    finish_outputs(args, rows, label_to_id, "results")
     if truths is not None and truths and all(len(t) == 1 for t in truths):
         error = localization_error(predictions, [t[0] for t in truths], top=(1, args.top))
         print(
@@ -557,11 +568,9 @@ def detect_settings(args):
 
 
 def cmd_detect(args) -> int:
-    from pathlib import Path
 
     from .detection import detect
     from .localize import Localizer
-    from .plots import draw_boxes
 
     localizer = Localizer.from_checkpoint(args.checkpoint, backend=args.backend)
     factors, merge = localize_settings(args)
@@ -583,19 +592,8 @@ def cmd_detect(args) -> int:
         rows.extend((image_id, pred) for pred in found)
         if args.draw:
             shown = [p for p in found if p["score"] >= args.draw_min_score]
-            truth = truths[k] if truths is not None else None
-            draw_boxes(
-                pixels,
-                [p["box"] for p in shown],
-                [f"{p['label']} ({p['score']:.1f})" for p in shown],
-                Path(args.draw) / f"{Path(name).stem}.png",
-                truths=None if truth is None else [a["box"] for a in truth],
-            )
-    if args.out:
-        write_results(args.out, rows, label_to_id)
-        print(f"{args.out}: {len(rows)} detections in the COCO format")
-    if args.draw:
-        print(f"drawings in {args.draw}/")
+            draw_predictions(args.draw, name, pixels, shown, truths[k] if truths else None)
+    finish_outputs(args, rows, label_to_id, "detections")
     return 0
 
 
