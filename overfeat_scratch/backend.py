@@ -57,6 +57,12 @@ class Backend:
     def conv2d_backward(self, dy, x, w, stride, padding, input_grad=True):
         raise NotImplementedError
 
+    def conv2d_forward_saving(self, x, w, b, stride, padding):
+        """``(y, saved)``: the forward pass and whatever its backward pass can reuse
+        (``saved`` goes back to ``conv2d_backward(..., saved=saved)`` when not None).
+        By default nothing is saved."""
+        return self.conv2d_forward(x, w, b, stride, padding), None
+
     def max_pool2d_forward(self, x, kernel, stride):
         raise NotImplementedError
 
@@ -124,8 +130,14 @@ class NumpyBackend(Backend):
     def all_finite(self, x):
         return bool(np.isfinite(x).all())
 
+    def conv2d_forward_saving(self, x, w, b, stride, padding):
+        """The forward pass keeps its im2col columns for the weight gradient."""
+        return conv.conv2d_forward(x, w, b, stride, padding, keep_cols=True)
+
+    def conv2d_backward(self, dy, x, w, stride, padding, input_grad=True, saved=None):
+        return conv.conv2d_backward(dy, x, w, stride, padding, input_grad, cols=saved)
+
     conv2d_forward = staticmethod(conv.conv2d_forward)
-    conv2d_backward = staticmethod(conv.conv2d_backward)
     max_pool2d_forward = staticmethod(pool.max_pool2d_forward)
     max_pool2d_backward = staticmethod(pool.max_pool2d_backward)
     offset_max_pool2d = staticmethod(offset_pool.offset_max_pool2d)

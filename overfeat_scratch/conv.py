@@ -136,16 +136,22 @@ def window_view(xp, kh, kw, stride, ho, wo):
     )
 
 
-def im2col(x, kh, kw, stride=1, padding=0):
+def im2col(x, kh, kw, stride=1, padding=0, out=None):
     """Columns ``(C*kh*kw, N*Ho*Wo)``: one column per output position.
 
     Row order is ``(c, u, v)``, matching ``w.reshape(O, C*kh*kw)``; column order
     is ``(n, i, j)``. This is the only copy the forward pass makes.
+
+    ``out``: a ``(C, kh, kw, N, Ho, Wo)`` array (or a view of one) to write the
+    columns into; the ``(C*kh*kw, N*Ho*Wo)`` matrix is then its reshape.
     """
     n, c, h, wd = x.shape
     ho = (h + 2 * padding - kh) // stride + 1
     wo = (wd + 2 * padding - kw) // stride + 1
     view = window_view(pad_input(x, padding), kh, kw, stride, ho, wo)
+    if out is not None:
+        out[...] = view.transpose(1, 2, 3, 0, 4, 5)
+        return out
     if n == 1:
         return view[0].reshape(c * kh * kw, ho * wo)
     return view.transpose(1, 2, 3, 0, 4, 5).reshape(c * kh * kw, n * ho * wo)
@@ -233,46 +239,60 @@ def from_nchw(dy):
 GROUP_COLUMNS = 1024
 
 
-def conv2d_forward(x, w, b, stride=1, padding=0):
+def conv2d_forward(x, w, b, stride=1, padding=0, keep_cols=False):
     """Convolution as one GEMM: ``y = w.reshape(O, -1) @ im2col(x) + b``.
 
     A large batch runs as one such product per group of images (see
-    ``GROUP_COLUMNS``).
+    ``GROUP_COLUMNS``). ``keep_cols=True`` (training) returns ``(y, cols)``: the
+    groups write their columns into one ``(C*kh*kw, N*Ho*Wo)`` matrix, which the
+    backward pass reuses for the weight gradient instead of building it again.
     """
     ho, wo = check_conv_args(x, w, b, stride, padding)
-    n = x.shape[0]
+    n, c = x.shape[:2]
     o, _, kh, kw = w.shape
     w_mat = w.reshape(o, -1)
     positions = ho * wo
     group = max(1, GROUP_COLUMNS // positions)
     if n <= group:
-        y = w_mat @ im2col(x, kh, kw, stride, padding)
-        y += b[:, None]
-        return to_nchw(y, n, o, ho, wo)
+        cols = im2col(x, kh, kw, stride, padding)
+        y = to_nchw(w_mat @ cols + b[:, None], n, o, ho, wo)
+        return (y, cols) if keep_cols else y
     y = np.empty((n, o, positions), dtype=np.result_type(w, x))
+    kept = np.empty((c, kh, kw, n, ho, wo), dtype=x.dtype) if keep_cols else None
     for start in range(0, n, group):
         stop = min(n, start + group)
-        cols = im2col(x[start:stop], kh, kw, stride, padding)
+        if keep_cols:
+            im2col(x[start:stop], kh, kw, stride, padding, out=kept[:, :, :, start:stop])
+            cols = kept.reshape(c * kh * kw, n * positions)[:, start * positions : stop * positions]
+        else:
+            cols = im2col(x[start:stop], kh, kw, stride, padding)
         if stop - start == 1:
             np.matmul(w_mat, cols, out=y[start])
         else:
             y[start:stop] = (w_mat @ cols).reshape(o, stop - start, positions).transpose(1, 0, 2)
         y[start:stop] += b[:, None]
-    return y.reshape(n, o, ho, wo)
+    y = y.reshape(n, o, ho, wo)
+    return (y, kept.reshape(c * kh * kw, n * positions)) if keep_cols else y
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0, input_grad=True):
+def conv2d_backward(dy, x, w, stride=1, padding=0, input_grad=True, cols=None):
     """Gradients of :func:`conv2d_forward`; returns ``(dx, dw, db)``.
 
     With ``Y = W @ X_cols``: ``dW = dY @ X_cols.T`` and ``dX_cols = W.T @ dY``,
     then :func:`col2im` folds the columns back into an image. ``input_grad=False``
     skips ``dx`` (returned as ``None``): a network's first layer needs no gradient
-    for the image.
+    for the image. ``cols``: the forward pass's columns of ``x``, if it kept them.
     """
     o, _, kh, kw = w.shape
     ho, wo = check_conv_backward_args(dy, x, w, stride, padding)
     dy_mat = from_nchw(dy)
-    cols = im2col(x, kh, kw, stride, padding)
+    if cols is None:
+        cols = im2col(x, kh, kw, stride, padding)
+    elif cols.shape != (x.shape[1] * kh * kw, x.shape[0] * ho * wo):
+        raise ValueError(
+            f"conv2d_backward: cols of shape {cols.shape}, expected "
+            f"{(x.shape[1] * kh * kw, x.shape[0] * ho * wo)} for input {x.shape}"
+        )
     dw = (dy_mat @ cols.T).reshape(w.shape)
     db = dy_mat.sum(axis=1)
     if not input_grad:

@@ -132,15 +132,22 @@ class Conv2d(Layer):
     def forward(self, x):
         self.output_shape(tuple(x.shape[1:]))
         self.x = x
-        return self.backend.conv2d_forward(
-            x, self.params["w"], self.params["b"], self.stride, self.padding
-        )
+        args = (x, self.params["w"], self.params["b"], self.stride, self.padding)
+        if not self.training:
+            self.saved = None
+            return self.backend.conv2d_forward(*args)
+        # Training: what the backward pass can reuse (the NumPy backend's im2col columns).
+        y, self.saved = self.backend.conv2d_forward_saving(*args)
+        return y
 
     def backward(self, dy, input_grad: bool = True):
         """``dx`` (``None`` with ``input_grad=False``); sets ``grads["w"]``, ``grads["b"]``."""
+        saved = getattr(self, "saved", None)
+        extra = {} if saved is None else {"saved": saved}
         dx, dw, db = self.backend.conv2d_backward(
-            dy, self.x, self.params["w"], self.stride, self.padding, input_grad=input_grad
+            dy, self.x, self.params["w"], self.stride, self.padding, input_grad=input_grad, **extra
         )
+        self.saved = None  # used once: the next backward pass follows a new forward pass
         self.grads = {"w": dw, "b": db}
         return dx
 

@@ -231,3 +231,26 @@ def test_l2_loss_matches_loops_and_gradient(case, weighted):
     assert relative_error(grad, grad_ref) < EXACT
     numeric = numerical_gradient(lambda: losses.l2_loss(pred, target, weight)[0], pred)
     assert relative_error(grad, numeric) < 1e-7
+
+
+@pytest.mark.parametrize("n, size", [(2, 7), (48, 9)])  # one group, and several groups
+def test_forward_keeps_the_columns_the_backward_pass_would_build(n, size):
+    from overfeat_scratch.conv import GROUP_COLUMNS, im2col
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, 3, size, size)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    y, cols = conv.conv2d_forward(x, w, b, 2, 1, keep_cols=True)
+    assert (n * ((size - 1) // 2 + 1) ** 2 > GROUP_COLUMNS) == (n == 48)
+    np.testing.assert_array_equal(y, conv.conv2d_forward(x, w, b, 2, 1))
+    np.testing.assert_array_equal(cols, im2col(x, 3, 3, 2, 1))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    for a, r in zip(
+        conv.conv2d_backward(dy, x, w, 2, 1, cols=cols),
+        conv.conv2d_backward(dy, x, w, 2, 1),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, r)
+    with pytest.raises(ValueError, match="cols of shape"):
+        conv.conv2d_backward(dy, x, w, 2, 1, cols=cols[:, 1:])
