@@ -29,7 +29,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from overfeat_scratch.dense import dense_evaluate_heads  # noqa: E402
-from overfeat_scratch.detection import DetectSettings, detect, detect_merge_settings  # noqa: E402
+from overfeat_scratch.detection import (  # noqa: E402
+    DetectSettings,
+    coco_results,
+    detect,
+    detect_merge_settings,
+)
 from overfeat_scratch.evaluation import evaluate_detections  # noqa: E402
 from overfeat_scratch.localize import (  # noqa: E402
     SCALE_FACTORS,
@@ -48,21 +53,13 @@ DEFAULT_MERGE = detect_merge_settings()
 
 
 def run_setting(localizer, scenes, gt, factors, merge, settings, fine=True):
-    results, seconds = [], 0.0
-    for k, scene in enumerate(scenes):
+    rows, seconds = [], 0.0
+    for k, scene in enumerate(scenes, start=1):
         t0 = time.perf_counter()
         found = detect(localizer, scene.image, factors, merge, settings, fine)
         seconds += time.perf_counter() - t0
-        for pred in found.top(len(found.boxes)):
-            x0, y0, x1, y1 = pred["box"]
-            results.append(
-                {
-                    "image_id": k + 1,
-                    "category_id": pred["label"] + 1,
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "score": pred["score"],
-                }
-            )
+        rows.extend((k, pred) for pred in found.top(len(found.boxes)))
+    results = coco_results(rows)
     evaluation = evaluate_detections(gt, results)
     return evaluation, seconds / len(scenes), len(results) / len(scenes)
 

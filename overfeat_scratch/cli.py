@@ -278,6 +278,23 @@ def load_classifier(path, backend, default="mini"):
     return net.eval(), path
 
 
+def scene_datasets(args, make, what: str, scene_config=None):
+    """``(train, test)`` data made by ``make(scenes, seed)`` from ``args.scenes`` training
+    scenes (MNIST train digits, seed ``args.scene_seed``) and ``args.test_scenes`` test
+    scenes (MNIST test digits, the next seed)."""
+    from .scenes import generate_scenes
+
+    t0 = time.perf_counter()
+    seed = args.scene_seed
+    train = make(generate_scenes(args.scenes, seed, "train", scene_config), seed)
+    test = make(generate_scenes(args.test_scenes, seed + 1, "test", scene_config), seed + 1)
+    print(
+        f"{len(train[0])} training and {len(test[0])} test {what} "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
+    return train, test
+
+
 def cmd_train_regressor(args) -> int:
     from .localize import (
         REGRESSOR_CONFIG,
@@ -287,7 +304,6 @@ def cmd_train_regressor(args) -> int:
         train_regressor,
     )
     from .mnist import data_checksum
-    from .scenes import generate_scenes
     from .train import load_extra_network
 
     changes = config_changes(args)
@@ -312,26 +328,13 @@ def cmd_train_regressor(args) -> int:
         f"{args.scenes} single-digit training scenes (seed {args.scene_seed}), "
         f"{config.epochs} epochs, writing {args.out}"
     )
-    t0 = time.perf_counter()
-    train_scenes = generate_scenes(args.scenes, args.scene_seed, "train", scene_config)
-    test_scenes = generate_scenes(args.test_scenes, args.scene_seed + 1, "test", scene_config)
-    train_data = regression_examples(
-        classifier,
-        train_scenes,
-        per_scale=args.per_scale,
-        seed=args.scene_seed,
-        progress=not args.quiet,
-    )
-    test_data = regression_examples(
-        classifier,
-        test_scenes,
-        per_scale=args.per_scale,
-        seed=args.scene_seed + 1,
-        progress=not args.quiet,
-    )
-    print(
-        f"{len(train_data[0])} training and {len(test_data[0])} test windows "
-        f"in {time.perf_counter() - t0:.1f} s"
+    train_data, test_data = scene_datasets(
+        args,
+        lambda scenes, seed: regression_examples(
+            classifier, scenes, per_scale=args.per_scale, seed=seed, progress=not args.quiet
+        ),
+        "windows",
+        scene_config,
     )
     meta = {
         "classifier_checkpoint": str(source),
@@ -409,25 +412,13 @@ def read_inputs(path):
     return [(1, path.name, pixels)], {digit + 1: digit for digit in range(10)}, None
 
 
-def write_results(path, rows, label_to_id, box_key="box") -> None:
+def write_results(path, rows, label_to_id) -> None:
     import json
 
+    from .detection import coco_results
     from .fileio import atomic_write
 
-    out = [
-        {
-            "image_id": int(image_id),
-            "category_id": int(label_to_id[pred["label"]]),
-            "bbox": [
-                round(pred[box_key][0], 2),
-                round(pred[box_key][1], 2),
-                round(pred[box_key][2] - pred[box_key][0], 2),
-                round(pred[box_key][3] - pred[box_key][1], 2),
-            ],
-            "score": round(float(pred["score"]), 5),
-        }
-        for image_id, pred in rows
-    ]
+    out = coco_results(rows, label_to_id, digits=2)
     atomic_write(path, lambda f: f.write(json.dumps(out, indent=1).encode("utf-8")))
 
 
@@ -499,7 +490,6 @@ def cmd_train_detector(args) -> int:
         train_detector,
     )
     from .mnist import data_checksum
-    from .scenes import generate_scenes
 
     changes = config_changes(args)
     if args.resume:
@@ -507,6 +497,7 @@ def cmd_train_detector(args) -> int:
             args.resume, changes, args.backend, "mini-detector", objective="detection"
         )
         source = meta.get("classifier_checkpoint", "?")
+        mining = meta.get("mining", True)
     else:
         classifier, source = load_classifier(args.checkpoint, args.backend)
         if classifier.name != "mini":
@@ -516,37 +507,28 @@ def cmd_train_detector(args) -> int:
         config = replace(DETECTOR_CONFIG, **changes)
         detector = detector_from_classifier(classifier, seed=config.seed)
         resume = None
+        mining = not args.no_mining
     print(
         f"mini-detector from {source}: patches of {args.scenes} training scenes "
         f"(seed {args.scene_seed}), {config.epochs} epochs, "
-        f"{'mined' if not args.no_mining else 'random'} negatives, writing {args.out}"
+        f"{'mined' if mining else 'random'} negatives, writing {args.out}"
     )
-    t0 = time.perf_counter()
-    train_data = detection_patches(
-        generate_scenes(args.scenes, args.scene_seed, "train"),
-        seed=args.scene_seed,
-        progress=not args.quiet,
-    )
-    test_data = detection_patches(
-        generate_scenes(args.test_scenes, args.scene_seed + 1, "test"),
-        seed=args.scene_seed + 1,
-        progress=not args.quiet,
-    )
-    print(
-        f"{len(train_data[0])} training and {len(test_data[0])} test patches "
-        f"in {time.perf_counter() - t0:.1f} s"
+    train_data, test_data = scene_datasets(
+        args,
+        lambda scenes, seed: detection_patches(scenes, seed=seed, progress=not args.quiet),
+        "patches",
     )
     meta = {
         "classifier_checkpoint": str(source),
         "scenes": {"train": args.scenes, "test": args.test_scenes, "seed": args.scene_seed},
-        "mining": not args.no_mining,
+        "mining": mining,
     }
     result = train_detector(
         detector,
         train_data,
         test_data,
         config=config,
-        mining=not args.no_mining,
+        mining=mining,
         out_dir=args.out,
         progress=not args.quiet,
         meta=meta,

@@ -138,28 +138,16 @@ def localization_demo(localizer, out: Path, seed: int, count: int) -> tuple[dict
 
 def detection_demo(localizer, out: Path, seed: int, count: int, min_score: float):
     """mAP of the detector on ``count`` multi-digit test scenes; a figure of four."""
-    from .detection import detect
+    from .detection import coco_results, detect
     from .evaluation import evaluate_detections
     from .plots import new_figure, save_figure, show_boxes
     from .scenes import coco_dict, generate_scenes
 
     scenes = generate_scenes(count, seed + 200, "test")
     gt = coco_dict(scenes, [f"{k:06d}.png" for k in range(1, count + 1)])
-    results, found = [], []
-    for k, scene in enumerate(scenes, start=1):
-        detections = detect(localizer, scene.image).top(100)
-        found.append(detections)
-        for pred in detections:
-            x0, y0, x1, y1 = pred["box"]
-            results.append(
-                {
-                    "image_id": k,
-                    "category_id": pred["label"] + 1,
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "score": pred["score"],
-                }
-            )
-    evaluation = evaluate_detections(gt, results)
+    found = [detect(localizer, scene.image).top(100) for scene in scenes]
+    rows = [(k, pred) for k, detections in enumerate(found, start=1) for pred in detections]
+    evaluation = evaluate_detections(gt, coco_results(rows))
     fig = new_figure(figsize=(13, 3.8))
     axes = fig.subplots(1, 4)
     for ax, scene, detections in zip(axes, scenes, found, strict=False):

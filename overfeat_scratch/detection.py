@@ -406,3 +406,23 @@ def detect(localizer, image, factors=SCALE_FACTORS, merge=None, settings=None, f
         )
     keep = np.flatnonzero(result.confidences >= settings.min_score)[: settings.max_detections]
     return result.keep(keep)
+
+
+def coco_results(rows, label_to_id=None, digits=None) -> list[dict]:
+    """COCO results entries from ``(image_id, prediction)`` pairs, where a prediction is
+    ``{"box": (x0, y0, x1, y1), "label": digit, "score": s}`` (as ``Localization.top``
+    gives). ``label_to_id``: digit -> category id (default: the package's, digit + 1);
+    ``digits``: round the box to that many decimals (and the score to 5), for files."""
+    out = []
+    for image_id, pred in rows:
+        x0, y0, x1, y1 = (float(v) for v in pred["box"])
+        bbox = [x0, y0, x1 - x0, y1 - y0]
+        score = float(pred["score"])
+        if digits is not None:
+            bbox, score = [round(v, digits) for v in bbox], round(score, 5)
+        label = int(pred["label"])
+        category = label + 1 if label_to_id is None else label_to_id[label]
+        out.append(
+            {"image_id": int(image_id), "category_id": int(category), "bbox": bbox, "score": score}
+        )
+    return out

@@ -199,12 +199,12 @@ def head_layers(classifier: Sequential) -> list:
 
 def scene_input(image) -> np.ndarray:
     """An ``(H, W)`` uint8 grey scene as float32 in ``[0, 1]`` (mini's input scale)."""
+    from .digits import to_input
+
     image = np.asarray(image)
     if image.ndim != 2:
         raise ValueError(f"expected an (H, W) grey image, got shape {image.shape}")
-    if image.dtype != np.uint8:
-        raise TypeError(f"expected uint8 pixels 0..255, got dtype {image.dtype}")
-    return image.astype(np.float32) / np.float32(255)
+    return to_input(image[None])[0, 0]
 
 
 def resize_scene(image: np.ndarray, factor: float):
