@@ -726,7 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/detector", help="checkpoint, logs and curves go here")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint")
     p.add_argument("--seed", type=int, help="initialisation, batch order and negatives")
-    p.add_argument("--scenes", type=int, default=8000, help="multi-digit training scenes")
+    p.add_argument("--scenes", type=int, default=12000, help="multi-digit training scenes")
     p.add_argument("--test-scenes", type=int, default=300, help="held-out scenes for test error")
     p.add_argument("--scene-seed", type=int, default=11, help="seed of the generated scenes")
     p.add_argument("--no-mining", action="store_true", help="random negatives only (ablation)")

@@ -29,9 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .image import resize_bilinear
 from .layers import Sequential
-from .localize import SCALE_FACTORS, scene_input
+from .localize import SCALE_FACTORS, resize_scene, scene_border, scene_input
 from .train import TrainConfig, train
 
 BACKGROUND = 10  # the extra output of mini-detector
@@ -60,10 +59,10 @@ class LabelRule:
 RULE = LabelRule()
 
 DETECTOR_CONFIG = TrainConfig(
-    epochs=6,
+    epochs=8,
     batch_size=16,
     learning_rate=0.02,
-    lr_decay_epochs=(3, 5),
+    lr_decay_epochs=(5, 7),
     lr_decay_factor=0.3,
     momentum=0.9,
     weight_decay=5e-4,
@@ -132,13 +131,15 @@ def detection_patches(
 
     Each patch is cut from a scene resized by one of ``factors``: half of them
     centred (with jitter) on a random digit at a factor that brings it to the size
-    the positives need, the others anywhere at a random factor. Resized scenes
+    the positives need, the others anywhere at a random factor. Resized scenes get
+    the border that dense evaluation adds (:data:`~.localize.BORDER`); those still
     smaller than the patch are padded with the scene's median grey. Labels are
     :func:`window_labels` of the ``h = w = (patch - window) // stride + 1`` windows.
     """
     from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
+    border = scene_border(window)
     out = (patch - window) // stride + 1
     factors = np.asarray(factors, np.float64)
     patches, label_maps = [], []
@@ -158,11 +159,9 @@ def detection_patches(
                 )
             else:
                 factor = float(rng.choice(factors))
-            h = max(1, round(image.shape[0] * factor))
-            w = max(1, round(image.shape[1] * factor))
-            resized = resize_bilinear(image[:, :, None], h, w)[:, :, 0]
-            fy, fx = h / image.shape[0], w / image.shape[1]
-            scaled = boxes * np.array([fx, fy, fx, fy])
+            resized, (fx, fy) = resize_scene(image, factor, border)
+            h, w = resized.shape
+            scaled = boxes * np.array([fx, fy, fx, fy]) + border
             canvas_h, canvas_w = max(h, patch), max(w, patch)
             canvas = np.full((canvas_h, canvas_w), np.median(image), np.float32)
             canvas[:h, :w] = resized

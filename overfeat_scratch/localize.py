@@ -197,6 +197,19 @@ def head_layers(classifier: Sequential) -> list:
     return classifier.layers[last_pool_index(classifier) + 1 :]
 
 
+# Every resized scene gets a border of its median grey, half a window wide, before
+# dense evaluation (and so do the training windows of the detector and the
+# regressor). Without it no window is centred on a digit that touches the
+# image's edge, and a large digit on a small canvas has no scale at which a whole
+# window frames it: the class comes from partial views.
+BORDER = 0.5
+
+
+def scene_border(window: int, border: float = BORDER) -> int:
+    """The border in pixels of the resized scene: ``border`` windows, rounded."""
+    return int(round(border * window))
+
+
 def scene_input(image) -> np.ndarray:
     """An ``(H, W)`` uint8 grey scene as float32 in ``[0, 1]`` (mini's input scale)."""
     from .digits import to_input
@@ -207,10 +220,17 @@ def scene_input(image) -> np.ndarray:
     return to_input(image[None])[0, 0]
 
 
-def resize_scene(image: np.ndarray, factor: float):
-    """``(resized (h, w) float32, (fx, fy))`` of a float scene; exact per-axis factors."""
+def resize_scene(image: np.ndarray, factor: float, border: int = 0):
+    """``(resized (h, w) float32, (fx, fy))`` of a float scene; exact per-axis factors.
+
+    ``border``: pixels of the scene's median grey added on every side after
+    resizing (``(h + 2 border, w + 2 border)``; the factors are those of the scene
+    itself, without the border).
+    """
     h, w = scaled_size(*image.shape, factor)
     resized = resize_bilinear(image[:, :, None], h, w)[:, :, 0]
+    if border:
+        resized = np.pad(resized, border, constant_values=np.median(image))
     return resized, (w / image.shape[1], h / image.shape[0])
 
 
@@ -226,7 +246,8 @@ def regression_examples(
 ):
     """``(features (N, C, k, k) float32, labels (N, 5) float32)`` for the regressor.
 
-    For each single-digit scene and each scale factor: every window position of the
+    For each single-digit scene and each scale factor (the resized scene with its
+    :data:`BORDER`): every window position of the
     fine (offset-pooled) grid whose window covers at least :data:`MIN_COVERAGE` of
     the digit's box, ``per_scale`` of them drawn at random; the window is cut out
     and passed through the frozen feature layers (for a network without padding
@@ -237,6 +258,7 @@ def regression_examples(
 
     classifier.eval()
     window = classifier.window()
+    border = scene_border(window)
     if fine_stride is None:
         fine_stride = classifier.layers[last_pool_index(classifier)].stride
         fine_stride = max(1, _total_stride(classifier) // fine_stride)
@@ -260,12 +282,12 @@ def regression_examples(
         ann = scene.annotations[0]
         image = scene_input(scene.image)
         for factor in factors:
-            resized, (fx, fy) = resize_scene(image, factor)
+            resized, (fx, fy) = resize_scene(image, factor, border)
             h, w = resized.shape
             if min(h, w) < window:
                 continue
             x0, y0, x1, y1 = ann["box"]
-            box = np.array([x0 * fx, y0 * fy, x1 * fx, y1 * fy])
+            box = np.array([x0 * fx, y0 * fy, x1 * fx, y1 * fy]) + border
             ys = fine_stride * np.arange((h - window) // fine_stride + 1)
             xs = fine_stride * np.arange((w - window) // fine_stride + 1)
             # Fraction of the box inside each window, separable in x and y.
@@ -385,7 +407,8 @@ class ScaleOutput:
     ``probabilities (C, h, w)``: the classifier's softmax at each window;
     ``boxes (K, 4, h, w)``: the regressor's box per class (``K = C``) or shared
     (``K = 1``) at each window, corners ``x0, y0, x1, y1``; ``windows (4, h, w)``:
-    the windows themselves.
+    the windows themselves; ``size``: the resized scene's ``(h, w)``, without the
+    border.
     """
 
     factor: float
@@ -395,13 +418,19 @@ class ScaleOutput:
     windows: np.ndarray
 
 
-def scale_outputs(localizer: Localizer, image: np.ndarray, factor: float, fine=True):
+def scale_outputs(
+    localizer: Localizer, image: np.ndarray, factor: float, fine=True, border: float = BORDER
+):
     """Dense class probabilities and boxes of a float ``(H, W)`` scene at one scale.
 
-    Returns ``None`` when the resized image is smaller than the window.
+    The resized scene gets a border of ``border`` windows (:data:`BORDER`) on every
+    side; boxes and windows are given in the original image's pixels (windows over
+    the border start at negative coordinates). Returns ``None`` when the resized
+    image, border included, is smaller than the window.
     """
     classifier = localizer.classifier
-    resized, (fx, fy) = resize_scene(image, factor)
+    border = scene_border(classifier.window(), border)
+    resized, (fx, fy) = resize_scene(image, factor, border)
     if min(resized.shape) < classifier.window():
         return None
     x = resized[None, None]
@@ -413,12 +442,14 @@ def scale_outputs(localizer: Localizer, image: np.ndarray, factor: float, fine=T
     t = reg_map.scores[0].reshape(-1, 4, fh, fw).astype(np.float64)
     window, stride = cls_map.window, cls_map.stride
     cx, cy = window_centers(fh, fw, stride, window)
+    cx, cy = cx - border, cy - border
     scale = np.array([fx, fy, fx, fy])[None, :, None, None]
     centers = np.stack([cx, cy, cx, cy])[None]
     boxes = (centers + window * t) / scale
     half = window / 2
     windows = (centers[0] + np.array([-half, -half, half, half])[:, None, None]) / scale[0]
-    return ScaleOutput(factor, resized.shape, probs, boxes, windows)
+    size = (resized.shape[0] - 2 * border, resized.shape[1] - 2 * border)
+    return ScaleOutput(factor, size, probs, boxes, windows)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from overfeat_scratch.detection import (
     train_detector,
     window_labels,
 )
-from overfeat_scratch.localize import Localizer, MergeSettings, build_regressor
+from overfeat_scratch.localize import Localizer, MergeSettings, build_regressor, scene_input
 from overfeat_scratch.networks import build_network
 from overfeat_scratch.scenes import Scene
 from overfeat_scratch.train import TrainConfig, load_checkpoint, resume_state
@@ -60,6 +60,18 @@ def test_detection_patches_labels_follow_the_boxes():
     assert np.any(labels == 5)  # the digit-centred half of the patches hold positives
     again = detection_patches(scenes, seed=0, per_scene=3)
     np.testing.assert_array_equal(again[0], patches)
+
+
+def test_a_digit_on_the_edge_gets_centred_windows_over_the_border():
+    """The border lets a window frame a digit that touches the scene's edge."""
+    scene = scene_with_digit(size=(90, 100), box=(0, 30, 18, 52), label=5)
+    patches, labels = detection_patches([scene] * 12, seed=1, per_scene=2, factors=(1.0,))
+    assert np.any(labels == 5)
+    # A positive window is centred on the digit (x = 9), so it starts 7 px left of
+    # the scene: the patches that hold one show the flat border there.
+    grey = np.median(scene_input(scene.image))
+    with_pos = np.flatnonzero((labels == 5).any(axis=(1, 2)))
+    assert any(np.all(patches[k, 0, :, 0] == grey) for k in with_pos)
 
 
 def test_mining_takes_every_positive_the_hardest_and_some_random_negatives():

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from overfeat_scratch.dense import dense_evaluate_heads, last_pool_index, run_layers
 from overfeat_scratch.localize import (
+    BORDER,
     MIN_COVERAGE,
     BoxRegression,
     Localizer,
@@ -23,6 +24,7 @@ from overfeat_scratch.localize import (
     resize_scene,
     row_iou,
     scale_outputs,
+    scene_border,
     scene_input,
     train_regressor,
 )
@@ -105,7 +107,7 @@ def test_regression_windows_cover_half_the_box_and_match_dense_features():
     dense = run_layers(feature_layers(net), image[None, None])
     assert dense.shape[1] == 64
     index = last_pool_index(net)
-    resized, _ = resize_scene(image, 1.0)
+    resized, _ = resize_scene(image, 1.0, scene_border(32))
     x = resized[None, None]
     pre = run_layers(net.layers[:index], x)
     pooled = net.backend.offset_max_pool2d(pre, 2, 2)  # (2, 2, 1, 64, Hq, Wq)
@@ -128,31 +130,37 @@ def test_regression_examples_need_single_digit_scenes():
         regression_examples(net, [two])
 
 
+@pytest.mark.parametrize("border", [0.0, BORDER])
 @pytest.mark.parametrize("factor", [1.0, 0.8])
-def test_dense_boxes_equal_the_regressor_on_each_window(factor):
-    """The regressor slid densely (offset pooling) equals it run on each window's crop."""
+def test_dense_boxes_equal_the_regressor_on_each_window(factor, border):
+    """The regressor slid densely (offset pooling) equals it run on each window's crop;
+    with a border, windows over it are reported in the image's own pixels."""
     net = build_network("mini", seed=2).eval()
     regressor = build_regressor(class_specific=True, seed=3).eval()
     loc = Localizer(net, regressor)
     image = scene_input(tiny_scene(seed=4, size=(44, 50)).image)
-    out = scale_outputs(loc, image, factor)
-    resized, (fx, fy) = resize_scene(image, factor)
+    out = scale_outputs(loc, image, factor, border=border)
+    pad = scene_border(32, border)
+    assert pad == round(32 * border)
+    resized, (fx, fy) = resize_scene(image, factor, pad)
+    assert out.size == (resized.shape[0] - 2 * pad, resized.shape[1] - 2 * pad)
+    if pad:
+        assert np.all(resized[:pad] == np.median(image)) and out.windows[0].min() < 0
     c, fh, fw = out.probabilities.shape
     assert c == 10 and out.boxes.shape == (10, 4, fh, fw)
+    assert (fh, fw) == ((resized.shape[0] - 32) // 2 + 1, (resized.shape[1] - 32) // 2 + 1)
     for i, j in [(0, 0), (fh - 1, fw - 1), (fh // 2, 1)]:
         crop = resized[2 * i : 2 * i + 32, 2 * j : 2 * j + 32][None, None]
         features = run_layers(feature_layers(net), crop)
         t = run_layers(regressor.layers, features).reshape(10, 4).astype(np.float64)
-        center = np.array([[2 * j + 16, 2 * i + 16]] * 10)
+        center = np.array([[2 * j + 16 - pad, 2 * i + 16 - pad]] * 10)
         expected = decode_boxes(t, center, 32) / np.array([fx, fy, fx, fy])
         np.testing.assert_allclose(out.boxes[:, :, i, j], expected, rtol=1e-4, atol=1e-3)
         logits = run_layers(head_layers(net), features).reshape(-1)
         p = np.exp(logits - logits.max())
         np.testing.assert_allclose(out.probabilities[:, i, j], p / p.sum(), atol=1e-5)
-        np.testing.assert_allclose(
-            out.windows[:, i, j],
-            np.array([2 * j, 2 * i, 2 * j + 32, 2 * i + 32]) / np.array([fx, fy, fx, fy]),
-        )
+        corners = np.array([2 * j, 2 * i, 2 * j + 32, 2 * i + 32]) - pad
+        np.testing.assert_allclose(out.windows[:, i, j], corners / np.array([fx, fy, fx, fy]))
 
 
 def test_dense_heads_share_the_features_and_match_dense_evaluate():
