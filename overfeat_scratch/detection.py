@@ -145,6 +145,7 @@ def detection_patches(
     patches, label_maps = [], []
     for scene in tqdm(scenes, desc="detection patches", disable=not progress, unit="scene"):
         image = scene_input(scene.image)
+        grey = np.median(image)
         boxes = np.array([a["box"] for a in scene.annotations], np.float64).reshape(-1, 4)
         digits = np.array([a["label"] for a in scene.annotations], np.int64)
         for _ in range(per_scene):
@@ -159,11 +160,11 @@ def detection_patches(
                 )
             else:
                 factor = float(rng.choice(factors))
-            resized, (fx, fy) = resize_scene(image, factor, border)
+            resized, (fx, fy) = resize_scene(image, factor, border, grey)
             h, w = resized.shape
             scaled = boxes * np.array([fx, fy, fx, fy]) + border
             canvas_h, canvas_w = max(h, patch), max(w, patch)
-            canvas = np.full((canvas_h, canvas_w), np.median(image), np.float32)
+            canvas = np.full((canvas_h, canvas_w), grey, np.float32)
             canvas[:h, :w] = resized
             if focus:
                 cx = (scaled[k, 0] + scaled[k, 2]) / 2 + rng.uniform(-1, 1) * window / 4

@@ -220,17 +220,19 @@ def scene_input(image) -> np.ndarray:
     return to_input(image[None])[0, 0]
 
 
-def resize_scene(image: np.ndarray, factor: float, border: int = 0):
+def resize_scene(image: np.ndarray, factor: float, border: int = 0, fill=None):
     """``(resized (h, w) float32, (fx, fy))`` of a float scene; exact per-axis factors.
 
-    ``border``: pixels of the scene's median grey added on every side after
-    resizing (``(h + 2 border, w + 2 border)``; the factors are those of the scene
-    itself, without the border).
+    ``border``: pixels of grey added on every side after resizing (``(h + 2 border,
+    w + 2 border)``; the factors are those of the scene itself, without the border).
+    The grey is ``fill``, by default the scene's median (callers that resize one
+    scene at several factors pass it, computed once).
     """
     h, w = scaled_size(*image.shape, factor)
     resized = resize_bilinear(image[:, :, None], h, w)[:, :, 0]
     if border:
-        resized = np.pad(resized, border, constant_values=np.median(image))
+        fill = np.median(image) if fill is None else fill
+        resized = np.pad(resized, border, constant_values=fill)
     return resized, (w / image.shape[1], h / image.shape[0])
 
 
@@ -281,8 +283,9 @@ def regression_examples(
             )
         ann = scene.annotations[0]
         image = scene_input(scene.image)
+        grey = np.median(image)
         for factor in factors:
-            resized, (fx, fy) = resize_scene(image, factor, border)
+            resized, (fx, fy) = resize_scene(image, factor, border, grey)
             h, w = resized.shape
             if min(h, w) < window:
                 continue
@@ -419,18 +422,24 @@ class ScaleOutput:
 
 
 def scale_outputs(
-    localizer: Localizer, image: np.ndarray, factor: float, fine=True, border: float = BORDER
+    localizer: Localizer,
+    image: np.ndarray,
+    factor: float,
+    fine=True,
+    border: float = BORDER,
+    fill=None,
 ):
     """Dense class probabilities and boxes of a float ``(H, W)`` scene at one scale.
 
     The resized scene gets a border of ``border`` windows (:data:`BORDER`) on every
-    side; boxes and windows are given in the original image's pixels (windows over
-    the border start at negative coordinates). Returns ``None`` when the resized
-    image, border included, is smaller than the window.
+    side, of grey ``fill`` (default: the scene's median); boxes and windows are given
+    in the original image's pixels (windows over the border start at negative
+    coordinates). Returns ``None`` when the resized image, border included, is
+    smaller than the window.
     """
     classifier = localizer.classifier
-    border = scene_border(classifier.window(), border)
-    resized, (fx, fy) = resize_scene(image, factor, border)
+    pad = scene_border(classifier.window(), border)
+    resized, (fx, fy) = resize_scene(image, factor, pad, fill)
     if min(resized.shape) < classifier.window():
         return None
     x = resized[None, None]
@@ -442,13 +451,13 @@ def scale_outputs(
     t = reg_map.scores[0].reshape(-1, 4, fh, fw).astype(np.float64)
     window, stride = cls_map.window, cls_map.stride
     cx, cy = window_centers(fh, fw, stride, window)
-    cx, cy = cx - border, cy - border
+    cx, cy = cx - pad, cy - pad
     scale = np.array([fx, fy, fx, fy])[None, :, None, None]
     centers = np.stack([cx, cy, cx, cy])[None]
     boxes = (centers + window * t) / scale
     half = window / 2
     windows = (centers[0] + np.array([-half, -half, half, half])[:, None, None]) / scale[0]
-    size = (resized.shape[0] - 2 * border, resized.shape[1] - 2 * border)
+    size = (resized.shape[0] - 2 * pad, resized.shape[1] - 2 * pad)
     return ScaleOutput(factor, size, probs, boxes, windows)
 
 
@@ -574,7 +583,8 @@ def window_candidates(
             f"network's {window}x{window} window"
         )
     t0 = time.perf_counter()
-    outputs = [scale_outputs(localizer, image, f, fine) for f in factors]
+    grey = np.median(image)
+    outputs = [scale_outputs(localizer, image, f, fine, fill=grey) for f in factors]
     if all(out is None for out in outputs):
         raise ValueError(
             f"localize: at every scale factor {tuple(factors)} the image "
