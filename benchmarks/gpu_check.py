@@ -117,7 +117,7 @@ for _path in (ROOT, ROOT / "benchmarks"):  # the package, and bench_merge's box 
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from bench_merge import localizer_boxes  # noqa: E402
+from bench_merge import localizer_boxes, same  # noqa: E402
 from numba import cuda  # noqa: E402
 
 from overfeat_scratch import (  # noqa: E402
@@ -147,6 +147,7 @@ from overfeat_scratch.dense import (  # noqa: E402
     last_pool_index,
     offset_plan,
 )
+from overfeat_scratch.evaluation import box_iou  # noqa: E402
 from overfeat_scratch.geometry import Geometry  # noqa: E402
 from overfeat_scratch.layers import Conv2d, Dropout, MaxPool2d, ReLU  # noqa: E402
 from overfeat_scratch.merge import merge_fast  # noqa: E402
@@ -1133,10 +1134,7 @@ def compare_merges(got, want):
         rec["moved_inputs"] = int((got.members != want.members).sum())
         rec["rel_err_boxes"] = relative_error(got.boxes, want.boxes)
         rec["rel_err_confidences"] = relative_error(got.confidences, want.confidences)
-        rec["identical"] = all(
-            np.array_equal(getattr(got, f), getattr(want, f))
-            for f in ("boxes", "classes", "confidences", "counts", "members")
-        )
+        rec["identical"] = same(got, want)
     else:
         rec.update(rel_err_boxes=float("inf"), rel_err_confidences=float("inf"), identical=False)
     rec["rel_err"] = max(rec["rel_err_boxes"], rec["rel_err_confidences"])
@@ -1183,25 +1181,17 @@ def nms_boxes(n):
 
 def nms_mask_numpy(boxes, classes, threshold, chunk=256):
     """The suppression mask of boxes in walk order (``cuda.nms.suppression_mask``'s
-    definition), in NumPy, ``chunk`` rows at a time; the IoU in the kernel's order."""
+    definition), in NumPy, ``chunk`` rows at a time (the evaluator's ``box_iou``)."""
     n = boxes.shape[0]
     words = cuda_nms.words_for(n)
     mask = np.zeros((n, words), dtype=np.uint64)
-    x0, y0, x1, y1 = boxes.T
-    area = (x1 - x0) * (y1 - y0)
     column = np.arange(n)
     for lo in range(0, n, chunk):
         r = slice(lo, min(n, lo + chunk))
-        iw = np.minimum(x1[r, None], x1) - np.maximum(x0[r, None], x0)
-        ih = np.minimum(y1[r, None], y1) - np.maximum(y0[r, None], y0)
-        inter = iw * ih
-        union = (area[r, None] + area) - inter
         later = column > column[r, None]
-        hit = (iw > 0) & (ih > 0) & later & (classes[r, None] == classes)
-        iou = np.zeros_like(inter)
-        np.divide(inter, union, out=iou, where=hit)
-        bits = np.zeros((iou.shape[0], words * cuda_nms.WORD), dtype=bool)
-        bits[:, :n] = hit & (iou > threshold)
+        hit = later & (classes[r, None] == classes) & (box_iou(boxes[r], boxes) > threshold)
+        bits = np.zeros((hit.shape[0], words * cuda_nms.WORD), dtype=bool)
+        bits[:, :n] = hit
         mask[r] = np.packbits(bits, axis=1, bitorder="little").view("<u8")
     return mask
 

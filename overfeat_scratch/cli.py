@@ -447,7 +447,6 @@ def finish_outputs(args, rows, label_to_id, what: str) -> None:
 
 
 def cmd_localize(args) -> int:
-
     from .localize import Localizer, localization_error, localize
 
     localizer = Localizer.from_checkpoint(args.checkpoint, backend=args.backend)
@@ -550,7 +549,6 @@ def detect_settings(args):
 
 
 def cmd_detect(args) -> int:
-
     from .detection import detect
     from .localize import Localizer
 

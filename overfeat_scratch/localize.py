@@ -544,7 +544,12 @@ class Localization:
     seconds: dict = field(default_factory=dict)
 
     def keep(self, indices) -> Localization:
-        """Only the merged boxes at ``indices``, in that order (in place; returns self)."""
+        """Only the merged boxes at ``indices``, in that order (in place; returns self).
+        ``members`` follows: candidates of a dropped box become -1."""
+        indices = np.asarray(indices, np.int64)
+        remap = np.full(len(self.boxes), -1, np.int64)
+        remap[indices] = np.arange(len(indices))
+        self.members = np.where(self.members >= 0, remap[self.members], -1)
         self.boxes, self.classes = self.boxes[indices], self.classes[indices]
         self.confidences, self.counts = self.confidences[indices], self.counts[indices]
         return self
@@ -584,12 +589,8 @@ def window_candidates(
         )
     t0 = time.perf_counter()
     grey = np.median(image)
+    # With the border, every scale of an image at least one window large holds a window.
     outputs = [scale_outputs(localizer, image, f, fine, fill=grey) for f in factors]
-    if all(out is None for out in outputs):
-        raise ValueError(
-            f"localize: at every scale factor {tuple(factors)} the image "
-            f"{image.shape[0]}x{image.shape[1]} is smaller than the {window}-pixel window"
-        )
     seconds = time.perf_counter() - t0
     cand = candidates(
         outputs, settings.top_k, localizer.class_specific, image.shape, settings.min_confidence

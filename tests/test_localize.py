@@ -259,3 +259,26 @@ def test_regressor_checkpoint_holds_the_classifier_and_loads_as_a_localizer(tmp_
     save_checkpoint(tmp_path / "mini.npz", net, None, {"epoch": 1})
     with pytest.raises(ValueError, match="expected a box regressor"):
         Localizer.from_checkpoint(tmp_path / "mini.npz")
+
+
+def test_keeping_some_merged_boxes_keeps_members_pointing_at_them():
+    """After ``keep``, ``boxes[members[k]]`` is still where candidate ``k`` ended, and
+    candidates of a dropped box have -1."""
+    from overfeat_scratch.localize import Localization
+
+    boxes = np.arange(12, dtype=np.float64).reshape(3, 4)
+    result = Localization(
+        boxes.copy(),
+        np.array([1, 2, 3]),
+        np.array([3.0, 2.0, 1.0]),
+        np.array([2, 1, 2]),
+        None,
+        np.array([0, 2, 1, 0, 2]),
+    )
+    result.keep([2, 0])
+    np.testing.assert_array_equal(result.members, [1, 0, -1, 1, 0])
+    kept = result.members >= 0
+    np.testing.assert_array_equal(
+        result.boxes[result.members[kept]], boxes[np.array([0, 2, 1, 0, 2])[kept]]
+    )
+    np.testing.assert_array_equal(result.classes, [3, 1])
