@@ -106,14 +106,22 @@ def cmd_scenes(args) -> int:
     import dataclasses
 
     from .mnist import data_checksum
-    from .scenes import SceneConfig, generate_scenes, write_coco
+    from .scenes import (
+        TRAINING_RANGES,
+        SceneConfig,
+        generate_scenes,
+        scene_config_record,
+        write_coco,
+    )
 
-    config = SceneConfig(
+    base = TRAINING_RANGES if args.varied else SceneConfig()
+    config = dataclasses.replace(
+        base,
         min_size=args.min_size,
         max_size=args.max_size,
         min_digits=args.min_digits,
         max_digits=args.max_digits,
-        max_digit_height=min(SceneConfig.max_digit_height, args.min_size),
+        max_digit_height=min(base.max_digit_height, args.min_size),
     )
     if args.no_clutter:
         config = config.without_clutter()
@@ -124,7 +132,7 @@ def cmd_scenes(args) -> int:
         "split": args.split,
         "seed": args.seed,
         "mnist": data_checksum(args.split),
-        "config": dataclasses.asdict(config),
+        "config": scene_config_record(config),
     }
     path = write_coco(args.out, scenes, info)
     seconds = time.perf_counter() - t0
@@ -278,6 +286,22 @@ def load_classifier(path, backend, default="mini"):
     return net.eval(), path
 
 
+def classifier_input(path) -> tuple[bool, tuple]:
+    """``(normalize, factors)`` that the classifier of checkpoint ``path`` was trained
+    with (a regressor checkpoint records its classifier's)."""
+    from .localize import input_settings
+    from .train import read_checkpoint
+
+    return input_settings(read_checkpoint(path)[0], path)
+
+
+def training_scenes(args):
+    """The scene config of a training command: the varied ranges, or ``--plain-scenes``."""
+    from .scenes import TRAINING_RANGES, SceneConfig
+
+    return SceneConfig() if args.plain_scenes else TRAINING_RANGES
+
+
 def scene_datasets(args, make, what: str, scene_config=None):
     """``(train, test)`` data made by ``make(scenes, seed)`` from ``args.scenes`` training
     scenes (MNIST train digits, seed ``args.scene_seed``) and ``args.test_scenes`` test
@@ -299,11 +323,14 @@ def cmd_train_regressor(args) -> int:
     from .localize import (
         REGRESSOR_CONFIG,
         build_regressor,
+        input_record,
+        input_settings,
         regression_examples,
         single_digit_config,
         train_regressor,
     )
     from .mnist import data_checksum
+    from .scenes import scene_config_from_record, scene_config_record
     from .train import load_extra_network
 
     changes = config_changes(args)
@@ -315,13 +342,16 @@ def cmd_train_regressor(args) -> int:
         classifier.eval()
         shared = regressor.name == "mini-regressor-shared"
         source = meta.get("classifier_checkpoint", "?")
+        normalize, factors = input_settings(meta, args.resume)
+        scene_config = scene_config_from_record(meta.get("scene_config"))
     else:
         classifier, source = load_classifier(args.checkpoint, args.backend, "detector")
+        normalize, factors = classifier_input(source)
         config = replace(REGRESSOR_CONFIG, **changes)
         shared = args.shared
         regressor = build_regressor(not shared, seed=config.seed, backend=args.backend)
         resume = None
-    scene_config = single_digit_config()
+        scene_config = single_digit_config(training_scenes(args))
     kind = "shared" if shared else "class-specific"
     print(
         f"regressor ({kind}) on the pooled features of {source}: windows from "
@@ -331,12 +361,20 @@ def cmd_train_regressor(args) -> int:
     train_data, test_data = scene_datasets(
         args,
         lambda scenes, seed: regression_examples(
-            classifier, scenes, per_scale=args.per_scale, seed=seed, progress=not args.quiet
+            classifier,
+            scenes,
+            factors=factors,
+            per_scale=args.per_scale,
+            seed=seed,
+            progress=not args.quiet,
+            normalize=normalize,
         ),
         "windows",
         scene_config,
     )
     meta = {
+        **input_record(normalize, factors),
+        "scene_config": scene_config_record(scene_config),
         "classifier_checkpoint": str(source),
         "scenes": {
             "train": args.scenes,
@@ -377,8 +415,10 @@ def localize_settings(args):
             ) from None
         if not all(0 < f <= 4 for f in factors):
             raise ValueError(f"--factors: expected factors in (0, 4], got {args.factors!r}")
-    else:
+    elif args.scales is not None:
         factors = tuple(SCALE_FACTORS[i] for i in SCALE_SETS[args.scales])
+    else:
+        factors = None  # the localizer's own (Localizer.factors)
     settings = MergeSettings(
         top_k=args.top_classes,
         threshold=args.threshold,
@@ -488,7 +528,9 @@ def cmd_train_detector(args) -> int:
         detector_from_classifier,
         train_detector,
     )
+    from .localize import input_record, input_settings
     from .mnist import data_checksum
+    from .scenes import scene_config_from_record, scene_config_record
 
     changes = config_changes(args)
     if args.resume:
@@ -497,6 +539,8 @@ def cmd_train_detector(args) -> int:
         )
         source = meta.get("classifier_checkpoint", "?")
         mining = meta.get("mining", True)
+        normalize = input_settings(meta, args.resume)[0]
+        scene_config = scene_config_from_record(meta.get("scene_config"))
     else:
         classifier, source = load_classifier(args.checkpoint, args.backend)
         if classifier.name != "mini":
@@ -507,6 +551,8 @@ def cmd_train_detector(args) -> int:
         detector = detector_from_classifier(classifier, seed=config.seed)
         resume = None
         mining = not args.no_mining
+        normalize = not args.plain_scenes
+        scene_config = training_scenes(args)
     print(
         f"mini-detector from {source}: patches of {args.scenes} training scenes "
         f"(seed {args.scene_seed}), {config.epochs} epochs, "
@@ -514,10 +560,15 @@ def cmd_train_detector(args) -> int:
     )
     train_data, test_data = scene_datasets(
         args,
-        lambda scenes, seed: detection_patches(scenes, seed=seed, progress=not args.quiet),
+        lambda scenes, seed: detection_patches(
+            scenes, seed=seed, progress=not args.quiet, normalize=normalize
+        ),
         "patches",
+        scene_config,
     )
     meta = {
+        **input_record(normalize),
+        "scene_config": scene_config_record(scene_config),
         "classifier_checkpoint": str(source),
         "scenes": {"train": args.scenes, "test": args.test_scenes, "seed": args.scene_seed},
         "mining": mining,
@@ -590,9 +641,9 @@ def add_merge_arguments(p, default) -> None:
     p.add_argument(
         "--scales",
         type=int,
-        default=6,
         choices=sorted(SCALE_SETS),
-        help="how many of the six scales (default 6)",
+        help="how many of the eight scales (default: the checkpoint's own, all eight for "
+        "the shipped localizer)",
     )
     p.add_argument("--factors", metavar="LIST", help="explicit resize factors, e.g. 1,0.63,0.4")
     p.add_argument(
@@ -612,6 +663,12 @@ def add_merge_arguments(p, default) -> None:
         help="windows below this class probability do not vote",
     )
     p.add_argument("--coarse", action="store_true", help="without offset pooling")
+
+
+PLAIN_SCENES_HELP = (
+    "train on the default scenes (grey 24, noise 16, light ink) instead of the varied "
+    "training ranges"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -667,6 +724,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-size", type=int, default=96, help="smallest canvas side")
     p.add_argument("--max-size", type=int, default=192, help="largest canvas side")
     p.add_argument("--no-clutter", action="store_true", help="flat background, no fragments")
+    p.add_argument(
+        "--varied",
+        action="store_true",
+        help="grey, ink, noise, polarity, blur, clutter and heights drawn per scene from the "
+        "training ranges (scenes.TRAINING_RANGES)",
+    )
     p.set_defaults(func=cmd_scenes)
 
     p = sub.add_parser("train", help="train the mini network on MNIST (momentum SGD)")
@@ -704,6 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-scenes", type=int, default=500, help="held-out scenes for test error")
     p.add_argument("--scene-seed", type=int, default=1, help="seed of the generated scenes")
     p.add_argument("--per-scale", type=int, default=8, help="windows per scene and scale")
+    p.add_argument("--plain-scenes", action="store_true", help=PLAIN_SCENES_HELP)
     p.add_argument("--backend", default="numpy")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train_regressor)
@@ -728,6 +792,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-scenes", type=int, default=300, help="held-out scenes for test error")
     p.add_argument("--scene-seed", type=int, default=11, help="seed of the generated scenes")
     p.add_argument("--no-mining", action="store_true", help="random negatives only (ablation)")
+    p.add_argument(
+        "--plain-scenes",
+        action="store_true",
+        help=PLAIN_SCENES_HELP + "; and raw input, not normalised",
+    )
     p.add_argument("--backend", default="numpy")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train_detector)

@@ -126,6 +126,7 @@ def detection_patches(
     factors=SCALE_FACTORS,
     rule: LabelRule = RULE,
     progress: bool = False,
+    normalize: bool = True,
 ):
     """``(patches (N, 1, patch, patch) float32, labels (N, h, w) int64)`` for training.
 
@@ -135,6 +136,7 @@ def detection_patches(
     the border that dense evaluation adds (:data:`~.localize.BORDER`); those still
     smaller than the patch are padded with the scene's median grey. Labels are
     :func:`window_labels` of the ``h = w = (patch - window) // stride + 1`` windows.
+    ``normalize``: scenes as :func:`~.localize.scene_input` makes them.
     """
     from tqdm import tqdm
 
@@ -144,7 +146,7 @@ def detection_patches(
     factors = np.asarray(factors, np.float64)
     patches, label_maps = [], []
     for scene in tqdm(scenes, desc="detection patches", disable=not progress, unit="scene"):
-        image = scene_input(scene.image)
+        image = scene_input(scene.image, normalize)
         grey = np.median(image)
         boxes = np.array([a["box"] for a in scene.annotations], np.float64).reshape(-1, 4)
         digits = np.array([a["label"] for a in scene.annotations], np.int64)
@@ -370,7 +372,7 @@ def detect_merge_settings(**changes):
     return MergeSettings(**{"top_k": DIGITS, "threshold": 0.3, **changes})
 
 
-def detect(localizer, image, factors=SCALE_FACTORS, merge=None, settings=None, fine=True):
+def detect(localizer, image, factors=None, merge=None, settings=None, fine=True):
     """Detections of an ``(H, W)`` uint8 grey image: ``Localization`` with the boxes
     that survive, best first (paper Section 5)."""
     from .localize import Localization, localize, window_candidates

@@ -96,3 +96,68 @@ def center_crop(image, height: int, width: int) -> np.ndarray:
 def hflip(image) -> np.ndarray:
     """Mirror left-right (the last-but-one axis of ``(H, W, C)``)."""
     return np.ascontiguousarray(np.asarray(image)[:, ::-1])
+
+
+def gaussian_kernel(sigma: float) -> np.ndarray:
+    """The normalised 1-D Gaussian of standard deviation ``sigma``, radius ``ceil(3 sigma)``."""
+    radius = max(1, int(np.ceil(3 * sigma)))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    return (k / k.sum()).astype(np.float32)
+
+
+def gaussian_blur(image, sigma: float) -> np.ndarray:
+    """Gaussian blur of an ``(H, W)`` array (float32), edges extended by reflection.
+
+    Separable: one 1-D kernel along the rows, then along the columns, each a sum
+    of shifted copies of the padded image. ``sigma <= 0`` returns a float32 copy.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 2:
+        raise ValueError(f"gaussian_blur: expected an (H, W) array, got shape {image.shape}")
+    if not sigma > 0:
+        return image.copy()
+    kernel = gaussian_kernel(sigma)
+    radius = len(kernel) // 2
+    out = image
+    for axis in (0, 1):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (radius, radius)
+        padded = np.pad(out, pad, mode="symmetric")
+        size = out.shape[axis]
+        acc = np.zeros_like(out)
+        for k, weight in enumerate(kernel):
+            acc += weight * np.take(padded, np.arange(k, k + size), axis=axis)
+        out = acc
+    return out
+
+
+# Tails compared to tell the ink's polarity: the mean of this fraction of the
+# most extreme pixels on each side of the background (at least MIN_TAIL pixels).
+INK_TAIL = 0.0005
+MIN_TAIL = 4
+
+
+def normalize_scene(image) -> np.ndarray:
+    """A grey scene ``(H, W)`` with its background at 0 and its ink positive.
+
+    The background level is the median pixel (most of a scene is background);
+    it is subtracted. The ink is on whichever side of it the extreme pixels
+    reach further: the mean of the :data:`INK_TAIL` brightest differences against
+    the mean of the darkest. Noise is symmetric about the background and ink is
+    not, so dark ink on light paper comes out turned round, like light ink on a
+    dark ground. The contrast is left alone (a network trained on varied
+    contrasts copes, and an estimate of it from a few pixels would amplify the
+    noise of an empty scene into ink).
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 2:
+        raise ValueError(f"normalize_scene: expected an (H, W) image, got shape {image.shape}")
+    if not np.isfinite(image).all():
+        raise ValueError("normalize_scene: the image contains NaN or infinite values")
+    centred = image - np.float32(np.median(image))
+    flat = centred.reshape(-1)
+    k = min(flat.size, max(MIN_TAIL, int(INK_TAIL * flat.size)))
+    bright = np.partition(flat, flat.size - k)[flat.size - k :].mean()
+    dark = -np.partition(flat, k - 1)[:k].mean()
+    return -centred if dark > bright else centred

@@ -40,13 +40,23 @@ from .image import resize_bilinear
 from .layers import Sequential
 from .train import CLASSIFICATION, TrainConfig, load_checkpoint, load_extra_network, train
 
-# Six scales a third of an octave apart: a digit 20 to 64 pixels tall in the scene
-# is about 20 pixels tall (as MNIST digits are in mini's 32-pixel window) at one
-# of them.
-SCALE_FACTORS = tuple(round(2 ** (-k / 3), 4) for k in range(6))
+# Eight scales a third of an octave apart: a digit 16 to 96 pixels tall in the
+# scene is about 20 pixels tall (as MNIST digits are in mini's 32-pixel window) at
+# one of them. (The first six, down to 0.315, served digits up to 64 pixels: the
+# networks trained on the fixed-grey scenes use those, see Localizer.factors.)
+SCALE_FACTORS = tuple(round(2 ** (-k / 3), 4) for k in range(8))
 # The scale sets of the ablation (paper Fig. 9 compares 1, 2, 4 and 6 scales),
 # as indices into SCALE_FACTORS, spread over the range.
-SCALE_SETS = {1: (2,), 2: (1, 4), 4: (0, 2, 3, 5), 6: (0, 1, 2, 3, 4, 5)}
+SCALE_SETS = {
+    1: (2,),
+    2: (1, 4),
+    4: (0, 2, 3, 5),
+    6: (0, 1, 2, 3, 4, 5),
+    8: (0, 1, 2, 3, 4, 5, 6, 7),
+}
+# The scales of a checkpoint that does not record its own (trained before the
+# eight scales and the normalised input).
+LEGACY_SCALE_FACTORS = SCALE_FACTORS[:6]
 # A window trains the regressor only if it covers at least this much of the box.
 MIN_COVERAGE = 0.5
 
@@ -66,6 +76,9 @@ REGRESSOR_CONFIG = TrainConfig(
 # The shipped localizer: the regressor trained by `overfeat-scratch train-regressor`,
 # with the detector whose features it reads stored inside (see localizer.json).
 SHIPPED_REGRESSOR = Path(__file__).resolve().parent / "data" / "localizer.npz"
+# The localizer shipped before the training scenes varied (fixed grey, light ink,
+# raw input, six scales), kept as the baseline that shows what varying them fixed.
+PLAIN_REGRESSOR = Path(__file__).resolve().parent / "data" / "localizer_plain.npz"
 
 
 # --------------------------------------------------------------------------------------
@@ -210,14 +223,26 @@ def scene_border(window: int, border: float = BORDER) -> int:
     return int(round(border * window))
 
 
-def scene_input(image) -> np.ndarray:
-    """An ``(H, W)`` uint8 grey scene as float32 in ``[0, 1]`` (mini's input scale)."""
+def scene_input(image, normalize: bool = True) -> np.ndarray:
+    """An ``(H, W)`` uint8 grey scene as the networks' float32 input.
+
+    Pixels are scaled to ``[0, 1]`` (mini's input scale); with ``normalize`` (the
+    default, what the shipped detector and regressor were trained on) the scene's
+    background is then moved to 0 and its ink made positive
+    (:func:`~overfeat_scratch.image.normalize_scene`), so that neither the grey of
+    the paper nor the polarity of the ink reaches the network. The normalisation is
+    one shift (and perhaps one sign) for the whole scene, computed before any
+    window is cut: dense evaluation of the normalised scene still equals sliding
+    a window over it, and the border's fill, the median, becomes exactly 0.
+    """
     from .digits import to_input
+    from .image import normalize_scene
 
     image = np.asarray(image)
     if image.ndim != 2:
         raise ValueError(f"expected an (H, W) grey image, got shape {image.shape}")
-    return to_input(image[None])[0, 0]
+    x = to_input(image[None])[0, 0]
+    return normalize_scene(x) if normalize else x
 
 
 def resize_scene(image: np.ndarray, factor: float, border: int = 0, fill=None):
@@ -245,6 +270,7 @@ def regression_examples(
     fine_stride: int | None = None,
     batch_size: int = 512,
     progress: bool = False,
+    normalize: bool = True,
 ):
     """``(features (N, C, k, k) float32, labels (N, 5) float32)`` for the regressor.
 
@@ -254,7 +280,8 @@ def regression_examples(
     the digit's box, ``per_scale`` of them drawn at random; the window is cut out
     and passed through the frozen feature layers (for a network without padding
     this is exactly what dense evaluation computes for that window). Labels are
-    ``(class, t)`` with ``t`` from :func:`encode_boxes`.
+    ``(class, t)`` with ``t`` from :func:`encode_boxes`. ``normalize``: as in
+    :func:`scene_input` (it must match the classifier's training).
     """
     from tqdm import tqdm
 
@@ -282,7 +309,7 @@ def regression_examples(
                 f"{len(scene.annotations)} digits"
             )
         ann = scene.annotations[0]
-        image = scene_input(scene.image)
+        image = scene_input(scene.image, normalize)
         grey = np.median(image)
         for factor in factors:
             resized, (fx, fy) = resize_scene(image, factor, border, grey)
@@ -371,10 +398,18 @@ def train_regressor(
 
 @dataclass
 class Localizer:
-    """A classifier and the box regressor that reads its pooled features."""
+    """A classifier and the box regressor that reads its pooled features.
+
+    ``normalize``: whether scenes are normalised (:func:`scene_input`) before the
+    networks see them; ``factors``: the scales it evaluates by default. Both are
+    properties of how the networks were trained, so checkpoints record them
+    (those that do not are read as raw input at :data:`LEGACY_SCALE_FACTORS`).
+    """
 
     classifier: Sequential
     regressor: Sequential
+    normalize: bool = True
+    factors: tuple = SCALE_FACTORS
 
     @property
     def class_specific(self) -> bool:
@@ -391,7 +426,44 @@ class Localizer:
                 f"network ({regressor.name}), expected a box regressor from train-regressor"
             )
         classifier, _ = load_extra_network(path, "classifier", backend=backend)
-        return cls(classifier.eval(), regressor.eval())
+        normalize, factors = input_settings(meta, path)
+        return cls(classifier.eval(), regressor.eval(), normalize, factors)
+
+    def prepare(self, image) -> np.ndarray:
+        """An ``(H, W)`` uint8 grey image as this localizer's networks' input."""
+        return scene_input(image, self.normalize)
+
+
+# How a checkpoint's networks read scenes: recorded under "input" in its metadata.
+INPUT_NORMALIZED = "normalized"
+INPUT_RAW = "raw"
+
+
+def input_record(normalize: bool = True, factors=SCALE_FACTORS) -> dict:
+    """The metadata that tells :meth:`Localizer.from_checkpoint` how to read scenes."""
+    return {
+        "input": INPUT_NORMALIZED if normalize else INPUT_RAW,
+        "scale_factors": [float(f) for f in factors],
+    }
+
+
+def input_settings(meta: dict, path="checkpoint") -> tuple[bool, tuple]:
+    """``(normalize, factors)`` from a checkpoint's metadata (see :func:`input_record`)."""
+    mode = meta.get("input", INPUT_RAW)
+    if mode not in (INPUT_RAW, INPUT_NORMALIZED):
+        raise ValueError(
+            f"checkpoint {path}: input {mode!r}; expected {INPUT_RAW!r} or {INPUT_NORMALIZED!r}"
+        )
+    factors = meta.get("scale_factors", LEGACY_SCALE_FACTORS)
+    if (
+        not isinstance(factors, list | tuple)
+        or not factors
+        or not all(isinstance(f, float | int) and 0 < f <= 4 for f in factors)
+    ):
+        raise ValueError(
+            f"checkpoint {path}: scale_factors {factors!r}; expected a list of factors in (0, 4]"
+        )
+    return mode == INPUT_NORMALIZED, tuple(float(f) for f in factors)
 
 
 def shipped_regressor() -> Path:
@@ -569,7 +641,7 @@ class Localization:
 def window_candidates(
     localizer: Localizer,
     image,
-    factors=SCALE_FACTORS,
+    factors=None,
     settings: MergeSettings | None = None,
     fine: bool = True,
 ) -> tuple[Candidates, float]:
@@ -577,10 +649,12 @@ def window_candidates(
 
     Dense classification and regression at every scale in ``factors`` (with offset
     pooling when ``fine``), then the top classes' boxes at every window
-    (:func:`candidates`): what the merge (or NMS) starts from.
+    (:func:`candidates`): what the merge (or NMS) starts from. ``factors``: by
+    default the localizer's own (:attr:`Localizer.factors`).
     """
     settings = MergeSettings() if settings is None else settings
-    image = scene_input(image)
+    factors = localizer.factors if factors is None else factors
+    image = localizer.prepare(image)
     window = localizer.classifier.window()
     if min(image.shape) < window:
         raise ValueError(
@@ -601,7 +675,7 @@ def window_candidates(
 def localize(
     localizer: Localizer,
     image,
-    factors=SCALE_FACTORS,
+    factors=None,
     settings: MergeSettings | None = None,
     fine: bool = True,
 ) -> Localization:
@@ -678,7 +752,7 @@ def single_digit_config(config=None):
 def evaluate_localization(
     localizer: Localizer,
     scenes,
-    factors=SCALE_FACTORS,
+    factors=None,
     settings: MergeSettings | None = None,
     fine: bool = True,
     top: int = 5,

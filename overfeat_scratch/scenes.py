@@ -11,8 +11,9 @@ How a scene is made (:func:`make_scene`), all from one seeded NumPy generator:
    (so scenes are usually not square, which exercises both axes of the dense
    evaluation), filled with a grey ``background`` level plus Gaussian ``noise``.
 2. Digits: each one a random MNIST image of the split, cropped to its ink,
-   enlarged with :func:`~overfeat_scratch.image.resize_bilinear` so that its ink
-   is exactly the drawn height (aspect kept), and put at a position drawn
+   resized with :func:`~overfeat_scratch.image.resize_bilinear` so that its ink
+   is the drawn height (aspect kept; blurred first when shrinking, so that it
+   does not alias), and put at a position drawn
    uniformly among those where its box overlaps no placed box by more than
    ``max_iou`` (and covers at most ``max_covered`` of the smaller box, so a small
    digit never hides inside a large one's box). When no position is free, other
@@ -20,16 +21,21 @@ How a scene is made (:func:`make_scene`), all from one seeded NumPy generator:
    :func:`make_scene` raises rather than return fewer digits than it drew.
 3. Clutter: ``fragments`` small crops (8 to 12 pixels) of other MNIST digits at
    their original scale, as in cluttered MNIST: strokes and curves that look
-   like pieces of digits, smaller than any whole one. They go anywhere but onto
-   a digit's box, which would make the digit illegible or its box wrong to the
-   eye (a fragment that finds no free place in 20 tries is left out).
+   like pieces of digits, smaller than any whole one. By default they go
+   anywhere but onto a digit's box (a fragment that finds no free place in 20
+   tries is left out); ``clutter_on_digits`` lets them touch and cross digits.
 4. Compositing: the pixel-wise maximum of background, fragments and digits
-   (white ink on dark grey), uint8.
+   (light ink on a darker ground), the ink scaled so that its brightest pixel is
+   ``ink`` and optionally blurred (``blur``); then, where configured, noise over
+   the whole image (``noise_over_digits``) and the polarity turned round (dark ink
+   on light paper, ``dark``); uint8.
+
+Every photometric and layout property is a range, drawn per scene
+(:class:`SceneConfig`); a property given as one value is fixed and draws nothing
+from the generator, so the defaults make exactly the scenes they always made.
 
 A digit's box is the tight box of its own ink on the canvas, ``(x0, y0, x1, y1)``
-half-open in pixels, whatever clutter lies around it. Digits are only ever
-enlarged (MNIST ink fits in 20 x 20 pixels and the smallest height is 20), since
-bilinear shrinking without a blur would alias.
+half-open in pixels, whatever clutter, blur or noise lies around it.
 
 Scenes for evaluation use only MNIST test digits and scenes for training only
 training digits; every annotation records the MNIST index of its digit.
@@ -61,30 +67,93 @@ MNIST_INK = 20
 ANNOTATIONS_FILE = "annotations.json"
 # Places tried for a clutter fragment before it is left out.
 FRAGMENT_TRIES = 20
+# Layouts of a scene's digits tried before it is given up (see make_scene).
+LAYOUT_TRIES = 10
+
+
+# The smallest digit height: MNIST ink is 20 pixels tall, and below about 12
+# pixels a digit, shrunk, is a blur that no reader could name.
+MIN_DIGIT_HEIGHT = 12
+
+
+def value_range(value, name: str, low_limit: float, high_limit: float | None = None):
+    """``(low, high)`` of a property given as one number or a ``(low, high)`` pair."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"SceneConfig.{name}: expected a number or (low, high), got {value!r}")
+        low, high = value
+    else:
+        low = high = value
+    for v in (low, high):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"SceneConfig.{name}: expected numbers, got {value!r}")
+        if not math.isfinite(v):
+            raise ValueError(f"SceneConfig.{name}: expected finite numbers, got {value!r}")
+    if low < low_limit or low > high or (high_limit is not None and high > high_limit):
+        upper = "" if high_limit is None else f" <= {high_limit}"
+        raise ValueError(
+            f"SceneConfig.{name}: expected {low_limit} <= low <= high{upper}, got {value!r}"
+        )
+    return float(low), float(high)
+
+
+def draw_uniform(rng, value) -> float:
+    """A value drawn uniformly from ``(low, high)``; a fixed value draws nothing."""
+    low, high = value if isinstance(value, tuple) else (value, value)
+    if low == high:
+        return float(low)
+    return float(rng.uniform(low, high))
+
+
+def draw_event(rng, probability: float) -> bool:
+    """True with ``probability``; 0 and 1 draw nothing from the generator."""
+    if probability <= 0 or probability >= 1:
+        return probability >= 1
+    return bool(rng.random() < probability)
 
 
 @dataclass(frozen=True)
 class SceneConfig:
-    """How scenes are drawn. Sizes are in canvas pixels.
+    """How scenes are drawn. Sizes are in canvas pixels, grey levels in 0-255.
+
+    Layout:
 
     - ``min_size``, ``max_size``: canvas height and width, each drawn uniformly in
       this range (inclusive), independently: canvases are usually not square.
     - ``min_digits``, ``max_digits``: digits per scene, uniform, inclusive.
     - ``min_digit_height``, ``max_digit_height``: height of a digit's ink, uniform,
-      inclusive; the width follows from the digit's own aspect ratio. At least 20
-      (digits are never shrunk) and at most ``min_size``.
+      inclusive; the width follows from the digit's own aspect ratio. At least
+      :data:`MIN_DIGIT_HEIGHT` and at most ``min_size``.
     - ``max_iou``: largest intersection over union between two digits' boxes.
     - ``max_covered``: largest fraction of the smaller of two boxes that the other
       may cover (IoU alone would let a small digit sit inside a large one's box).
     - ``max_tries``: digits drawn per place in the scene when none of the free
       positions takes them, heights shrinking towards ``min_digit_height``,
       before the scene is given up.
-    - ``background``: grey level of the empty canvas, 0-255.
-    - ``noise``: standard deviation of the Gaussian grey noise added to it.
     - ``fragments``: mean number of clutter fragments per 100 x 100 pixels
-      (Poisson-distributed), placed off the digits' boxes.
+      (Poisson-distributed).
     - ``min_fragment``, ``max_fragment``: fragment height and width, each drawn in
       this range, cut from a 28 x 28 MNIST image and pasted at scale 1.
+    - ``clutter_on_digits``: probability that a scene's fragments may go anywhere,
+      touching and crossing its digits (otherwise they stay off the digits' boxes).
+
+    Photometry:
+
+    - ``background``: grey level of the empty canvas.
+    - ``ink``: the brightest ink pixel (digits and fragments are scaled to it);
+      must exceed every background level, so that ink is always visible.
+    - ``noise``: standard deviation of Gaussian grey noise.
+    - ``noise_over_digits``: probability that the noise covers the whole image,
+      digits and clutter included (otherwise only the background is noisy, and
+      ink is drawn over it).
+    - ``blur``: standard deviation, in pixels, of a Gaussian blur of the ink.
+    - ``dark``: probability that the scene is dark ink on light paper (the
+      finished image turned round: ``255 - pixel``).
+
+    ``background``, ``ink``, ``noise``, ``blur`` and ``fragments`` take one value
+    or a ``(low, high)`` range, drawn uniformly per scene. Only ranges and
+    probabilities strictly between 0 and 1 draw from the scene's generator, so
+    the defaults reproduce the scenes made before these properties varied.
     """
 
     min_size: int = 96
@@ -96,11 +165,16 @@ class SceneConfig:
     max_iou: float = 0.1
     max_covered: float = 0.2
     max_tries: int = 50
-    background: int = 24
-    noise: float = 16.0
-    fragments: float = 6.0
+    background: float | tuple[float, float] = 24
+    noise: float | tuple[float, float] = 16.0
+    fragments: float | tuple[float, float] = 6.0
     min_fragment: int = 8
     max_fragment: int = 12
+    ink: float | tuple[float, float] = 255
+    blur: float | tuple[float, float] = 0.0
+    noise_over_digits: float = 0.0
+    clutter_on_digits: float = 0.0
+    dark: float = 0.0
 
     def __post_init__(self):
         def check_range(low_name, high_name, low_limit, high_limit=None):
@@ -117,19 +191,33 @@ class SceneConfig:
 
         check_range("min_size", "max_size", 1)
         check_range("min_digits", "max_digits", 1)
-        check_range("min_digit_height", "max_digit_height", MNIST_INK, self.min_size)
+        check_range("min_digit_height", "max_digit_height", MIN_DIGIT_HEIGHT, self.min_size)
         check_range("min_fragment", "max_fragment", 1, min(28, self.min_size))
         if self.max_tries < 1:
             raise ValueError(f"SceneConfig.max_tries: expected >= 1, got {self.max_tries}")
-        for name in ("max_iou", "max_covered"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"SceneConfig.{name}: expected 0..1, got {getattr(self, name)}")
-        if not 0 <= self.background <= 255:
-            raise ValueError(f"SceneConfig.background: expected 0..255, got {self.background}")
-        if self.noise < 0 or self.fragments < 0:
+        for name in ("max_iou", "max_covered", "noise_over_digits", "clutter_on_digits", "dark"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not 0 <= value <= 1:
+                raise ValueError(f"SceneConfig.{name}: expected 0..1, got {value!r}")
+        ranges = {
+            "background": value_range(self.background, "background", 0, 255),
+            "ink": value_range(self.ink, "ink", 1, 255),
+            "noise": value_range(self.noise, "noise", 0),
+            "blur": value_range(self.blur, "blur", 0, 8),
+            "fragments": value_range(self.fragments, "fragments", 0),
+        }
+        if ranges["ink"][0] <= ranges["background"][1]:
             raise ValueError(
-                f"SceneConfig: noise and fragments must be >= 0, got {self.noise}, {self.fragments}"
+                f"SceneConfig: the ink ({self.ink}) must be brighter than every background "
+                f"level ({self.background}), or digits would vanish"
             )
+        for name, value in ranges.items():
+            # Stored as a number when fixed, as a (low, high) tuple when a range.
+            fixed = getattr(self, name)
+            if isinstance(fixed, list) or (isinstance(fixed, tuple) and value[0] != value[1]):
+                object.__setattr__(self, name, value)
+            elif isinstance(fixed, tuple):
+                object.__setattr__(self, name, value[0])
 
     def without_clutter(self) -> SceneConfig:
         """The same scenes with a flat background: no noise, no fragments."""
@@ -158,12 +246,16 @@ def ink_box(image) -> tuple[int, int, int, int] | None:
 def render_digit(digit, height: int) -> np.ndarray:
     """An MNIST ``(28, 28)`` digit cropped to its ink and resized: ``(h, w)`` uint8.
 
-    The ink is scaled to ``height`` rows, the width in proportion. Interpolated
-    values are rounded up, so any pixel touched by ink stays ink and the result is
-    its own tight box: when enlarging (``height`` at least the digit's ink height,
-    always the case from 20 up) the first and last rows and columns all hold ink
-    and ``h == height``.
+    The ink is scaled to ``height`` rows, the width in proportion. When enlarging
+    (``height`` at least the digit's ink height, as from 20 up) interpolated
+    values are rounded up, so any pixel touched by ink stays ink, the result is
+    its own tight box and ``h == height``. When shrinking, the ink is first
+    blurred by the usual anti-aliasing Gaussian (``sigma = sqrt(s^2 - 1) / 2`` for a
+    reduction by ``s``) and values are rounded to nearest, so faint edges do not
+    grow the box; ``h`` is then ``height`` or a pixel less.
     """
+    from .image import gaussian_blur
+
     digit = np.asarray(digit)
     box = ink_box(digit)
     if box is None:
@@ -171,8 +263,14 @@ def render_digit(digit, height: int) -> np.ndarray:
     x0, y0, x1, y1 = box
     ink = digit[y0:y1, x0:x1]
     width = max(1, round(ink.shape[1] * height / ink.shape[0]))
-    big = resize_bilinear(ink[:, :, None], height, width)[:, :, 0]
-    patch = np.minimum(np.ceil(big), 255).astype(np.uint8)
+    shrink = ink.shape[0] / height
+    if shrink > 1:
+        source = gaussian_blur(np.pad(ink, 2), math.sqrt(shrink**2 - 1) / 2)[2:-2, 2:-2]
+        big = resize_bilinear(source[:, :, None], height, width)[:, :, 0]
+        patch = np.clip(np.rint(big), 0, 255).astype(np.uint8)
+    else:
+        big = resize_bilinear(ink[:, :, None], height, width)[:, :, 0]
+        patch = np.minimum(np.ceil(big), 255).astype(np.uint8)
     x0, y0, x1, y1 = ink_box(patch)
     return patch[y0:y1, x0:x1]
 
@@ -279,49 +377,82 @@ def make_scene(rng, config: SceneConfig, images, labels):
     w_canvas = int(rng.integers(config.min_size, config.max_size + 1))
     count = int(rng.integers(config.min_digits, config.max_digits + 1))
 
-    boxes, patches, annotations = [], [], []
-    used = set()
-    for k in range(count):
-        found = place_digit(rng, config, images, (h_canvas, w_canvas), boxes, used)
-        if found is None:
-            raise ValueError(
-                f"make_scene: could not place digit {k + 1} of {count} on a {h_canvas}x{w_canvas} "
-                f"canvas in {config.max_tries} tries within max_iou={config.max_iou} and "
-                f"max_covered={config.max_covered}; use fewer digits, smaller digits or "
-                "larger canvases"
-            )
-        index, box, patch = found
-        used.add(index)
-        boxes.append(box)
-        patches.append(patch)
-        annotations.append({"box": box, "label": int(labels[index]), "mnist_index": index})
+    # A layout that leaves no room for the last digits (large ones drawn first) is
+    # drawn again, digits only, on the same canvas: a scene that fits at the first
+    # layout, as every default scene does, draws exactly what it always drew.
+    for _ in range(LAYOUT_TRIES):
+        boxes, patches, annotations = [], [], []
+        used = set()
+        for _ in range(count):
+            found = place_digit(rng, config, images, (h_canvas, w_canvas), boxes, used)
+            if found is None:
+                break
+            index, box, patch = found
+            used.add(index)
+            boxes.append(box)
+            patches.append(patch)
+            annotations.append({"box": box, "label": int(labels[index]), "mnist_index": index})
+        else:
+            break
+    else:
+        raise ValueError(
+            f"make_scene: could not place digit {len(boxes) + 1} of {count} on a "
+            f"{h_canvas}x{w_canvas} canvas in {LAYOUT_TRIES} layouts of {config.max_tries} "
+            f"tries each within max_iou={config.max_iou} and max_covered={config.max_covered}; "
+            "use fewer digits, smaller digits or larger canvases"
+        )
 
-    canvas = np.full((h_canvas, w_canvas), float(config.background), dtype=np.float32)
-    if config.noise > 0:
-        canvas += config.noise * rng.standard_normal((h_canvas, w_canvas), dtype=np.float32)
+    # Photometry of this scene (fixed values draw nothing: see SceneConfig).
+    background = draw_uniform(rng, config.background)
+    ink = draw_uniform(rng, config.ink)
+    noise = draw_uniform(rng, config.noise)
+    blur = draw_uniform(rng, config.blur)
+    noise_everywhere = draw_event(rng, config.noise_over_digits)
+    touching = draw_event(rng, config.clutter_on_digits)
+    dark = draw_event(rng, config.dark)
+
+    canvas = np.full((h_canvas, w_canvas), background, dtype=np.float32)
+    if noise > 0 and not noise_everywhere:
+        canvas += noise * rng.standard_normal((h_canvas, w_canvas), dtype=np.float32)
     canvas = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
 
-    n_fragments = int(rng.poisson(config.fragments * h_canvas * w_canvas / 1e4))
+    # The ink layer: fragments and digits by maximum, at full brightness.
+    layer = np.zeros((h_canvas, w_canvas), dtype=np.uint8)
+    density = draw_uniform(rng, config.fragments)
+    n_fragments = int(rng.poisson(density * h_canvas * w_canvas / 1e4))
     for _ in range(n_fragments):
         index = int(rng.integers(images.shape[0]))
         while index in used and len(used) < images.shape[0]:
             index = int(rng.integers(images.shape[0]))
         piece = fragment(rng, config, images[index])
         h, w = piece.shape
-        # Off the digits' boxes, so that clutter never makes a digit illegible.
-        # Rejection sampling: uniform over the free places, and cheap when most are.
+        # Off the digits' boxes (unless touching is on), so that clutter never makes
+        # a digit illegible. Rejection sampling: uniform over the free places.
         for _ in range(FRAGMENT_TRIES):
             top = int(rng.integers(h_canvas - h + 1))
             left = int(rng.integers(w_canvas - w + 1))
-            if all(box_overlap((left, top, left + w, top + h), box)[0] == 0 for box in boxes):
-                region = canvas[top : top + h, left : left + w]
+            if touching or all(
+                box_overlap((left, top, left + w, top + h), box)[0] == 0 for box in boxes
+            ):
+                region = layer[top : top + h, left : left + w]
                 np.maximum(region, piece, out=region)
                 break
 
     for (x0, y0, x1, y1), patch in zip(boxes, patches, strict=True):
-        region = canvas[y0:y1, x0:x1]
+        region = layer[y0:y1, x0:x1]
         np.maximum(region, patch, out=region)
-    return canvas, annotations
+    if ink != 255 or blur > 0:
+        from .image import gaussian_blur
+
+        scaled = gaussian_blur(layer, blur) * np.float32(ink / 255)
+        layer = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    image = np.maximum(canvas, layer)
+    if noise > 0 and noise_everywhere:
+        noisy = image + noise * rng.standard_normal((h_canvas, w_canvas), dtype=np.float32)
+        image = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+    if dark:
+        image = 255 - image
+    return image, annotations
 
 
 def generate_scenes(
@@ -548,3 +679,45 @@ def read_coco(folder):
 
     annotations = [grouped[image_id] for image_id, _, _ in images]
     return images, annotations, classes
+
+
+def scene_config_record(config: SceneConfig) -> dict:
+    """A :class:`SceneConfig` as JSON-able values (ranges as lists)."""
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
+    }
+
+
+def scene_config_from_record(record) -> SceneConfig:
+    """The inverse of :func:`scene_config_record`; ``None`` (a run recorded before
+    scene configs were) gives the defaults."""
+    if record is None:
+        return SceneConfig()
+    if not isinstance(record, dict):
+        raise ValueError(f"scene config: expected a JSON object, got {record!r}")
+    fields = {f.name for f in dataclasses.fields(SceneConfig)}
+    unknown = sorted(set(record) - fields)
+    if unknown:
+        raise ValueError(f"scene config: unknown fields {unknown}")
+    return SceneConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
+
+
+# ---------------------------------------------------------------------------
+# The ranges the shipped detector and regressor were trained on
+
+# Wider than any single setting the robustness benchmark sweeps, so that every
+# point of its grid lies inside what training saw: grey grounds from black to
+# mid-grey, faint to full ink, both polarities, noise over the digits or not,
+# slight blur, clutter that touches digits, digits from 16 to 96 pixels tall.
+TRAINING_RANGES = SceneConfig(
+    min_digit_height=16,
+    max_digit_height=96,
+    background=(0, 112),
+    ink=(128, 255),
+    noise=(0, 28),
+    noise_over_digits=0.5,
+    blur=(0, 1.5),
+    fragments=(0, 14),
+    clutter_on_digits=0.5,
+    dark=0.5,
+)

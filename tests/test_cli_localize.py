@@ -65,6 +65,40 @@ def test_train_commands_write_checkpoints_and_logs(workdir):
     )
     assert meta["objective"] == "box-regression"
     assert meta["extra_networks"]["classifier"]["name"] == "mini-detector"
+    # Both record how they read scenes, and the ranges their scenes were drawn from.
+    from overfeat_scratch.localize import SCALE_FACTORS, Localizer
+    from overfeat_scratch.scenes import TRAINING_RANGES, scene_config_from_record
+
+    detector_meta = json.loads(
+        np.load(workdir / "detector" / "checkpoint.npz")["metadata"].tobytes().decode()
+    )
+    for record in (meta, detector_meta):
+        assert record["input"] == "normalized"
+        assert record["scale_factors"] == list(SCALE_FACTORS)
+    assert scene_config_from_record(detector_meta["scene_config"]) == TRAINING_RANGES
+    assert scene_config_from_record(meta["scene_config"]).max_digits == 1
+    loc = Localizer.from_checkpoint(workdir / "regressor" / "checkpoint.npz")
+    assert loc.normalize and loc.factors == SCALE_FACTORS
+
+
+def test_plain_scenes_train_on_raw_input(tmp_path):
+    save_checkpoint(tmp_path / "mini.npz", build_network("mini", seed=0), None, {"epoch": 0})
+    args = ["--epochs", "1", "--test-scenes", "2", "--quiet", "--scenes", "4", "--plain-scenes"]
+    assert (
+        main(
+            [
+                "train-detector",
+                "--checkpoint",
+                str(tmp_path / "mini.npz"),
+                "--out",
+                str(tmp_path / "d"),
+                *args,
+            ]
+        )
+        == 0
+    )
+    meta = json.loads(np.load(tmp_path / "d" / "checkpoint.npz")["metadata"].tobytes().decode())
+    assert meta["input"] == "raw" and meta["scene_config"]["background"] == 24
 
 
 def test_localize_writes_coco_results_draws_and_scores(workdir, capsys):

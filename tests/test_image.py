@@ -95,3 +95,92 @@ def test_bad_image_files_are_clear_errors(tmp_path):
     Image.fromarray(rgb).save(tmp_path / "a.bmp")
     with pytest.raises(ValueError, match="expected a PNG or JPEG file, got BMP"):
         load_image(tmp_path / "a.bmp")
+
+
+# --------------------------------------------------------------------------------------
+# Gaussian blur and scene normalisation
+
+
+def blur_reference(image, sigma):
+    """The blur as one 2-D sum in float64: every output pixel a weighted sum of the
+    input reflected at the edges (the 2-D kernel is the outer product of the 1-D)."""
+    from overfeat_scratch.image import gaussian_kernel
+
+    k = gaussian_kernel(sigma).astype(np.float64)
+    r = len(k) // 2
+    padded = np.pad(np.asarray(image, np.float64), r, mode="symmetric")
+    h, w = image.shape
+    out = np.zeros((h, w))
+    for i in range(2 * r + 1):
+        for j in range(2 * r + 1):
+            out += k[i] * k[j] * padded[i : i + h, j : j + w]
+    return out
+
+
+@given(
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+    sigma=st.floats(0.3, 2.0),
+    seed=st.integers(0, 2**31),
+)
+def test_gaussian_blur_matches_the_2d_sum(h, w, sigma, seed):
+    from overfeat_scratch.image import gaussian_blur
+
+    image = np.random.default_rng(seed).uniform(0, 255, (h, w)).astype(np.float32)
+    if max(h, w) <= int(np.ceil(3 * sigma)):  # reflection needs the kernel within the image
+        return
+    np.testing.assert_allclose(gaussian_blur(image, sigma), blur_reference(image, sigma), atol=1e-3)
+
+
+def test_gaussian_blur_keeps_constants_and_refuses_bad_input():
+    from overfeat_scratch.image import gaussian_blur, gaussian_kernel
+
+    assert abs(gaussian_kernel(1.3).sum() - 1) < 1e-6
+    np.testing.assert_allclose(gaussian_blur(np.full((9, 7), 42.0), 1.0), 42.0, rtol=1e-6)
+    image = np.arange(12.0).reshape(3, 4)
+    np.testing.assert_array_equal(gaussian_blur(image, 0.0), image)
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        gaussian_blur(np.zeros((2, 2, 2)), 1.0)
+
+
+def noisy_scene(seed, ground, ink, noise=10.0, size=(60, 70)):
+    rng = np.random.default_rng(seed)
+    image = ground + noise * rng.standard_normal(size)
+    image[20:40, 30:34] = ink  # a stroke
+    image[25:28, 20:45] = ink
+    return np.clip(image, 0, 255) / 255
+
+
+@given(seed=st.integers(0, 2**31), ground=st.floats(40, 200), contrast=st.floats(40, 55))
+def test_normalised_scenes_have_ground_zero_and_positive_ink(seed, ground, contrast):
+    from overfeat_scratch.image import normalize_scene
+
+    light = noisy_scene(seed, ground, ground + contrast)
+    dark = noisy_scene(seed, ground, ground - contrast)
+    for image in (light, dark):
+        out = normalize_scene(image)
+        assert abs(np.median(out)) < 1e-6
+        # The ink, measured from the median ground, comes out positive.
+        expected = abs(image[26, 31] - np.median(image))
+        assert expected > 0.1
+        np.testing.assert_allclose(out[26, 31], expected, atol=1e-5)
+
+
+@given(seed=st.integers(0, 2**31), shift=st.floats(-0.2, 0.2))
+def test_normalisation_ignores_the_grey_and_the_polarity(seed, shift):
+    """Shifting every pixel, or turning the image round, leaves the result alone."""
+    from overfeat_scratch.image import normalize_scene
+
+    image = noisy_scene(seed, 120, 170).astype(np.float32)
+    base = normalize_scene(image)
+    np.testing.assert_allclose(normalize_scene(image + np.float32(shift)), base, atol=1e-5)
+    np.testing.assert_allclose(normalize_scene(1 - image), base, atol=1e-5)
+
+
+def test_normalisation_refuses_bad_input():
+    from overfeat_scratch.image import normalize_scene
+
+    with pytest.raises(ValueError, match="NaN"):
+        normalize_scene(np.full((4, 4), np.nan))
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        normalize_scene(np.zeros((4, 4, 1)))

@@ -282,3 +282,54 @@ def test_keeping_some_merged_boxes_keeps_members_pointing_at_them():
         result.boxes[result.members[kept]], boxes[np.array([0, 2, 1, 0, 2])[kept]]
     )
     np.testing.assert_array_equal(result.classes, [3, 1])
+
+
+# --------------------------------------------------------------------------------------
+# How a checkpoint reads scenes
+
+
+def test_input_settings_from_checkpoint_metadata():
+    from overfeat_scratch.localize import (
+        LEGACY_SCALE_FACTORS,
+        SCALE_FACTORS,
+        input_record,
+        input_settings,
+    )
+
+    assert input_settings({}) == (False, LEGACY_SCALE_FACTORS)
+    assert input_settings(input_record()) == (True, SCALE_FACTORS)
+    assert input_settings(input_record(False, (1.0, 0.5))) == (False, (1.0, 0.5))
+    assert len(SCALE_FACTORS) == 8 and SCALE_FACTORS[:6] == LEGACY_SCALE_FACTORS
+    with pytest.raises(ValueError, match="input 'colour'"):
+        input_settings({"input": "colour"})
+    with pytest.raises(ValueError, match="scale_factors"):
+        input_settings({"input": "raw", "scale_factors": [0.5, -1]})
+
+
+def test_scene_input_normalises_unless_told_not_to():
+    image = np.full((40, 40), 200, np.uint8)
+    image[10:30, 18:22] = 20  # dark ink on light paper
+    raw = scene_input(image, normalize=False)
+    np.testing.assert_allclose(raw, image / 255, atol=1e-7)
+    x = scene_input(image)
+    assert np.median(x) == 0 and x.max() == pytest.approx(180 / 255) and x.min() == 0
+
+
+def test_localizer_reads_its_input_mode_from_the_checkpoint(tmp_path):
+    from overfeat_scratch.localize import LEGACY_SCALE_FACTORS, input_record
+
+    classifier = build_network("mini-detector", seed=0)
+    regressor = build_regressor(seed=1)
+    for meta, expected in (
+        ({"objective": "box-regression"}, (False, LEGACY_SCALE_FACTORS)),
+        (
+            {"objective": "box-regression", **input_record(True, (1.0, 0.63))},
+            (True, (1.0, 0.63)),
+        ),
+    ):
+        path = tmp_path / f"reg{len(meta)}.npz"
+        save_checkpoint(path, regressor, None, {"epoch": 1, **meta}, {"classifier": classifier})
+        loc = Localizer.from_checkpoint(path)
+        assert (loc.normalize, loc.factors) == expected
+        scene = np.full((36, 36), 90, np.uint8)
+        np.testing.assert_array_equal(loc.prepare(scene), scene_input(scene, expected[0]))

@@ -25,13 +25,16 @@ from overfeat_scratch.scenes import (
 )
 
 
-def digits_only(shape, annotations, images, background=0):
-    """The canvas a clutter-free scene must be: background, then each digit by maximum."""
+def digits_only(shape, annotations, images, background=0, ink=255):
+    """The canvas a clutter-free scene must be: background, then each digit by maximum
+    (its pixels scaled so that 255 becomes ``ink``)."""
     canvas = np.full(shape, background, dtype=np.uint8)
     for ann in annotations:
         x0, y0, x1, y1 = ann["box"]
         patch = render_digit(images[ann["mnist_index"]], y1 - y0)
         assert patch.shape == (y1 - y0, x1 - x0)
+        if ink != 255:
+            patch = np.clip(np.rint(patch * (ink / 255)), 0, 255).astype(np.uint8)
         canvas[y0:y1, x0:x1] = np.maximum(canvas[y0:y1, x0:x1], patch)
     return canvas
 
@@ -176,7 +179,7 @@ def test_impossible_scenes_raise_instead_of_dropping_digits():
 @pytest.mark.parametrize(
     "fields, message",
     [
-        ({"min_digit_height": 10}, "20 <= min_digit_height"),
+        ({"min_digit_height": 10}, "12 <= min_digit_height"),
         ({"max_digit_height": 100}, "max_digit_height <= 96"),
         ({"min_digits": 3, "max_digits": 2}, "min_digits <= max_digits"),
         ({"max_iou": 1.5}, "max_iou"),
@@ -346,3 +349,181 @@ def test_scenes_command_reports_bad_arguments(tmp_path, capsys):
     args = ["scenes", "--n", "1", "--seed", "0", "--out", str(tmp_path), "--min-size", "10"]
     assert main(args) == 2
     assert "scenes: error: SceneConfig" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------
+# Ranges: photometry and layout drawn per scene
+
+
+def test_default_scenes_are_the_ones_made_before_properties_varied():
+    """The SHA-256 of six benchmark scenes as the generator made them before any
+    property became a range (fixed values draw nothing from the generator)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    single = SceneConfig(min_digits=1, max_digits=1)
+    for s in generate_scenes(3, 2013, "test") + generate_scenes(3, 2014, "test", single):
+        digest.update(s.image.tobytes())
+        digest.update(repr(s.annotations).encode())
+    assert digest.hexdigest() == "363880ea39126e34b962f26a8e26c3b4f918f17123bf6351054c188cb14ebc39"
+
+
+def test_a_range_of_one_value_is_that_value():
+    fixed = generate_scenes(3, 7, config=SceneConfig(background=40, noise=8.0, ink=200))
+    ranged = generate_scenes(
+        3, 7, config=SceneConfig(background=(40, 40), noise=(8.0, 8.0), ink=[200, 200])
+    )
+    for a, b in zip(fixed, ranged, strict=True):
+        np.testing.assert_array_equal(a.image, b.image)
+        assert a.annotations == b.annotations
+
+
+def test_dark_scenes_are_the_light_ones_turned_round():
+    light = generate_scenes(4, 8)
+    dark = generate_scenes(4, 8, config=SceneConfig(dark=1.0))
+    for a, b in zip(light, dark, strict=True):
+        np.testing.assert_array_equal(b.image, 255 - a.image)
+        assert a.annotations == b.annotations
+
+
+@settings(max_examples=15)
+@given(
+    background=st.integers(0, 120),
+    ink=st.integers(130, 255),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_background_and_ink_levels(background, ink, seed):
+    """Clutter-free, noise-free scenes: the ground is exactly the background grey and
+    the digits are scaled so that full ink (255) is the ink level."""
+    images, labels = load_mnist("test")
+    config = SceneConfig(background=background, ink=ink).without_clutter()
+    canvas, annotations = make_scene(np.random.default_rng(seed), config, images, labels)
+    expected = digits_only(canvas.shape, annotations, images, background, ink)
+    np.testing.assert_array_equal(canvas, expected)
+    full = [
+        render_digit(images[a["mnist_index"]], a["box"][3] - a["box"][1]).max() == 255
+        for a in annotations
+    ]
+    assert canvas.max() == ink or not any(full)
+    assert np.all(canvas <= ink) and np.median(canvas) == background
+
+
+def test_ranges_are_drawn_per_scene_within_their_bounds():
+    config = SceneConfig(background=(10, 90), ink=(150, 250)).without_clutter()
+    scenes = generate_scenes(40, 9, config=config)
+    grounds = [int(np.median(s.image)) for s in scenes]
+    peaks = [int(s.image.max()) for s in scenes]
+    assert all(10 <= g <= 90 for g in grounds) and max(grounds) - min(grounds) > 40
+    assert all(150 <= p <= 250 for p in peaks) and max(peaks) - min(peaks) > 50
+
+
+def test_noise_over_the_digits():
+    """Background-only noise leaves bright ink untouched; noise over the whole image
+    does not (and both leave the ground noisy)."""
+    config = SceneConfig(fragments=0.0, noise=12.0)
+    kept = generate_scenes(3, 10, config=config)
+    noisy = generate_scenes(3, 10, config=dataclasses.replace(config, noise_over_digits=1))
+    images = load_mnist("test")[0]
+    for a, b in zip(kept, noisy, strict=True):
+        assert a.annotations == b.annotations
+        for ann in a.annotations:
+            x0, y0, x1, y1 = ann["box"]
+            patch = render_digit(images[ann["mnist_index"]], y1 - y0)
+            full = patch >= 120  # far above the noisy ground (24 + 8 standard deviations)
+            assert full.sum() >= 5
+            # Ink is drawn over the ground by maximum (another digit's ink may add to it).
+            assert np.all(a.image[y0:y1, x0:x1][full] >= patch[full])
+            assert np.any(b.image[y0:y1, x0:x1][full] < patch[full])
+        assert np.std(b.image[b.image < 100]) > 5
+
+
+def test_clutter_on_digits_touches_them():
+    images = load_mnist("test")[0]
+    config = SceneConfig(noise=0.0, fragments=30.0, clutter_on_digits=1.0)
+    touched = 0
+    for canvas, annotations in generate_scenes(5, 11, config=config):
+        expected = digits_only(canvas.shape, annotations, images, config.background)
+        for ann in annotations:
+            x0, y0, x1, y1 = ann["box"]
+            touched += np.any(canvas[y0:y1, x0:x1] != expected[y0:y1, x0:x1])
+    assert touched > 0
+
+
+def test_blur_spreads_the_ink_and_keeps_the_boxes():
+    sharp = generate_scenes(3, 12, config=SceneConfig(background=0).without_clutter())
+    soft = generate_scenes(3, 12, config=SceneConfig(background=0, blur=1.5).without_clutter())
+    for a, b in zip(sharp, soft, strict=True):
+        assert a.annotations == b.annotations
+        assert np.count_nonzero(b.image) > np.count_nonzero(a.image)
+        assert b.image.max() < a.image.max()
+        # Total ink is kept by the normalised kernel (up to rounding and the edges).
+        assert abs(int(b.image.sum()) - int(a.image.sum())) < 0.02 * a.image.sum()
+
+
+@settings(max_examples=25)
+@given(index=st.integers(0, 9999), height=st.integers(12, 19))
+def test_shrunk_digits_are_tight_and_about_the_height(index, height):
+    digit = load_mnist("test")[0][index]
+    patch = render_digit(digit, height)
+    x0, y0, x1, y1 = ink_box(digit)
+    if y1 - y0 <= height:  # a wide digit, enlarged: exactly the height (see above)
+        assert patch.shape[0] == height
+    else:
+        assert height - 1 <= patch.shape[0] <= height
+    assert ink_box(patch) == (0, 0, patch.shape[1], patch.shape[0])
+
+
+def test_training_ranges_make_scenes_across_their_ranges():
+    from overfeat_scratch.scenes import TRAINING_RANGES
+
+    scenes = generate_scenes(120, 13, "train", TRAINING_RANGES)
+    heights = [a["box"][3] - a["box"][1] for s in scenes for a in s.annotations]
+    grounds = np.array([np.median(s.image) for s in scenes])
+    assert min(heights) < 20 and max(heights) > 80
+    assert np.any(grounds < 40) and np.any(grounds > 200)  # dark ink on light paper too
+    assert {len(s.annotations) for s in scenes} == {1, 2, 3, 4, 5}
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"background": (50, 20)}, "background"),
+        ({"background": (0, 1, 2)}, "background"),
+        ({"noise": (-1.0, 3.0)}, "noise"),
+        ({"blur": float("nan")}, "blur"),
+        ({"ink": 20, "background": 24}, "brighter than every background"),
+        ({"ink": (120, 255), "background": (0, 130)}, "brighter than every background"),
+        ({"dark": 1.5}, "dark"),
+        ({"clutter_on_digits": -0.1}, "clutter_on_digits"),
+    ],
+)
+def test_bad_ranges_are_refused(fields, message):
+    with pytest.raises(ValueError, match=message):
+        SceneConfig(**fields)
+
+
+def test_scene_config_records_round_trip():
+    from overfeat_scratch.scenes import (
+        TRAINING_RANGES,
+        scene_config_from_record,
+        scene_config_record,
+    )
+
+    record = json.loads(json.dumps(scene_config_record(TRAINING_RANGES)))
+    assert scene_config_from_record(record) == TRAINING_RANGES
+    assert scene_config_from_record(None) == SceneConfig()
+    with pytest.raises(ValueError, match="unknown fields"):
+        scene_config_from_record({"colour": 3})
+
+
+def test_scenes_command_draws_varied_scenes(tmp_path):
+    from overfeat_scratch.scenes import TRAINING_RANGES
+
+    out = tmp_path / "varied"
+    assert main(["scenes", "--n", "4", "--seed", "3", "--out", str(out), "--varied"]) == 0
+    info = json.loads((out / "annotations.json").read_text())["info"]
+    assert info["config"]["background"] == list(TRAINING_RANGES.background)
+    images, annotations, _ = read_coco(out)
+    expected = generate_scenes(4, 3, "test", TRAINING_RANGES)
+    for (_, _, pixels), scene in zip(images, expected, strict=True):
+        np.testing.assert_array_equal(pixels, scene.image)
