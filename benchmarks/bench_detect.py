@@ -9,7 +9,7 @@ detections of every scene are scored by the package's evaluator: AP at IoU 0.5
 per class, its mean (mAP@0.5), and COCO's AP averaged over IoU 0.5:0.95.
 
 Ablations: the final step (the paper's merge vs NMS), offset pooling (fine vs
-coarse), the number of scales (1, 2, 4, 6) and, given ``--no-mining`` (a
+coarse), the number of scales (1, 2, 4, 6, 8) and, given ``--no-mining`` (a
 localizer trained from a detector trained with ``train-detector --no-mining``),
 negatives mined on the fly vs drawn at random. Last, the time of each stage for
 one 160x160 scene on the NumPy backend (features and classifier, regression,
@@ -45,7 +45,6 @@ from overfeat_scratch.localize import (  # noqa: E402
     resize_scene,
     scale_outputs,
     scene_border,
-    scene_input,
 )
 from overfeat_scratch.merge import greedy_merge  # noqa: E402
 from overfeat_scratch.scenes import SceneConfig, coco_dict, generate_scenes  # noqa: E402
@@ -66,16 +65,16 @@ def run_setting(localizer, scenes, gt, factors, merge, settings, fine=True):
 
 
 def stage_times(localizer, repeats=7, size=160, seed=3):
-    """Median seconds of each stage on one ``size`` x ``size`` scene, all six scales
-    (each with the border that dense evaluation adds)."""
+    """Median seconds of each stage on one ``size`` x ``size`` scene, every scale of
+    the localizer's scales (each with the border that dense evaluation adds)."""
     config = SceneConfig(min_size=size, max_size=size)
     scene = generate_scenes(1, seed, "test", config)[0]
-    image = scene_input(scene.image)
+    image = localizer.prepare(scene.image)
     classifier = localizer.classifier
     times = {"features + classifier": [], "regression": [], "candidates + merge": []}
     for _ in range(repeats):
         t_cls = t_reg = 0.0
-        for factor in SCALE_FACTORS:
+        for factor in localizer.factors:
             resized, _ = resize_scene(image, factor, scene_border(classifier.window()))
             if min(resized.shape) < classifier.window():
                 continue
@@ -89,7 +88,7 @@ def stage_times(localizer, repeats=7, size=160, seed=3):
             t2 = time.perf_counter()
             t_cls += t1 - t0
             t_reg += (t2 - t1) - (t1 - t0)  # what the regression head adds
-        outputs = [scale_outputs(localizer, image, f) for f in SCALE_FACTORS]
+        outputs = [scale_outputs(localizer, image, f) for f in localizer.factors]
         t0 = time.perf_counter()
         cand = candidates(outputs, DEFAULT_MERGE.top_k, localizer.class_specific, image.shape, 0.1)
         greedy_merge(cand.boxes, cand.classes, cand.confidences, threshold=DEFAULT_MERGE.threshold)
@@ -119,28 +118,29 @@ def main(argv=None) -> int:
     names = [f"{k:06d}.png" for k in range(1, len(scenes) + 1)]
     gt = coco_dict(scenes, names)
     localizer = Localizer.from_checkpoint(args.checkpoint)
-    six = SCALE_FACTORS
-    settings = [("merge, fine, 6 scales", localizer, six, DetectSettings(), True)]
+    every = SCALE_FACTORS
+    n = len(every)
+    settings = [(f"merge, fine, {n} scales", localizer, every, DetectSettings(), True)]
     if not args.quick:
         settings += [
-            ("NMS, fine, 6 scales", localizer, six, DetectSettings(final="nms"), True),
+            (f"NMS, fine, {n} scales", localizer, every, DetectSettings(final="nms"), True),
             (
                 "merge only (no suppression after)",
                 localizer,
-                six,
+                every,
                 DetectSettings(after_merge_iou=None),
                 True,
             ),
-            ("merge, coarse, 6 scales", localizer, six, DetectSettings(), False),
+            (f"merge, coarse, {n} scales", localizer, every, DetectSettings(), False),
         ]
-        for count in (1, 2, 4):
+        for count in (1, 2, 4, 6):
             factors = tuple(SCALE_FACTORS[i] for i in SCALE_SETS[count])
             settings.append(
                 (f"merge, fine, {count} scales", localizer, factors, DetectSettings(), True)
             )
         if args.no_mining:
             plain = Localizer.from_checkpoint(args.no_mining)
-            settings.append(("no mining: merge, fine, 6", plain, six, DetectSettings(), True))
+            settings.append((f"no mining: merge, fine, {n}", plain, every, DetectSettings(), True))
     rows = []
     for name, loc, factors, final, fine in settings:
         evaluation, seconds, per_scene = run_setting(
@@ -171,7 +171,8 @@ def main(argv=None) -> int:
             f"{1000 * r['seconds_per_scene']:.0f} |"
         )
     print()
-    print("One 160x160 scene, six scales, offset pooling, NumPy backend (median):")
+    scales = len(SCALE_FACTORS)
+    print(f"One 160x160 scene, {scales} scales, offset pooling, NumPy backend (median):")
     print("| stage | ms |")
     print("|---|---:|")
     for name, seconds in stages.items():

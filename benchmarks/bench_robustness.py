@@ -42,8 +42,10 @@ GRID = {
     "ink": [(v, {"ink": v}) for v in (128,)],
     "polarity": [("dark", {"dark": 1.0})],
     "height": [
-        (f"{lo}-{hi}", {"min_digit_height": lo, "max_digit_height": hi})
-        for lo, hi in ((16, 24), (80, 96))
+        # Digits of 80 px and more: at most two fit a 96-pixel canvas within the overlap
+        # limits, so that point draws one or two.
+        (f"{lo}-{hi}", {"min_digit_height": lo, "max_digit_height": hi, "max_digits": most})
+        for lo, hi, most in ((16, 24, 5), (80, 96, 2))
     ],
     "clutter": [(v, {"fragments": float(v), "clutter_on_digits": 1.0}) for v in (0, 12)],
     "blur": [(v, {"blur": float(v)}) for v in (2,)],

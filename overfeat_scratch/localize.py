@@ -223,11 +223,11 @@ def scene_border(window: int, border: float = BORDER) -> int:
     return int(round(border * window))
 
 
-def scene_input(image, normalize: bool = True) -> np.ndarray:
+def scene_input(image, normalize: bool = False) -> np.ndarray:
     """An ``(H, W)`` uint8 grey scene as the networks' float32 input.
 
-    Pixels are scaled to ``[0, 1]`` (mini's input scale); with ``normalize`` (the
-    default, what the shipped detector and regressor were trained on) the scene's
+    Pixels are scaled to ``[0, 1]`` (mini's input scale); with ``normalize`` (what
+    networks trained on varied scenes read: see :class:`Localizer`) the scene's
     background is then moved to 0 and its ink made positive
     (:func:`~overfeat_scratch.image.normalize_scene`), so that neither the grey of
     the paper nor the polarity of the ink reaches the network. The normalisation is

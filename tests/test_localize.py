@@ -103,7 +103,7 @@ def test_regression_windows_cover_half_the_box_and_match_dense_features():
     area = (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
     assert np.all(inside_w * inside_h / area >= MIN_COVERAGE - 1e-6)
     # Every feature vector is one of the offset-pooled dense features of its scale.
-    image = scene_input(scene.image)
+    image = scene_input(scene.image, normalize=True)  # as regression_examples reads it
     dense = run_layers(feature_layers(net), image[None, None])
     assert dense.shape[1] == 64
     index = last_pool_index(net)
@@ -309,9 +309,9 @@ def test_input_settings_from_checkpoint_metadata():
 def test_scene_input_normalises_unless_told_not_to():
     image = np.full((40, 40), 200, np.uint8)
     image[10:30, 18:22] = 20  # dark ink on light paper
-    raw = scene_input(image, normalize=False)
+    raw = scene_input(image)
     np.testing.assert_allclose(raw, image / 255, atol=1e-7)
-    x = scene_input(image)
+    x = scene_input(image, normalize=True)
     assert np.median(x) == 0 and x.max() == pytest.approx(180 / 255) and x.min() == 0
 
 
