@@ -719,8 +719,12 @@ def localization_error(predictions, truths, top=(1, 5), iou=0.5) -> dict:
     ``predictions``: per image a list of ``{"box", "label"}`` ranked best first;
     ``truths``: per image the true ``{"box", "label"}``. A guess is right when its
     label is right and its box has IoU >= ``iou`` with the true box. Returns
-    ``{"top1": error, "top5": error, "n": images}`` for each ``k`` in ``top``.
+    ``{"top1": error, "top5": error, "n": images}`` for each ``k`` in ``top``
+    (each ``k >= 1``; a ``k`` given twice is counted once).
     """
+    top = tuple(sorted(set(top)))
+    if not top or not all(isinstance(k, (int, np.integer)) and k >= 1 for k in top):
+        raise ValueError(f"localization_error: expected top-k values k >= 1, got {top}")
     if len(predictions) != len(truths):
         raise ValueError(
             f"localization_error: {len(predictions)} predictions for {len(truths)} images"
