@@ -97,7 +97,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def _resolved(path) -> Path:
-    return Path(os.path.abspath(os.path.expanduser(path))).resolve()
+    return Path(os.path.abspath(path)).resolve()
 
 
 def _inside(path: Path, folder: Path) -> bool:

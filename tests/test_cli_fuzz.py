@@ -59,6 +59,7 @@ SCENE_TRAINING = {
 # Per command: its arguments besides the fuzzed flags (``{d}``: a fresh folder), the
 # flags, and the flags it must always be given.
 COMMANDS = {
+    "summary": (["mini"], {"--size": ("pair", POSITIVE)}, ()),
     "classify": (
         ["--weights", "{d}/w", "--model", "fast", "{d}/img.png"],
         {"--top": POSITIVE, "--max-memory": MEMORY},
@@ -141,6 +142,9 @@ def flag_values(draw, kind):
         bad = st.sampled_from(JUNK + ["nan", "inf", "-inf", "NaN", "1e999"])
         choices.append(bad.map(lambda v: (v, False)))
         return draw(st.one_of(choices))
+    if kind[0] == "pair":  # two values after the flag, as separate arguments
+        first, second = draw(flag_values(kind[1])), draw(flag_values(kind[1]))
+        return (first[0], second[0]), first[1] and second[1]
     if kind[0] == "factors":
         good = st.lists(st.floats(0.01, 4.0), min_size=1, max_size=3)
         bad = st.lists(st.sampled_from(["0", "-1", "4.5", "nan", "x", ""]), min_size=1, max_size=2)
@@ -194,7 +198,11 @@ def test_every_flag_is_checked_before_the_work(monkeypatch, capsys, line):
     reached = stub_the_work(monkeypatch)
     with tempfile.TemporaryDirectory() as folder:
         argv = [command] + [arg.format(d=folder) for arg in fixed]
-        argv += [f"{flag}={text.format(d=folder)}" for flag, (text, _) in chosen.items()]
+        for flag, (text, _) in chosen.items():
+            if isinstance(text, tuple):
+                argv += [flag, *text]
+            else:
+                argv.append(f"{flag}={text.format(d=folder)}")
         code = main(argv)
     out, err = capsys.readouterr()
     bad = [flag for flag, (_, ok) in chosen.items() if not ok]

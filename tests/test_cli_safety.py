@@ -226,6 +226,21 @@ def test_a_nan_checkpoint_is_refused_by_every_command(work, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_localize_refuses_scores_that_overflow(work, tmp_path, capsys):
+    """Finite weights that overflow float32 give NaN probabilities: refused, rather than
+    read as windows below every confidence, that is, as "nothing found"."""
+    detector = detector_from_classifier(build_network("mini", seed=0))
+    detector["full5"].params["w"][...] = 3e38
+    localizer_checkpoint(tmp_path / "overflow.npz", detector)
+    for command in ("localize", "detect"):
+        code, out, err = run(
+            capsys, command, "--checkpoint", tmp_path / "overflow.npz", work / "singles"
+        )
+        assert code == 2 and out == ""
+        assert "the class probabilities at scale 1.0:" in err and "NaN or infinite" in err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
