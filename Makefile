@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/overfeat-scratch demo
+	$(BIN)/overfeat-scratch demo --overwrite
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -12,6 +12,25 @@ import numpy as np
 FLOAT_DTYPES = (np.float32, np.float64)
 
 
+class NonFiniteError(ValueError):
+    """A NaN or an infinity where a result (a score, a loss, a parameter) must be finite."""
+
+
+def check_finite(values, what: str) -> None:
+    """Raise :class:`NonFiniteError` unless every number in ``values`` is finite.
+
+    For results about to be reported or saved: ``what`` names them (``"class
+    probabilities"``), and the message says how many values are not finite.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise NonFiniteError(
+            f"{what}: {bad} of {values.size} values are NaN or infinite; refusing to report "
+            "them (the weights or the input overflow float32)"
+        )
+
+
 def describe(x) -> str:
     """A short description of an array-like for error messages."""
     shape = getattr(x, "shape", None)
@@ -39,7 +58,9 @@ def check_float_array(x, name: str, ndim: int | None = None, finite: bool = Fals
         raise ValueError(f"{name}: expected a {layout} array, got shape {tuple(x.shape)}")
     if finite and isinstance(x, np.ndarray) and not np.isfinite(x).all():
         bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
-        raise ValueError(f"{name}: contains {bad} NaN or infinite value(s); expected finite input")
+        raise NonFiniteError(
+            f"{name}: contains {bad} NaN or infinite value(s); expected finite values"
+        )
     return x
 
 
@@ -50,6 +71,15 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
     return int(value)
+
+
+def check_std(value, name: str) -> float:
+    """Check that a standard deviation is a finite number >= 0 and return it as ``float``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a number, got {value!r}")
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 def check_shape(x, expected: tuple, name: str):

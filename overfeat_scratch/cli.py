@@ -10,6 +10,23 @@ from dataclasses import replace
 import numpy as np
 
 from . import paper
+from .arguments import (
+    MAX_SEED,
+    Parser,
+    check_output,
+    count,
+    integer,
+    number,
+    positive,
+    probability,
+    score,
+    seed,
+)
+from .checks import check_finite
+from .dense import MEMORY_LIMIT_GIB
+
+# The largest canvas side of generated scenes (a canvas is held whole in memory).
+MAX_CANVAS = 4096
 
 
 def cmd_summary(args) -> int:
@@ -23,6 +40,10 @@ def cmd_summary(args) -> int:
     print(f"{args.model} model, input {net.in_channels} x {h} x {w}")
     print(table)
     return 0
+
+
+def check_demo(args) -> None:
+    check_output(args.out, "--out", folder=True, overwrite=args.overwrite)
 
 
 def cmd_demo(args) -> int:
@@ -55,8 +76,30 @@ def parse_scales(text: str) -> list:
     return scales
 
 
+def check_classify(args) -> None:
+    if args.scales:
+        parse_scales(args.scales)
+
+
+def multiscale_memory(net, image_shape, scales, fine: bool) -> int:
+    """The largest :func:`~.dense.dense_memory` over the sizes ``scales`` resize to."""
+    from .dense import dense_memory
+
+    h, w = image_shape[:2]
+    peak = 0
+    for scale in scales:
+        if isinstance(scale, tuple):
+            size = scale
+        else:
+            short = min(h, w)
+            size = (max(1, round(h * scale / short)), max(1, round(w * scale / short)))
+        if min(size) >= net.window():
+            peak = max(peak, dense_memory(net, *size, fine=fine))
+    return peak
+
+
 def cmd_classify(args) -> int:
-    from .dense import classify_multiscale, softmax
+    from .dense import check_memory, classify_multiscale, softmax
     from .image import center_crop, load_image, resize_short_side
     from .weights import load_released_weights, preprocess
 
@@ -65,6 +108,14 @@ def cmd_classify(args) -> int:
     names = read_names(args.names, paper.NUM_CLASSES) if args.names else None
     if args.multiscale:
         scales = parse_scales(args.scales) if args.scales else paper.SCALES
+        which = args.scales or "of the paper"
+        check_memory(
+            multiscale_memory(net, image.shape, scales, not args.coarse),
+            args.max_memory,
+            f"classify: the {args.model} model on a {image.shape[0]}x{image.shape[1]} image "
+            f"at the scales {which}",
+            "give fewer or smaller --scales",
+        )
         result = classify_multiscale(
             net, image, scales, flips=not args.no_flip, fine=not args.coarse, top=args.top
         )
@@ -76,6 +127,7 @@ def cmd_classify(args) -> int:
         probabilities = softmax(net.backend.to_numpy(net.forward(preprocess(crop))))[0, :, 0, 0]
         top = np.argsort(-probabilities, kind="stable")[: args.top]
         how = f"one centre {window}x{window} window"
+    check_finite(probabilities, f"classify: {args.image}: the class probabilities")
     print(f"{args.image}: {args.model} model, {how}")
     for rank, index in enumerate(top, start=1):
         label = f"  {names[index]}" if names else ""
@@ -83,23 +135,74 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def check_dense(args) -> None:
+    check_output(
+        args.out,
+        "--out",
+        folder=False,
+        overwrite=args.overwrite,
+        inputs=[args.weights, args.image],
+        suffix=".npy",
+    )
+
+
+def downscale_factor(height: int, width: int, max_size: int | None) -> float:
+    """The factor that brings the longer side down to ``max_size`` (1: no change)."""
+    if max_size is None or max(height, width) <= max_size:
+        return 1.0
+    return max_size / max(height, width)
+
+
 def cmd_dense(args) -> int:
-    from .dense import dense_evaluate
+    from .dense import check_memory, dense_evaluate, dense_memory
     from .fileio import atomic_write
-    from .image import load_image
+    from .image import load_image, resize_bilinear
     from .weights import load_released_weights, preprocess
 
     net = load_released_weights(args.weights, args.model, backend=args.backend).eval()
     image = load_image(args.image)
+    original = image.shape[:2]
+    factor = downscale_factor(*original, args.max_size)
+    if factor < 1:
+        size = (max(1, round(original[0] * factor)), max(1, round(original[1] * factor)))
+        image = resize_bilinear(image, *size)
+    net.check_size(*image.shape[:2])
+    check_memory(
+        dense_memory(net, *image.shape[:2], fine=args.fine),
+        args.max_memory,
+        f"dense: the {args.model} model on a {image.shape[0]}x{image.shape[1]} image",
+        "downscale it with --max-size",
+    )
     result = dense_evaluate(net, preprocess(image), fine=args.fine)
     scores = result.scores[0]
+    check_finite(scores, f"dense: {args.image}: the class scores")
     atomic_write(args.out, lambda f: np.save(f, scores, allow_pickle=False))
+    resized = f" (downscaled from {original[0]}x{original[1]})" if factor < 1 else ""
     print(
         f"{args.out}: class scores {scores.shape} (C, H', W') for a {image.shape[0]}x"
-        f"{image.shape[1]} image; output (i, j) is the window at x = {result.stride}*j, "
-        f"y = {result.stride}*i, {result.window}x{result.window} pixels"
+        f"{image.shape[1]} image{resized}; output (i, j) is the window at x = "
+        f"{result.stride}*j, y = {result.stride}*i, {result.window}x{result.window} pixels"
     )
     return 0
+
+
+def check_scenes(args) -> None:
+    from .scenes import TRAINING_RANGES, SceneConfig
+
+    for low, high in (("min_size", "max_size"), ("min_digits", "max_digits")):
+        if getattr(args, low) > getattr(args, high):
+            flags = [f"--{name.replace('_', '-')}" for name in (low, high)]
+            raise ValueError(
+                f"{flags[0]} {getattr(args, low)} is larger than {flags[1]} "
+                f"{getattr(args, high)}; expected {flags[0]} <= {flags[1]}"
+            )
+    smallest = (TRAINING_RANGES if args.varied else SceneConfig()).min_digit_height
+    if args.min_size < smallest:
+        raise ValueError(
+            f"--min-size {args.min_size}: every canvas must hold the smallest digit, "
+            f"{smallest} pixels tall; expected --min-size >= {smallest}"
+        )
+    check_output(args.out, "--out", folder=True, overwrite=args.overwrite)
 
 
 def cmd_scenes(args) -> int:
@@ -151,16 +254,43 @@ def cmd_scenes(args) -> int:
 
 def config_changes(args) -> dict:
     """The config fields a training command's flags override."""
-    changes = {"epochs": args.epochs} if args.epochs else {}
-    if getattr(args, "batch_size", None):
+    changes = {"epochs": args.epochs} if args.epochs is not None else {}
+    if getattr(args, "batch_size", None) is not None:
         changes["batch_size"] = args.batch_size
     if args.seed is not None:
         changes["seed"] = args.seed
     return changes
 
 
+def check_run(args, inputs=()) -> None:
+    """A training command's ``--out`` folder, before anything is read or trained.
+
+    With ``--resume``, the folder of the checkpoint resumed may be written again
+    (that is how a run continues); any other folder must be empty or new, unless
+    ``--overwrite``. No run writes into, over or around an input.
+    """
+    from pathlib import Path
+
+    resumed = False
+    if args.resume:
+        if not Path(args.resume).is_file():
+            raise ValueError(f"--resume {args.resume}: no such checkpoint file")
+        resumed = Path(args.resume).resolve().parent == Path(args.out).resolve()
+    check_output(
+        args.out,
+        "--out",
+        folder=True,
+        overwrite=args.overwrite or resumed,
+        inputs=[path for path in (*inputs, None if resumed else args.resume) if path],
+    )
+
+
 def resume_run(path, changes: dict, backend, expected=None, objective="classification"):
-    """``(net, meta, config, resume)`` to continue a run from its checkpoint."""
+    """``(net, meta, config, resume)`` to continue a run from its checkpoint.
+
+    Refuses a run that has nothing left to do: the checkpoint already at (or past)
+    the epochs asked for.
+    """
     from .train import config_from_meta, load_checkpoint, resume_state
 
     net, meta, velocity = load_checkpoint(path, expected, backend=backend)
@@ -169,7 +299,27 @@ def resume_run(path, changes: dict, backend, expected=None, objective="classific
             f"--resume {path}: a {meta.get('objective', 'classification')} checkpoint, "
             f"expected {objective}"
         )
-    return net, meta, config_from_meta(meta, **changes), resume_state(meta, velocity)
+    config = config_from_meta(meta, path, **changes)
+    if config.epochs <= meta["epoch"]:
+        asked = (
+            f"--epochs {config.epochs}"
+            if "epochs" in changes
+            else f"its config's {config.epochs} epochs"
+        )
+        raise ValueError(
+            f"--resume {path}: the checkpoint is already at epoch {meta['epoch']}, so "
+            f"{asked} leaves nothing to train; expected --epochs above {meta['epoch']}"
+        )
+    return net, meta, config, resume_state(meta, velocity, path)
+
+
+def check_train(args) -> None:
+    if args.model != "mini":
+        raise ValueError(
+            f"--model {args.model}: only the mini digit network trains here; the paper's "
+            "networks need ImageNet, which this package does not fetch"
+        )
+    check_run(args)
 
 
 def cmd_train(args) -> int:
@@ -180,17 +330,6 @@ def cmd_train(args) -> int:
     from .networks import build_network
     from .train import CONFIGS, train
 
-    if args.model != "mini":
-        raise ValueError(
-            f"train: only the mini digit network trains here (got {args.model!r}); the paper's "
-            "networks need ImageNet, which this package does not fetch"
-        )
-    images, labels = load_mnist("train")
-    test_images, test_labels = load_mnist("test")
-    if args.limit:
-        images, labels = images[: args.limit], labels[: args.limit]
-    train_data = (mnist_windows(images), labels.astype(np.int64))
-    test_data = (mnist_windows(test_images), test_labels.astype(np.int64))
     changes = config_changes(args)
     if args.resume:
         net, _, config, resume = resume_run(args.resume, changes, args.backend, "mini")
@@ -198,6 +337,12 @@ def cmd_train(args) -> int:
         config = replace(CONFIGS["mini"], **changes)
         net = build_network("mini", seed=config.seed, backend=args.backend)
         resume = None
+    images, labels = load_mnist("train")
+    test_images, test_labels = load_mnist("test")
+    if args.limit is not None:
+        images, labels = images[: args.limit], labels[: args.limit]
+    train_data = (mnist_windows(images), labels.astype(np.int64))
+    test_data = (mnist_windows(test_images), test_labels.astype(np.int64))
     print(
         f"training mini on {len(images)} MNIST digits, {config.epochs} epochs, "
         f"backend {args.backend}, writing {args.out}"
@@ -220,6 +365,18 @@ def cmd_train(args) -> int:
     return 0
 
 
+def check_evaluate(args) -> None:
+    if args.plot:
+        check_output(
+            args.plot,
+            "--plot",
+            folder=False,
+            overwrite=args.overwrite,
+            inputs=[args.checkpoint],
+            suffix=".png",
+        )
+
+
 def cmd_evaluate(args) -> int:
     import json
 
@@ -230,7 +387,7 @@ def cmd_evaluate(args) -> int:
     path = args.checkpoint or shipped_checkpoint()
     net, meta, _ = load_checkpoint(path, "mini", backend=args.backend)
     images, labels = load_mnist("test")
-    if args.limit:
+    if args.limit is not None:
         images, labels = images[: args.limit], labels[: args.limit]
     labels = labels.astype(np.int64)
     error, predictions = evaluate(net, mnist_windows(images), labels)
@@ -317,6 +474,10 @@ def scene_datasets(args, make, what: str, scene_config=None):
         f"in {time.perf_counter() - t0:.1f} s"
     )
     return train, test
+
+
+def check_scene_training(args) -> None:
+    check_run(args, [args.checkpoint])
 
 
 def cmd_train_regressor(args) -> int:
@@ -445,6 +606,10 @@ def read_inputs(path):
                 f"{path}: a folder must be a COCO scene folder with {ANNOTATIONS_FILE}"
             )
         images, annotations, classes = read_coco(path)
+        if not images:
+            raise ValueError(
+                f"{path / ANNOTATIONS_FILE}: lists no images; expected at least one under 'images'"
+            )
         return images, classes, annotations
     rgb = load_image(path)
     grey = np.round(rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114]))
@@ -452,14 +617,22 @@ def read_inputs(path):
     return [(1, path.name, pixels)], {digit + 1: digit for digit in range(10)}, None
 
 
-def write_results(path, rows, label_to_id) -> None:
+def write_results(path, rows, label_to_id) -> int:
+    """Write ``rows`` as COCO results; returns how many were written.
+
+    Only digits that ``label_to_id`` gives a category id are written: a folder
+    that lists some of the digits has no id for the others, and a result of a
+    category that is not in the ground truth would only be refused by the evaluator.
+    """
     import json
 
     from .detection import coco_results
     from .fileio import atomic_write
 
-    out = coco_results(rows, label_to_id, digits=2)
+    kept = [(image_id, pred) for image_id, pred in rows if pred["label"] in label_to_id]
+    out = coco_results(kept, label_to_id, digits=2)
     atomic_write(path, lambda f: f.write(json.dumps(out, indent=1).encode("utf-8")))
+    return len(kept)
 
 
 def draw_predictions(folder, name, pixels, predictions, truth=None) -> None:
@@ -480,10 +653,108 @@ def draw_predictions(folder, name, pixels, predictions, truth=None) -> None:
 def finish_outputs(args, rows, label_to_id, what: str) -> None:
     """Write ``--out`` (COCO results) and say where ``--draw`` put the drawings."""
     if args.out:
-        write_results(args.out, rows, label_to_id)
-        print(f"{args.out}: {len(rows)} {what} in the COCO format")
+        written = write_results(args.out, rows, label_to_id)
+        print(f"{args.out}: {written} {what} in the COCO format")
+        if written < len(rows):
+            missing = sorted({pred["label"] for _, pred in rows} - set(label_to_id))
+            print(
+                f"  {len(rows) - written} {what} of digits {', '.join(map(str, missing))} left "
+                "out: the folder lists no category for them"
+            )
     if args.draw:
         print(f"drawings in {args.draw}/")
+
+
+def check_image_outputs(args) -> None:
+    """``--out`` and ``--draw`` of localize and detect, and their merge flags."""
+    inputs = [args.input, args.checkpoint]
+    if args.out:
+        check_output(args.out, "--out", folder=False, overwrite=args.overwrite, inputs=inputs)
+    if args.draw:
+        check_output(args.draw, "--draw", folder=True, overwrite=args.overwrite, inputs=inputs)
+    localize_settings(args)
+
+
+def check_drawings(args, items) -> None:
+    """Refuse two images that would be drawn to the same ``--draw`` file."""
+    from pathlib import Path
+
+    if not args.draw:
+        return
+    seen = {}
+    for _, name, _ in items:
+        stem = Path(name).stem
+        if stem in seen:
+            raise ValueError(
+                f"--draw {args.draw}: images {seen[stem]!r} and {name!r} would both be drawn "
+                f"to {stem}.png; draw them from folders whose file names differ"
+            )
+        seen[stem] = name
+
+
+def localize_memory(localizer, height, width, factors, fine: bool, top_k: int) -> int:
+    """An estimate, in bytes, of the peak memory of localizing one ``height x width`` image.
+
+    The largest scale's dense evaluation (:func:`~.dense.dense_memory`, the classifier
+    and the regressor on the same features), plus what is kept from every scale:
+    its class probabilities, boxes and windows (float64), and the candidate boxes
+    of its ``top_k`` classes.
+    """
+    from .dense import dense_memory, offset_plan
+    from .localize import head_layers, scaled_size, scene_border
+
+    classifier = localizer.classifier
+    window = classifier.window()
+    pad = scene_border(window)
+    heads = [head_layers(classifier), localizer.regressor.layers]
+    classes = classifier.output_shape((classifier.in_channels, window, window))[0]
+    boxes = next(
+        layer.out_channels
+        for layer in reversed(localizer.regressor.layers)
+        if hasattr(layer, "out_channels")
+    )
+    # Per window: probabilities (float32), boxes as outputs and in pixels and the window
+    # (float64), and per top class a candidate of 11 float64 values, concatenated once.
+    per_window = 4 * classes + 16 * boxes + 32 + 2 * 11 * 8 * top_k
+    peak, kept = 0, 0
+    for factor in factors:
+        h, w = (side + 2 * pad for side in scaled_size(height, width, factor))
+        if min(h, w) < window:
+            continue
+        peak = max(peak, dense_memory(classifier, h, w, fine, heads))
+        if fine:
+            windows = int(np.prod(offset_plan(classifier, h, w)["fine"]))
+        else:
+            windows = int(np.prod(classifier.output_shape((classifier.in_channels, h, w))[1:]))
+        kept += windows * per_window
+    return peak + kept
+
+
+def check_localize_memory(args, localizer, items, factors, top_k: int) -> list:
+    """Per image, the scale factors to run it at (``--max-size`` applied), after refusing
+    (before any work) an image whose estimated memory is above ``--max-memory``."""
+    from .dense import check_memory
+
+    factors = localizer.factors if factors is None else factors
+    per_image = []
+    for _, name, pixels in items:
+        shrink = downscale_factor(*pixels.shape, args.max_size)
+        scaled = tuple(f * shrink for f in factors)
+        check_memory(
+            localize_memory(localizer, *pixels.shape, scaled, not args.coarse, top_k),
+            args.max_memory,
+            f"{args.command}: {name} ({pixels.shape[0]}x{pixels.shape[1]}) at "
+            f"{len(scaled)} scale(s)",
+            "downscale it with --max-size, or use fewer --scales",
+        )
+        per_image.append(scaled)
+    return per_image
+
+
+def check_result(result, name: str) -> None:
+    """Refuse to report a localization whose boxes or scores are not finite."""
+    check_finite(result.confidences, f"{name}: the box scores")
+    check_finite(result.boxes, f"{name}: the boxes")
 
 
 def cmd_localize(args) -> int:
@@ -492,10 +763,13 @@ def cmd_localize(args) -> int:
     localizer = Localizer.from_checkpoint(args.checkpoint, backend=args.backend)
     factors, settings = localize_settings(args)
     items, classes, truths = read_inputs(args.input)
+    check_drawings(args, items)
+    scales = check_localize_memory(args, localizer, items, factors, settings.top_k)
     label_to_id = {digit: cid for cid, digit in classes.items()}
     rows, predictions = [], []
     for k, (image_id, name, pixels) in enumerate(items):
-        result = localize(localizer, pixels, factors, settings, fine=not args.coarse)
+        result = localize(localizer, pixels, scales[k], settings, fine=not args.coarse)
+        check_result(result, name)
         top = result.top(args.top)
         predictions.append(top)
         print(
@@ -513,11 +787,10 @@ def cmd_localize(args) -> int:
             draw_predictions(args.draw, name, pixels, top, truths[k] if truths else None)
     finish_outputs(args, rows, label_to_id, "results")
     if truths is not None and truths and all(len(t) == 1 for t in truths):
-        error = localization_error(predictions, [t[0] for t in truths], top=(1, args.top))
-        print(
-            f"localization error on {error['n']} single-digit scenes: top-1 "
-            f"{100 * error['top1']:.1f}%, top-{args.top} {100 * error[f'top{args.top}']:.1f}%"
-        )
+        ks = sorted({1, args.top})
+        error = localization_error(predictions, [t[0] for t in truths], top=tuple(ks))
+        scores = ", ".join(f"top-{k} {100 * error[f'top{k}']:.1f}%" for k in ks)
+        print(f"localization error on {error['n']} single-digit scenes: {scores}")
     return 0
 
 
@@ -600,17 +873,21 @@ def detect_settings(args):
 
 
 def cmd_detect(args) -> int:
-    from .detection import detect
+    from .detection import check_detector, detect
     from .localize import Localizer
 
     localizer = Localizer.from_checkpoint(args.checkpoint, backend=args.backend)
+    check_detector(localizer, args.checkpoint or "the shipped localizer")
     factors, merge = localize_settings(args)
     settings = detect_settings(args)
     items, classes, truths = read_inputs(args.input)
+    check_drawings(args, items)
+    scales = check_localize_memory(args, localizer, items, factors, merge.top_k)
     label_to_id = {digit: cid for cid, digit in classes.items()}
     rows = []
     for k, (image_id, name, pixels) in enumerate(items):
-        result = detect(localizer, pixels, factors, merge, settings, fine=not args.coarse)
+        result = detect(localizer, pixels, scales[k], merge, settings, fine=not args.coarse)
+        check_result(result, name)
         found = result.top(len(result.boxes))
         if not args.quiet:
             print(f"{name} (id {image_id}): {len(found)} detections")
@@ -626,6 +903,18 @@ def cmd_detect(args) -> int:
             draw_predictions(args.draw, name, pixels, shown, truths[k] if truths else None)
     finish_outputs(args, rows, label_to_id, "detections")
     return 0
+
+
+def check_evaluate_detections(args) -> None:
+    if args.plot:
+        check_output(
+            args.plot,
+            "--plot",
+            folder=False,
+            overwrite=args.overwrite,
+            inputs=[args.ground_truth, args.predictions],
+            suffix=".png",
+        )
 
 
 def cmd_evaluate_detections(args) -> int:
@@ -648,22 +937,53 @@ def add_merge_arguments(p, default) -> None:
     p.add_argument("--factors", metavar="LIST", help="explicit resize factors, e.g. 1,0.63,0.4")
     p.add_argument(
         "--top-classes",
-        type=int,
+        type=positive,
         default=default.top_k,
         help="k: classes per scale whose boxes are merged",
     )
-    p.add_argument("--threshold", type=float, default=default.threshold, help="merge threshold t")
+    p.add_argument(
+        "--threshold",
+        type=number(),
+        default=default.threshold,
+        help="merge threshold t (boxes merge while their match score is <= t)",
+    )
     p.add_argument("--score", default=default.score, choices=("center_iou", "iou", "center"))
     p.add_argument("--average", default=default.average, choices=("pair", "count", "confidence"))
     p.add_argument("--method", default=default.method, choices=("fast", "literal", "cuda"))
     p.add_argument(
         "--min-confidence",
-        type=float,
+        type=probability,
         default=default.min_confidence,
-        help="windows below this class probability do not vote",
+        help="windows below this class probability (0 to 1) do not vote",
     )
     p.add_argument("--coarse", action="store_true", help="without offset pooling")
+    add_size_arguments(p)
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out file and --draw folder"
+    )
 
+
+def add_size_arguments(p) -> None:
+    """``--max-size`` and ``--max-memory``: what keeps a huge image from exhausting memory."""
+    p.add_argument(
+        "--max-size",
+        type=positive,
+        metavar="PIXELS",
+        help="downscale images whose longer side is above this before evaluating them",
+    )
+    p.add_argument(
+        "--max-memory",
+        type=number(0, low_open=True),
+        default=MEMORY_LIMIT_GIB,
+        metavar="GIB",
+        help="refuse an evaluation estimated to need more memory than this "
+        f"(default {MEMORY_LIMIT_GIB:g} GiB)",
+    )
+
+
+OVERWRITE_RUN_HELP = "write into a non-empty --out folder (the checkpoint and logs are replaced)"
+# The test scenes of a scene-trained run use the next seed.
+scene_seed = integer(0, MAX_SEED - 1)
 
 PLAIN_SCENES_HELP = (
     "train on the default scenes (grey 24, noise 16, light ink) instead of the varied "
@@ -675,7 +995,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .detection import detect_merge_settings
     from .localize import MergeSettings
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="overfeat-scratch",
         description="OverFeat from scratch in NumPy and Numba-CUDA.",
     )
@@ -685,12 +1005,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", choices=["accurate", "fast", "mini"])
     p.add_argument(
         "--size",
-        type=int,
+        type=positive,
         nargs=2,
         metavar=("H", "W"),
         help="input size (default: the network's window)",
     )
-    p.set_defaults(func=cmd_summary)
+    p.set_defaults(func=cmd_summary, check=lambda args: None)
 
     p = sub.add_parser("classify", help="top-k classes of an image with released weights")
     p.add_argument("--weights", required=True, help="net_weight_0 (fast) or net_weight_1")
@@ -699,30 +1019,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scales", metavar="LIST", help="e.g. 245,281x317 (default: the paper's six)")
     p.add_argument("--no-flip", action="store_true", help="multiscale without mirror images")
     p.add_argument("--coarse", action="store_true", help="multiscale without offset pooling")
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--top", type=positive, default=5, help="classes listed")
     p.add_argument("--names", help="text file of class names, one per line, in output order")
+    p.add_argument(
+        "--max-memory",
+        type=number(0, low_open=True),
+        default=MEMORY_LIMIT_GIB,
+        metavar="GIB",
+        help="refuse scales estimated to need more memory than this "
+        f"(default {MEMORY_LIMIT_GIB:g} GiB)",
+    )
     p.add_argument("--backend", default="numpy")
     p.add_argument("image")
-    p.set_defaults(func=cmd_classify)
+    p.set_defaults(func=cmd_classify, check=check_classify)
 
     p = sub.add_parser("dense", help="write the raw class-score map of an image (.npy)")
     p.add_argument("--weights", required=True)
     p.add_argument("--model", required=True, choices=sorted(paper.ARCHITECTURES))
     p.add_argument("--fine", action="store_true", help="offset pooling: 3x (or 2x) denser map")
     p.add_argument("--out", required=True, help="output .npy file, (C, H', W') float32")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    add_size_arguments(p)
     p.add_argument("--backend", default="numpy")
     p.add_argument("image")
-    p.set_defaults(func=cmd_dense)
+    p.set_defaults(func=cmd_dense, check=check_dense)
 
     p = sub.add_parser("scenes", help="write MNIST digit scenes with boxes (COCO folder)")
-    p.add_argument("--n", type=int, required=True, help="number of scenes")
-    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--n", type=positive, required=True, help="number of scenes")
+    p.add_argument("--seed", type=seed, required=True)
     p.add_argument("--out", required=True, help="output folder: annotations.json, images/")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     p.add_argument("--split", choices=("test", "train"), default="test", help="MNIST digits used")
-    p.add_argument("--min-digits", type=int, default=1)
-    p.add_argument("--max-digits", type=int, default=5)
-    p.add_argument("--min-size", type=int, default=96, help="smallest canvas side")
-    p.add_argument("--max-size", type=int, default=192, help="largest canvas side")
+    p.add_argument("--min-digits", type=positive, default=1)
+    p.add_argument("--max-digits", type=positive, default=5)
+    p.add_argument(
+        "--min-size", type=integer(1, MAX_CANVAS), default=96, help="smallest canvas side"
+    )
+    p.add_argument(
+        "--max-size",
+        type=integer(1, MAX_CANVAS),
+        default=192,
+        help=f"largest canvas side (at most {MAX_CANVAS})",
+    )
     p.add_argument("--no-clutter", action="store_true", help="flat background, no fragments")
     p.add_argument(
         "--varied",
@@ -730,27 +1068,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="grey, ink, noise, polarity, blur, clutter and heights drawn per scene from the "
         "training ranges (scenes.TRAINING_RANGES)",
     )
-    p.set_defaults(func=cmd_scenes)
+    p.set_defaults(func=cmd_scenes, check=check_scenes)
 
     p = sub.add_parser("train", help="train the mini network on MNIST (momentum SGD)")
     p.add_argument("--model", default="mini", help="mini (the paper's networks need ImageNet)")
-    p.add_argument("--epochs", type=int, help="default: the mini config's")
+    p.add_argument("--epochs", type=positive, help="default: the mini config's")
     p.add_argument("--out", default="runs/mini", help="checkpoint, logs and curves go here")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--batch-size", type=int, help="default: the mini config's")
-    p.add_argument("--limit", type=int, help="train on the first N digits only (quick runs)")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_RUN_HELP)
+    p.add_argument("--seed", type=seed)
+    p.add_argument("--batch-size", type=positive, help="default: the mini config's")
+    p.add_argument("--limit", type=positive, help="train on the first N digits only (quick runs)")
     p.add_argument("--backend", default="numpy")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, check=check_train)
 
     p = sub.add_parser("evaluate", help="test error of mini on the MNIST test set")
     p.add_argument("--checkpoint", help="default: the shipped weights")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="PNG", help="save the confusion matrix here")
-    p.add_argument("--limit", type=int, help="the first N test digits only")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
+    p.add_argument("--limit", type=positive, help="the first N test digits only")
     p.add_argument("--backend", default="numpy")
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate, check=check_evaluate)
 
     p = sub.add_parser("train-regressor", help="train mini's box regressor on digit scenes")
     p.add_argument(
@@ -759,38 +1099,44 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint's (default: the shipped detector)",
     )
     p.add_argument("--shared", action="store_true", help="one box for all classes")
-    p.add_argument("--epochs", type=int, help="default: the regressor config's")
+    p.add_argument("--epochs", type=positive, help="default: the regressor config's")
     p.add_argument("--out", default="runs/regressor", help="checkpoint, logs and curves go here")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint")
-    p.add_argument("--seed", type=int, help="initialisation and batch order")
-    p.add_argument("--scenes", type=int, default=4000, help="single-digit training scenes")
-    p.add_argument("--test-scenes", type=int, default=500, help="held-out scenes for test error")
-    p.add_argument("--scene-seed", type=int, default=1, help="seed of the generated scenes")
-    p.add_argument("--per-scale", type=int, default=8, help="windows per scene and scale")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_RUN_HELP)
+    p.add_argument("--seed", type=seed, help="initialisation and batch order")
+    p.add_argument("--scenes", type=positive, default=4000, help="single-digit training scenes")
+    p.add_argument(
+        "--test-scenes", type=positive, default=500, help="held-out scenes for test error"
+    )
+    p.add_argument("--scene-seed", type=scene_seed, default=1, help="seed of the generated scenes")
+    p.add_argument("--per-scale", type=positive, default=8, help="windows per scene and scale")
     p.add_argument("--plain-scenes", action="store_true", help=PLAIN_SCENES_HELP)
     p.add_argument("--backend", default="numpy")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train_regressor)
+    p.set_defaults(func=cmd_train_regressor, check=check_scene_training)
 
     p = sub.add_parser("localize", help="classify and box the digits of images (the merge)")
     p.add_argument("--checkpoint", help="a train-regressor checkpoint (default: shipped)")
-    p.add_argument("--top", type=int, default=5, help="boxes printed and written per image")
+    p.add_argument("--top", type=positive, default=5, help="boxes printed and written per image")
     p.add_argument("--out", metavar="JSON", help="write the boxes in the COCO results format")
     p.add_argument("--draw", metavar="DIR", help="draw the boxes on each image into DIR")
     add_merge_arguments(p, MergeSettings())
     p.add_argument("--backend", default="numpy")
     p.add_argument("input", metavar="IMAGE_OR_DIR", help="an image, or a COCO scene folder")
-    p.set_defaults(func=cmd_localize)
+    p.set_defaults(func=cmd_localize, check=check_image_outputs)
 
     p = sub.add_parser("train-detector", help="fine-tune mini with a background class on scenes")
     p.add_argument("--checkpoint", help="the classifier to start from (default: shipped mini)")
-    p.add_argument("--epochs", type=int, help="default: the detector config's")
+    p.add_argument("--epochs", type=positive, help="default: the detector config's")
     p.add_argument("--out", default="runs/detector", help="checkpoint, logs and curves go here")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint")
-    p.add_argument("--seed", type=int, help="initialisation, batch order and negatives")
-    p.add_argument("--scenes", type=int, default=12000, help="multi-digit training scenes")
-    p.add_argument("--test-scenes", type=int, default=300, help="held-out scenes for test error")
-    p.add_argument("--scene-seed", type=int, default=11, help="seed of the generated scenes")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_RUN_HELP)
+    p.add_argument("--seed", type=seed, help="initialisation, batch order and negatives")
+    p.add_argument("--scenes", type=positive, default=12000, help="multi-digit training scenes")
+    p.add_argument(
+        "--test-scenes", type=positive, default=300, help="held-out scenes for test error"
+    )
+    p.add_argument("--scene-seed", type=scene_seed, default=11, help="seed of the generated scenes")
     p.add_argument("--no-mining", action="store_true", help="random negatives only (ablation)")
     p.add_argument(
         "--plain-scenes",
@@ -799,7 +1145,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--backend", default="numpy")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train_detector)
+    p.set_defaults(func=cmd_train_detector, check=check_scene_training)
 
     p = sub.add_parser("detect", help="find every digit in images (merge or NMS)")
     p.add_argument(
@@ -807,37 +1153,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", metavar="JSON", help="write the detections in the COCO results format")
     p.add_argument("--draw", metavar="DIR", help="draw the detections on each image into DIR")
-    p.add_argument("--draw-min-score", type=float, default=1.0, help="draw only boxes above this")
+    p.add_argument(
+        "--draw-min-score", type=score, default=1.0, help="draw only boxes above this (>= 0)"
+    )
     p.add_argument("--final", default="merge", choices=("merge", "nms"))
-    p.add_argument("--nms-iou", type=float, default=0.3, help="IoU above which NMS suppresses")
-    p.add_argument("--min-score", type=float, default=0.0, help="drop detections below this")
-    p.add_argument("--show", type=int, default=10, help="detections printed per image")
+    p.add_argument(
+        "--nms-iou", type=probability, default=0.3, help="IoU (0 to 1) above which NMS suppresses"
+    )
+    p.add_argument("--min-score", type=score, default=0.0, help="drop detections below this (>= 0)")
+    p.add_argument("--show", type=count, default=10, help="detections printed per image")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     add_merge_arguments(p, detect_merge_settings())
     p.add_argument("--backend", default="numpy")
     p.add_argument("input", metavar="IMAGE_OR_DIR", help="an image, or a COCO scene folder")
-    p.set_defaults(func=cmd_detect)
+    p.set_defaults(func=cmd_detect, check=check_image_outputs)
 
     p = sub.add_parser("evaluate-detections", help="AP@0.5, mAP and COCO AP of COCO results")
     p.add_argument("ground_truth", metavar="GT.json", help="COCO annotations (or a scene folder)")
     p.add_argument("predictions", metavar="PREDS.json", help="COCO results list")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="PNG", help="save the precision-recall curves here")
-    p.set_defaults(func=cmd_evaluate_detections)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
+    p.set_defaults(func=cmd_evaluate_detections, check=check_evaluate_detections)
 
     p = sub.add_parser("demo", help="the main job: mini on digits and a scene, the paper networks")
     p.add_argument("--backend", default="numpy", help="numpy (default) or cuda")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=positive, default=3, help="timed forward passes")
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", default="out/demo", help="figures go here")
-    p.set_defaults(func=cmd_demo)
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    p.set_defaults(func=cmd_demo, check=check_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run a command; returns its exit status.
+
+    Bad input of any kind (an argument out of range, an output that exists, a
+    malformed file, an image too large for the memory limit) is status 2 and one
+    line on stderr naming what was wrong and what was expected; nothing has been
+    written by then, unless the problem is found in the middle of the work (a loss
+    that turns NaN).
+    """
     try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit:  # argparse: 2 for bad arguments (said already), 0 for --help
+        return exit.code if isinstance(exit.code, int) else 2
+    try:
+        args.check(args)
         return args.func(args)
+    except MemoryError as error:
+        print(f"overfeat-scratch {args.command}: error: out of memory: {error}", file=sys.stderr)
+        return 2
     except (ValueError, TypeError, RuntimeError, OSError) as error:
         print(f"overfeat-scratch {args.command}: error: {error}", file=sys.stderr)
         return 2

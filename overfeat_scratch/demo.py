@@ -204,10 +204,12 @@ def paper_networks(backend: str, seed: int, repeats: int) -> None:
 def run(
     out="out/demo", backend="numpy", seed=0, repeats=3, digits=2000, scenes=20, min_score=5.0
 ) -> None:
+    from .checks import check_positive_int
     from .digits import shipped_checkpoint
     from .localize import Localizer, shipped_regressor
     from .train import load_checkpoint
 
+    check_positive_int(repeats, "demo: repeats")
     out = Path(out)
     path = shipped_checkpoint()
     net, meta, _ = load_checkpoint(path, "mini", backend=backend)

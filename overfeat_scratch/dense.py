@@ -174,6 +174,88 @@ def fine_multiply_adds(net: Sequential, height: int, width: int) -> tuple[int, i
     return features, classifier
 
 
+# The memory a command lets one dense evaluation take, in GiB, unless told otherwise
+# (``--max-memory``): above it the command refuses before it starts, with the estimate
+# (:func:`dense_memory`) and how to bring it down.
+MEMORY_LIMIT_GIB = 4.0
+
+
+def _layer_memory(layer, shape: tuple, n: int) -> tuple[int, int, tuple]:
+    """``(temporary, kept, output shape)``: elements one layer's forward pass over ``n``
+    inputs of ``shape`` allocates for the pass only, and keeps afterwards.
+
+    Layers keep references to what their backward pass would need (a convolution its
+    input, a ReLU its output, a pool its winners' indices), in evaluation too, so
+    every layer's output stays alive until the network's next forward pass. A
+    convolution's temporaries are the padded input, the im2col columns (for as many
+    images at a time as :data:`~overfeat_scratch.conv.GROUP_COLUMNS` allows), the
+    product and the product with the bias; an in-place ReLU allocates nothing.
+    """
+    from .conv import GROUP_COLUMNS
+    from .layers import Conv2d, Dropout, MaxPool2d, ReLU
+
+    out = layer.output_shape(shape)
+    outputs = n * int(np.prod(out))
+    if isinstance(layer, Conv2d):
+        c, h, w = shape
+        positions = out[1] * out[2]
+        images = min(n, max(1, GROUP_COLUMNS // positions))
+        padded = n * c * (h + 2 * layer.padding) * (w + 2 * layer.padding) if layer.padding else 0
+        return padded + images * positions * c * layer.kernel**2 + 2 * outputs, outputs, out
+    if isinstance(layer, MaxPool2d):
+        return 0, 2 * outputs, out
+    if isinstance(layer, Dropout) or (isinstance(layer, ReLU) and layer.inplace):
+        return 0, 0, out
+    return 0, outputs, out
+
+
+def dense_memory(net: Sequential, height: int, width: int, fine: bool = False, heads=None) -> int:
+    """An estimate, in bytes, of the peak memory of a dense evaluation of one input.
+
+    ``net`` on one ``(C, height, width)`` input, as :func:`dense_evaluate` (``heads``
+    ``None``) or :func:`dense_evaluate_heads` runs it: the input, every layer's
+    output (:func:`_layer_memory`: layers keep them), the largest temporaries of
+    one layer, and with ``fine`` the ``s*s`` pooled maps and the interleaved map.
+    It counts the arrays of the NumPy backend: an estimate for refusing inputs
+    that cannot fit, within some tens of percent, not an exact account.
+    """
+    itemsize = np.dtype(net.dtype).itemsize
+    shape = (net.in_channels, height, width)
+    net.check_size(height, width)
+    if heads is None and not fine:
+        split, heads = len(net.layers), []
+    else:
+        split = last_pool_index(net)
+        heads = [net.layers[split + 1 :]] if heads is None else heads
+    kept, peak = int(np.prod(shape)), 0
+    for layer in net.layers[:split]:
+        temporary, more, shape = _layer_memory(layer, shape, 1)
+        peak, kept = max(peak, kept + temporary + more), kept + more
+    if split < len(net.layers):
+        n = net.layers[split].stride ** 2 if fine else 1
+        temporary, more, pooled = _layer_memory(net.layers[split], shape, n)
+        peak, kept = max(peak, kept + temporary + more), kept + more
+        for head in heads:
+            head_shape = pooled
+            for layer in head:
+                temporary, more, head_shape = _layer_memory(layer, head_shape, n)
+                peak, kept = max(peak, kept + temporary + more), kept + more
+            kept += n * int(np.prod(head_shape))  # the interleaved map
+    return max(peak, kept) * itemsize
+
+
+def check_memory(estimate: int, limit_gib: float, what: str, remedy: str) -> None:
+    """Refuse (``MemoryError``) a computation whose estimated memory exceeds the limit.
+
+    ``what`` names the computation, ``remedy`` says how to make it smaller.
+    """
+    if estimate > limit_gib * 2**30:
+        raise MemoryError(
+            f"{what} would take about {estimate / 2**30:.1f} GiB of memory, more than the "
+            f"limit of {limit_gib:g} GiB; {remedy} (or raise the limit with --max-memory)"
+        )
+
+
 def softmax(scores: np.ndarray, axis: int = 1) -> np.ndarray:
     z = scores - scores.max(axis=axis, keepdims=True)
     e = np.exp(z)

@@ -372,12 +372,33 @@ def detect_merge_settings(**changes):
     return MergeSettings(**{"top_k": DIGITS, "threshold": 0.3, **changes})
 
 
+def check_detector(localizer, source="the localizer") -> None:
+    """Refuse a localizer whose classifier has no background class.
+
+    Without one, every window of a scene must vote for some digit, and empty
+    ground becomes confident detections. ``source`` names the checkpoint in the
+    message.
+    """
+    classifier = localizer.classifier
+    window = classifier.window()
+    outputs = classifier.output_shape((classifier.in_channels, window, window))[0]
+    if outputs != DIGITS + 1:
+        raise ValueError(
+            f"detect: {source} reads the features of {classifier.name!r}, which has {outputs} "
+            f"outputs and no background class; detection needs a regressor trained on a "
+            "mini-detector (train-detector, then train-regressor --checkpoint on its "
+            "checkpoint); for one object per image, use localize"
+        )
+
+
 def detect(localizer, image, factors=None, merge=None, settings=None, fine=True):
     """Detections of an ``(H, W)`` uint8 grey image: ``Localization`` with the boxes
-    that survive, best first (paper Section 5)."""
+    that survive, best first (paper Section 5). The localizer's classifier must have
+    a background class (:func:`check_detector`)."""
     from .localize import Localization, localize, window_candidates
     from .nms import non_max_suppression
 
+    check_detector(localizer)
     settings = DetectSettings() if settings is None else settings
     if settings.final not in ("merge", "nms"):
         raise ValueError(f"detect: final step {settings.final!r}; expected 'merge' or 'nms'")

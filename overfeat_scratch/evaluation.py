@@ -69,7 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .scenes import ANNOTATIONS_FILE
+from .scenes import ANNOTATIONS_FILE, bbox_problem
 
 COCO_IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))
 INTERPOLATIONS = ("all-point", "coco101")
@@ -240,7 +240,14 @@ def _read_source(source, what: str, root: str, folder_ok: bool):
     if not isinstance(source, (str, os.PathLike)):
         return f"<{what}>", source
     path = Path(source)
-    if folder_ok and path.is_dir():
+    if path.is_dir():
+        if not folder_ok:
+            raise ValueError(f"{path}: is a folder; expected the {what} as a COCO JSON file")
+        if not (path / ANNOTATIONS_FILE).is_file():
+            raise ValueError(
+                f"{path}: the folder holds no {ANNOTATIONS_FILE}; expected the {what} as a "
+                f"COCO JSON file or a scene folder with {ANNOTATIONS_FILE}"
+            )
         path = path / ANNOTATIONS_FILE
     if not path.is_file():
         raise ValueError(f"{path}: no such file; expected the {what} as COCO JSON")
@@ -353,7 +360,8 @@ def load_ground_truth(source) -> GroundTruth:
 
     Anything malformed is a ``ValueError`` naming the file and the entry: invalid or
     truncated JSON, missing keys, wrong types, a bbox that is not four finite numbers
-    or has a negative width or height, duplicate image or category ids or category
+    or has a width or height that is not positive (the scene reader's rule,
+    :func:`~overfeat_scratch.scenes.bbox_problem`), duplicate image or category ids or category
     names, an annotation whose image or category is not listed.
     """
     source, data = _read_source(source, "ground truth", "", folder_ok=True)
@@ -374,7 +382,11 @@ def load_ground_truth(source) -> GroundTruth:
             where += f" (id {entry['id']})"
         image_id = _integer(source, where, entry, "image_id")
         cid = _integer(source, where, entry, "category_id")
-        bbox = _bbox(source, where, entry)
+        bbox = _field(source, where, entry, "bbox", list, "a list [x, y, w, h]")
+        problem = bbox_problem(bbox)
+        if problem:
+            raise ValueError(f"{source}: {where}: {problem}")
+        bbox = [float(v) for v in bbox]
         if image_id not in seen:
             raise ValueError(f"{source}: {where}: image_id {image_id} is not among the images")
         if cid not in categories:

@@ -14,7 +14,8 @@ import numpy as np
 def load_image(path) -> np.ndarray:
     """An ``(H, W, 3)`` uint8 RGB array from a PNG or JPEG file (grey becomes RGB).
 
-    A missing, unreadable, truncated or non-image file is a clear ``ValueError``
+    16-bit pixels are scaled to 8 bits (:func:`pixels_8bit`). A missing,
+    unreadable, truncated or non-image file is a clear ``ValueError``
     (``FileNotFoundError`` when missing).
     """
     from PIL import Image, UnidentifiedImageError
@@ -27,10 +28,41 @@ def load_image(path) -> np.ndarray:
             img.load()
             if img.format not in ("PNG", "JPEG"):
                 raise ValueError(f"image {path}: expected a PNG or JPEG file, got {img.format}")
-            rgb = img.convert("RGB")
+            pixels = pixels_8bit(img, "RGB", f"image {path}")
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ValueError(f"image {path}: cannot be read as PNG or JPEG ({error})") from None
-    return np.asarray(rgb, dtype=np.uint8).copy()
+    return pixels
+
+
+# Pillow's integer modes: 16-bit grey in either byte order, and 32-bit integers.
+WIDE_INTEGER_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def pixels_8bit(img, mode: str, name: str) -> np.ndarray:
+    """The pixels of a Pillow image as uint8 in ``mode`` (``"L"`` or ``"RGB"``).
+
+    Pillow's ``convert`` clips 16-bit grey to 0..255, so that all but the darkest
+    pixels turn white; here 16-bit values ``v`` (0..65535) become ``round(v / 257)``,
+    which maps 65535 to 255 and keeps the image's contrast. (Pillow itself already
+    scales 16-bit colour and grey-with-alpha PNGs to 8 bits when it reads them.)
+    Integer images with values outside 0..65535 and floating-point images are
+    refused: there is no one right way to show them in 8 bits.
+    """
+    if img.mode in WIDE_INTEGER_MODES:
+        values = np.asarray(img).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ValueError(
+                f"{name}: {img.mode} pixels range {values.min()}..{values.max()}; expected "
+                "8-bit or 16-bit pixels (0..65535)"
+            )
+        grey = ((values * 2 + 257) // 514).astype(np.uint8)  # round(v / 257), halves up
+        return grey if mode == "L" else np.repeat(grey[:, :, None], 3, axis=2)
+    if img.mode == "F":
+        raise ValueError(
+            f"{name}: floating-point pixels (mode F); expected 8-bit or 16-bit integer pixels"
+        )
+    converted = img if img.mode == mode else img.convert(mode)
+    return np.asarray(converted, dtype=np.uint8).copy()
 
 
 def check_image(image, name="image") -> np.ndarray:

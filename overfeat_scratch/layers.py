@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import Backend, get_backend
-from .checks import check_float_array, check_positive_int, conv_output_size
+from .checks import check_float_array, check_positive_int, check_std, conv_output_size
 
 
 class Layer:
@@ -35,6 +35,24 @@ class Layer:
 
     def backward(self, dy):
         raise NotImplementedError
+
+    def forward_state(self, *names):
+        """What the last forward pass kept for the backward pass (an error before any)."""
+        values = [getattr(self, name, None) for name in names]
+        if any(value is None for value in values):
+            raise RuntimeError(
+                f"{self.name}: backward() called before forward(); run a forward pass first"
+            )
+        return values
+
+    def check_rank(self, x, layout: str = "(N, C, H, W)") -> None:
+        """Refuse an input whose rank is not that of ``layout``."""
+        rank = layout.count(",") + 1
+        if len(getattr(x, "shape", ())) != rank:
+            raise ValueError(
+                f"{self.name}: expected an {layout} input, got shape "
+                f"{tuple(getattr(x, 'shape', ()))}"
+            )
 
     def __call__(self, x):
         return self.forward(x)
@@ -105,6 +123,7 @@ class Conv2d(Layer):
         self.kernel = check_positive_int(kernel, f"{self.name} kernel")
         self.stride = check_positive_int(stride, f"{self.name} stride")
         self.padding = check_positive_int(padding, f"{self.name} padding", minimum=0)
+        init_std = check_std(init_std, f"{self.name} init_std")
         shape = (self.out_channels, self.in_channels, self.kernel, self.kernel)
         if rng is None:
             w = np.zeros(shape, np.float32)
@@ -130,6 +149,7 @@ class Conv2d(Layer):
         return ho * wo * self.out_channels * self.in_channels * self.kernel**2
 
     def forward(self, x):
+        self.check_rank(x)
         self.output_shape(tuple(x.shape[1:]))
         self.x = x
         args = (x, self.params["w"], self.params["b"], self.stride, self.padding)
@@ -142,10 +162,11 @@ class Conv2d(Layer):
 
     def backward(self, dy, input_grad: bool = True):
         """``dx`` (``None`` with ``input_grad=False``); sets ``grads["w"]``, ``grads["b"]``."""
+        (x,) = self.forward_state("x")
         saved = getattr(self, "saved", None)
         extra = {} if saved is None else {"saved": saved}
         dx, dw, db = self.backend.conv2d_backward(
-            dy, self.x, self.params["w"], self.stride, self.padding, input_grad=input_grad, **extra
+            dy, x, self.params["w"], self.stride, self.padding, input_grad=input_grad, **extra
         )
         self.saved = None  # used once: the next backward pass follows a new forward pass
         self.grads = {"w": dw, "b": db}
@@ -196,15 +217,15 @@ class MaxPool2d(Layer):
         return (c, ho, wo)
 
     def forward(self, x):
+        self.check_rank(x)
         self.output_shape(tuple(x.shape[1:]))
         y, self.arg = self.backend.max_pool2d_forward(x, self.kernel, self.stride)
         self.x_shape = tuple(x.shape)
         return y
 
     def backward(self, dy):
-        return self.backend.max_pool2d_backward(
-            dy, self.arg, self.x_shape, self.kernel, self.stride
-        )
+        arg, x_shape = self.forward_state("arg", "x_shape")
+        return self.backend.max_pool2d_backward(dy, arg, x_shape, self.kernel, self.stride)
 
     def describe(self):
         return f"{self.kernel}x{self.kernel}, stride {self.stride}"
@@ -226,7 +247,8 @@ class ReLU(Layer):
         return self.y
 
     def backward(self, dy):
-        return self.backend.relu_backward(dy, self.y)
+        (y,) = self.forward_state("y")
+        return self.backend.relu_backward(dy, y)
 
 
 class Dropout(Layer):
@@ -278,7 +300,8 @@ class Flatten(Layer):
         return self.backend.reshape(x, (x.shape[0], -1))
 
     def backward(self, dy):
-        return self.backend.reshape(dy, self.x_shape)
+        (x_shape,) = self.forward_state("x_shape")
+        return self.backend.reshape(dy, x_shape)
 
 
 class Linear(Layer):
@@ -290,6 +313,7 @@ class Linear(Layer):
         super().__init__(name)
         self.in_features = check_positive_int(in_features, f"{self.name} in_features")
         self.out_features = check_positive_int(out_features, f"{self.name} out_features")
+        init_std = check_std(init_std, f"{self.name} init_std")
         shape = (self.out_features, self.in_features)
         w = (
             np.zeros(shape, np.float32)
@@ -310,12 +334,14 @@ class Linear(Layer):
         return self.in_features * self.out_features
 
     def forward(self, x):
+        self.check_rank(x, "(N, D)")
         self.output_shape(tuple(x.shape[1:]))
         self.x = x
         return self.backend.linear_forward(x, self.params["w"], self.params["b"])
 
     def backward(self, dy):
-        dx, dw, db = self.backend.linear_backward(dy, self.x, self.params["w"])
+        (x,) = self.forward_state("x")
+        dx, dw, db = self.backend.linear_backward(dy, x, self.params["w"])
         self.grads = {"w": dw, "b": db}
         return dx
 
@@ -476,7 +502,8 @@ class Sequential(Layer):
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Copy parameters in by name; names and shapes must match exactly."""
+        """Copy parameters in by name; names and shapes must match exactly, and every
+        value must be finite (a NaN weight would make every answer NaN or garbage)."""
         expected = {name: layer.params[key].shape for name, layer, key in self.named_parameters()}
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
@@ -491,9 +518,12 @@ class Sequential(Layer):
                     f"{self.name}: parameter {name} has shape {tuple(np.shape(state[name]))}, "
                     f"expected {tuple(shape)}"
                 )
+        for name in expected:
+            check_float_array(
+                np.asarray(state[name]), f"{self.name}: parameter {name}", finite=True
+            )
         for name, layer, key in self.named_parameters():
             value = np.asarray(state[name])
-            check_float_array(value, f"parameter {name}")
             layer.params[key] = self.backend.asarray(value, dtype=self.dtype)
 
     def describe(self):

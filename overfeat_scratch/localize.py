@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import check_finite
 from .dense import dense_evaluate_heads, last_pool_index, run_layers, softmax
 from .image import resize_bilinear
 from .layers import Sequential
@@ -507,7 +508,8 @@ def scale_outputs(
     side, of grey ``fill`` (default: the scene's median); boxes and windows are given
     in the original image's pixels (windows over the border start at negative
     coordinates). Returns ``None`` when the resized image, border included, is
-    smaller than the window.
+    smaller than the window. Probabilities or boxes that are not finite (weights
+    that overflow) are a :class:`~overfeat_scratch.checks.NonFiniteError`.
     """
     classifier = localizer.classifier
     pad = scene_border(classifier.window(), border)
@@ -530,6 +532,10 @@ def scale_outputs(
     half = window / 2
     windows = (centers[0] + np.array([-half, -half, half, half])[:, None, None]) / scale[0]
     size = (resized.shape[0] - 2 * pad, resized.shape[1] - 2 * pad)
+    # Weights that overflow float32 give NaN probabilities, which no window's
+    # confidence passes: refused here, or they would read as "nothing found".
+    check_finite(probs, f"localize: the class probabilities at scale {factor}")
+    check_finite(boxes, f"localize: the boxes at scale {factor}")
     return ScaleOutput(factor, size, probs, boxes, windows)
 
 
@@ -719,8 +725,12 @@ def localization_error(predictions, truths, top=(1, 5), iou=0.5) -> dict:
     ``predictions``: per image a list of ``{"box", "label"}`` ranked best first;
     ``truths``: per image the true ``{"box", "label"}``. A guess is right when its
     label is right and its box has IoU >= ``iou`` with the true box. Returns
-    ``{"top1": error, "top5": error, "n": images}`` for each ``k`` in ``top``.
+    ``{"top1": error, "top5": error, "n": images}`` for each ``k`` in ``top``
+    (each ``k >= 1``; a ``k`` given twice is counted once).
     """
+    top = tuple(sorted(set(top)))
+    if not top or not all(isinstance(k, (int, np.integer)) and k >= 1 for k in top):
+        raise ValueError(f"localization_error: expected top-k values k >= 1, got {top}")
     if len(predictions) != len(truths):
         raise ValueError(
             f"localization_error: {len(predictions)} predictions for {len(truths)} images"

@@ -78,8 +78,12 @@ class SGD:
         self.momentum = float(momentum)
         self.weight_decay = float(weight_decay)
         backend = net.backend
+        # Each velocity has its parameter's dtype: a float64 network (gradient checks)
+        # keeps float64 velocities, or its updates would be rounded to float32.
         self.velocity = {
-            name: backend.asarray(np.zeros(layer.params[key].shape, np.float32))
+            name: backend.asarray(
+                np.zeros(layer.params[key].shape), dtype=np.dtype(layer.params[key].dtype)
+            )
             for name, layer, key in net.named_parameters()
         }
 
@@ -103,6 +107,7 @@ class SGD:
         return {name: backend.to_numpy(v) for name, v in self.velocity.items()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Velocities by name, with the shapes and the dtypes of the parameters; finite."""
         if set(state) != set(self.velocity):
             raise ValueError(
                 f"sgd: velocity names {sorted(state)} do not match the network's parameters "
@@ -115,4 +120,7 @@ class SGD:
                     f"sgd: velocity {name} has shape {value.shape}, expected "
                     f"{tuple(self.velocity[name].shape)}"
                 )
-            self.velocity[name] = backend.asarray(value)
+            check_float_array(np.asarray(value), f"sgd: velocity {name}", finite=True)
+        for name, value in state.items():
+            dtype = np.dtype(self.velocity[name].dtype)
+            self.velocity[name] = backend.asarray(np.asarray(value), dtype=dtype)

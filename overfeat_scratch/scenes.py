@@ -51,15 +51,16 @@ import dataclasses
 import io
 import json
 import math
+import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import NamedTuple
 
 import numpy as np
 
 from .checks import check_positive_int
 from .fileio import atomic_write
-from .image import resize_bilinear
+from .image import pixels_8bit, resize_bilinear
 
 CLASS_NAMES = tuple(str(d) for d in range(10))
 # Every MNIST digit's ink fits in a 20 x 20 box (the dataset's own normalisation).
@@ -585,8 +586,56 @@ def read_categories(path, data) -> dict:
             )
         if cid in classes:
             raise ValueError(f"{path}: {where}: category id {cid} appears twice")
-        classes[cid] = CLASS_NAMES.index(name)
+        digit = CLASS_NAMES.index(name)
+        if digit in classes.values():
+            first = next(c for c, d in classes.items() if d == digit)
+            raise ValueError(
+                f"{path}: {where}: category name {name!r} appears twice (ids {first} and {cid}); "
+                "each digit is one category"
+            )
+        classes[cid] = digit
     return classes
+
+
+def bbox_problem(bbox) -> str | None:
+    """What is wrong with a ground-truth COCO ``bbox`` ``[x, y, w, h]``, or ``None``.
+
+    The one rule for true boxes, here and in the evaluator
+    (:func:`~overfeat_scratch.evaluation.load_ground_truth`): four finite numbers,
+    and a width and a height above zero (a box of no area holds no digit).
+    """
+    if (
+        not isinstance(bbox, list)
+        or len(bbox) != 4
+        or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in bbox
+        )
+    ):
+        return f"bbox {bbox} is not four finite numbers [x, y, w, h]"
+    if not (bbox[2] > 0 and bbox[3] > 0):
+        return f"bbox {bbox} has a non-positive width or height"
+    return None
+
+
+def image_path(path, where, folder: Path, name: str) -> Path:
+    """The file of an image entry's ``file_name``, which must lie inside ``folder``.
+
+    Names are relative to the folder; an absolute name, or one that climbs out of
+    the folder with ``..``, is refused (a folder's annotations never make the
+    reader open files elsewhere).
+    """
+    if not name or os.path.isabs(name) or PureWindowsPath(name).drive:
+        raise ValueError(
+            f"{path}: {where}: file_name {name!r} is not a path relative to the folder"
+        )
+    inside = os.path.normpath(os.path.join(folder, name))
+    if os.path.commonpath([os.path.normpath(folder), inside]) != os.path.normpath(folder):
+        raise ValueError(
+            f"{path}: {where}: file_name {name!r} leads out of the folder {folder}; expected "
+            "a path inside it"
+        )
+    return Path(inside)
 
 
 def read_image_file(path, where, file_path, width, height) -> np.ndarray:
@@ -597,8 +646,7 @@ def read_image_file(path, where, file_path, width, height) -> np.ndarray:
     try:
         with Image.open(file_path) as img:
             img.load()
-            grey = img if img.mode == "L" else img.convert("L")
-            array = np.asarray(grey, dtype=np.uint8).copy()
+            array = pixels_8bit(img, "L", f"{path}: {where}: {file_path}")
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ValueError(f"{path}: {where}: cannot read image {file_path} ({error})") from None
     if array.shape != (height, width):
@@ -639,7 +687,8 @@ def read_coco(folder):
         height = entry_field(path, where, entry, "height", int)
         if image_id in sizes:
             raise ValueError(f"{path}: {where}: image id {image_id} appears twice")
-        pixels = read_image_file(path, f"{where} (id {image_id})", folder / name, width, height)
+        file_path = image_path(path, where, folder, name)
+        pixels = read_image_file(path, f"{where} (id {image_id})", file_path, width, height)
         images.append((image_id, name, pixels))
         sizes[image_id] = (width, height)
         grouped[image_id] = []
@@ -657,16 +706,10 @@ def read_coco(folder):
             raise ValueError(f"{path}: {where}: category_id {cid} is not among the categories")
         if entry.get("iscrowd", 0):
             raise ValueError(f"{path}: {where}: crowd annotations are not supported")
-        if len(bbox) != 4 or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            for v in bbox
-        ):
-            raise ValueError(
-                f"{path}: {where}: bbox {bbox} is not four finite numbers [x, y, w, h]"
-            )
+        problem = bbox_problem(bbox)
+        if problem:
+            raise ValueError(f"{path}: {where}: {problem}")
         x, y, w, h = bbox
-        if not (w > 0 and h > 0):
-            raise ValueError(f"{path}: {where}: bbox {bbox} has a non-positive width or height")
         width, height = sizes[image_id]
         if x < 0 or y < 0 or x + w > width or y + h > height:
             raise ValueError(

@@ -20,6 +20,7 @@ atomically and checked on load.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import time
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from . import paper
+from .checks import NonFiniteError, check_finite
 from .fileio import atomic_write
 from .layers import Dropout, Sequential
 from .networks import NETWORKS, build_from_specs
@@ -131,12 +133,17 @@ def center_crops(padded: np.ndarray, size: int) -> np.ndarray:
 
 
 def evaluate(net: Sequential, images: np.ndarray, labels: np.ndarray, batch_size=500):
-    """``(error rate, predictions)`` of ``net`` (in eval mode) on window-sized examples."""
+    """``(error rate, predictions)`` of ``net`` (in eval mode) on window-sized examples.
+
+    Scores that are NaN or infinite (weights that overflow float32) are a
+    :class:`~overfeat_scratch.checks.NonFiniteError`, not an error rate.
+    """
     was_training = net.training
     net.eval()
     predictions = np.empty(len(images), np.int64)
     for start in range(0, len(images), batch_size):
         scores = net.backend.to_numpy(net.forward(images[start : start + batch_size]))
+        check_finite(scores, f"{net.name}: the scores of examples {start}..")
         predictions[start : start + batch_size] = scores.reshape(scores.shape[0], -1).argmax(1)
     net.train(was_training)
     return float(np.mean(predictions != labels)), predictions
@@ -200,6 +207,10 @@ def save_checkpoint(
 ) -> Path:
     """Write parameters, velocities and ``meta`` (JSON-able) to one ``.npz``, atomically.
 
+    Parameters or velocities that are NaN or infinite are refused
+    (:class:`~overfeat_scratch.checks.NonFiniteError`): a checkpoint always holds a
+    network that can be loaded back.
+
     ``extra_networks``: ``{key: network}`` saved alongside (``extra/<key>/...``
     arrays and their records under ``meta["extra_networks"]``); read them back with
     :func:`load_extra_network`.
@@ -218,6 +229,8 @@ def save_checkpoint(
     )
     if extras:
         record["extra_networks"] = extras
+    for key, value in arrays.items():
+        check_finite(value, f"save_checkpoint {path}: {key}")
     text = json.dumps(record, sort_keys=True)
     arrays["metadata"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
@@ -255,15 +268,117 @@ def read_checkpoint(path, group: str = "param") -> tuple[dict, dict, dict]:
         meta = json.loads(arrays.pop("metadata").tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"checkpoint {path}: unreadable metadata ({error})") from None
+    check_metadata(meta, path)
+    prefix = group + "/"
+    params = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+    velocity = {k[len("velocity/") :]: v for k, v in arrays.items() if k.startswith("velocity/")}
+    return meta, params, velocity
+
+
+def _require(path, meta: dict, key: str, kinds, expected: str, where: str = ""):
+    """``meta[key]``, which must be there and of one of the types ``kinds``."""
+    place = f"{where}.{key}" if where else key
+    if key not in meta:
+        raise ValueError(f"checkpoint {path}: metadata has no {place!r} field; expected {expected}")
+    value = meta[key]
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        raise ValueError(
+            f"checkpoint {path}: metadata field {place!r} is {value!r}; expected {expected}"
+        )
+    return value
+
+
+def _network_record(path, record, where: str) -> None:
+    if not isinstance(record, dict):
+        raise ValueError(
+            f"checkpoint {path}: metadata field {where!r} is {record!r}; expected an object "
+            "with the network's name, in_channels and layers"
+        )
+    _require(path, record, "name", (str,), "the network's name, a string", where)
+    _require(path, record, "in_channels", (int,), "an integer", where)
+    _require(path, record, "layers", (list,), "a list of layer records", where)
+
+
+def check_metadata(meta, path, resume: bool = False) -> dict:
+    """Check a checkpoint's metadata record; the one place that knows its schema.
+
+    Always: ``format`` and ``version``; ``network`` (``name``, ``in_channels``,
+    ``layers``), and the same for each of ``extra_networks``; ``epoch``, when given,
+    an integer >= 0. With ``resume`` (to continue training from it): ``epoch``,
+    ``config`` (every field of :class:`TrainConfig`), ``dropout`` (``{layer: [seed,
+    calls]}``) and, when given, ``history`` (a list of objects). A record that breaks
+    the schema is a ``ValueError`` naming the field and what was expected.
+    """
+    if not isinstance(meta, dict):
+        raise ValueError(
+            f"checkpoint {path}: metadata is {type(meta).__name__}, expected an object"
+        )
     if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
         raise ValueError(
             f"checkpoint {path}: format {meta.get('format')!r} version {meta.get('version')!r}, "
             f"expected {CHECKPOINT_FORMAT!r} version {CHECKPOINT_VERSION}"
         )
-    prefix = group + "/"
-    params = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-    velocity = {k[len("velocity/") :]: v for k, v in arrays.items() if k.startswith("velocity/")}
-    return meta, params, velocity
+    _network_record(path, _require(path, meta, "network", (dict,), "an object"), "network")
+    for key, record in _require_optional(path, meta, "extra_networks", dict).items():
+        _network_record(path, record, f"extra_networks.{key}")
+    if "epoch" in meta or resume:
+        epoch = _require(path, meta, "epoch", (int,), "the number of epochs done, an integer")
+        if epoch < 0:
+            raise ValueError(f"checkpoint {path}: metadata field 'epoch' is {epoch}; expected >= 0")
+    if "objective" in meta:
+        _require(path, meta, "objective", (str,), "a string")
+    if not resume:
+        return meta
+    config = _require(path, meta, "config", (dict,), "the training config, an object")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    missing, unknown = sorted(fields - set(config)), sorted(set(config) - fields)
+    if missing or unknown:
+        raise ValueError(
+            f"checkpoint {path}: metadata field 'config' lacks {missing} and has unknown "
+            f"fields {unknown}; expected exactly the fields of TrainConfig"
+        )
+    for key in ("epochs", "batch_size", "pad", "seed", "eval_batch_size"):
+        _require(path, config, key, (int,), "an integer", "config")
+    for key in ("learning_rate", "lr_decay_factor", "momentum", "weight_decay"):
+        value = _require(path, config, key, (int, float), "a finite number", "config")
+        if not np.isfinite(value):
+            raise ValueError(
+                f"checkpoint {path}: metadata field 'config.{key}' is {value!r}; expected a "
+                "finite number"
+            )
+    _require(path, config, "lr_decay_epochs", (list,), "a list of epochs", "config")
+    _require(path, config, "flips", (bool,), "true or false", "config")
+    _require(path, config, "init_std", (int, float, str), "a number or 'he'", "config")
+    dropout = _require(path, meta, "dropout", (dict,), "{layer: [seed, calls]}, an object")
+    for name, value in dropout.items():
+        if (
+            not isinstance(value, list)
+            or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        ):
+            raise ValueError(
+                f"checkpoint {path}: metadata field 'dropout.{name}' is {value!r}; expected "
+                "[seed, calls], two integers"
+            )
+    history = _require_optional(path, meta, "history", list)
+    if not all(isinstance(row, dict) for row in history):
+        raise ValueError(
+            f"checkpoint {path}: metadata field 'history' holds a row that is not an object"
+        )
+    return meta
+
+
+def _require_optional(path, meta: dict, key: str, kind):
+    """``meta[key]`` if present (it must then be a ``kind``), else an empty ``kind``."""
+    if key not in meta:
+        return kind()
+    value = meta[key]
+    if not isinstance(value, kind):
+        raise ValueError(
+            f"checkpoint {path}: metadata field {key!r} is {value!r}; expected a "
+            f"{'list' if kind is list else 'JSON object'}"
+        )
+    return value
 
 
 def load_checkpoint(path, expected_network: str | None = None, backend="numpy"):
@@ -372,6 +487,12 @@ def train(
         start = int(resume["epoch"])
         optimizer.load_state_dict(resume["velocity"])
         history = list(resume.get("history", []))
+        names = sorted(layer.name for layer in dropout_layers(net))
+        if sorted(resume["dropout"]) != names:
+            raise ValueError(
+                f"train: the checkpoint records dropout streams {sorted(resume['dropout'])}, "
+                f"the network has dropout layers {names}"
+            )
         for layer in dropout_layers(net):
             layer.seed, layer.calls = resume["dropout"][layer.name]
     padded = pad_examples(images, config.pad)
@@ -397,6 +518,17 @@ def train(
             x = random_crops(padded[idx], window, rng, config.flips)
             scores = net.forward(x)
             loss, grad, right, scored = objective.loss(net.backend, scores, labels[idx])
+            if not np.isfinite(loss):
+                raise NonFiniteError(
+                    f"train: the loss is {loss} at epoch {epoch + 1}, batch {step + 1}; training "
+                    "stopped"
+                    + (
+                        f" and {out_dir / 'checkpoint.npz'} was left as it was"
+                        if out_dir is not None
+                        else ""
+                    )
+                    + ". A smaller learning rate (or batch size) may keep it finite"
+                )
             net.backward(grad, input_grad=False)
             optimizer.step()
             loss_sum += loss * len(idx)
@@ -447,8 +579,9 @@ def train(
     return TrainResult(net, history, checkpoint)
 
 
-def resume_state(meta: dict, velocity: dict) -> dict:
+def resume_state(meta: dict, velocity: dict, path="checkpoint") -> dict:
     """The ``resume`` argument of :func:`train` from a checkpoint's contents."""
+    check_metadata(meta, path, resume=True)
     return {
         "epoch": meta["epoch"],
         "velocity": velocity,
@@ -457,7 +590,9 @@ def resume_state(meta: dict, velocity: dict) -> dict:
     }
 
 
-def config_from_meta(meta: dict, **changes) -> TrainConfig:
+def config_from_meta(meta: dict, path="checkpoint", **changes) -> TrainConfig:
+    """The :class:`TrainConfig` a checkpoint was trained with, ``changes`` applied."""
+    check_metadata(meta, path, resume=True)
     values = dict(meta["config"])
     values["lr_decay_epochs"] = tuple(values["lr_decay_epochs"])
     return replace(TrainConfig(**values), **changes)

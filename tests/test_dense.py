@@ -176,3 +176,45 @@ def test_dense_rejects_small_images():
     net = build_network("fast", seed=None)
     with pytest.raises(ValueError, match="input 200x300 is smaller than the network's window"):
         dense_evaluate(net, np.zeros((1, 3, 200, 300), np.float32))
+
+
+@pytest.mark.parametrize("fine", [False, True])
+@pytest.mark.parametrize("size", [(64, 64), (200, 300)])
+def test_dense_memory_estimates_the_peak_from_above(size, fine):
+    """The estimate is at least the peak that tracemalloc measures (NumPy's arrays are
+    traced) and at most 1.5 times it; with the localizer's two heads too."""
+    import tracemalloc
+
+    from overfeat_scratch.dense import dense_evaluate_heads, dense_memory
+    from overfeat_scratch.localize import build_regressor, head_layers
+
+    net = build_network("mini", seed=0).eval()
+    heads = [head_layers(net), build_regressor(seed=0).eval().layers]
+    x = np.random.default_rng(0).random((1, 1, *size), dtype=np.float32)
+    for run, estimate in (
+        (lambda: dense_evaluate(net, x, fine), dense_memory(net, *size, fine)),
+        (
+            lambda: dense_evaluate_heads(net, heads, x, fine),
+            dense_memory(net, *size, fine, heads),
+        ),
+    ):
+        run()  # compiles the Numba loops, whose memory is not the evaluation's
+        tracemalloc.start()
+        try:
+            run()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak + x.nbytes <= estimate <= 1.5 * peak
+
+
+def test_check_memory_refuses_with_the_estimate_and_a_way_out():
+    from overfeat_scratch.dense import check_memory
+
+    check_memory(2**30, 1.0, "dense: a", "downscale it")
+    with pytest.raises(
+        MemoryError,
+        match=r"dense: a would take about 2\.5 GiB of memory, more than "
+        r"the limit of 1 GiB; downscale it \(or raise the limit with --max-memory\)",
+    ):
+        check_memory(int(2.5 * 2**30), 1.0, "dense: a", "downscale it")

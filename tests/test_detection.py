@@ -208,3 +208,12 @@ def test_detect_with_merge_and_with_nms():
     assert len(high.boxes) == 0
     with pytest.raises(ValueError, match="final step"):
         detect(loc, image, (1.0,), merge, DetectSettings(final="vote"))
+
+
+def test_detect_refuses_a_classifier_without_background():
+    """On plain mini every window must vote for a digit: empty ground would become
+    detections, so detect refuses instead of returning them."""
+    plain = Localizer(build_network("mini", seed=3).eval(), build_regressor(seed=1).eval())
+    image = scene_with_digit(1, size=(60, 70)).image
+    with pytest.raises(ValueError, match=r"features of 'mini', which has 10 outputs and no back"):
+        detect(plain, image, (1.0,))

@@ -372,7 +372,8 @@ DELETE = object()
     [
         (edit_gt("annotations", 1, "bbox", DELETE), r"annotations\[1\] \(id 2\) has no 'bbox'"),
         (edit_gt("annotations", 0, "bbox", [1, 2, 3]), r"annotations\[0\].*four finite numbers"),
-        (edit_gt("annotations", 0, "bbox", [1, 2, -3, 4]), r"annotations\[0\].*negative width"),
+        (edit_gt("annotations", 0, "bbox", [1, 2, -3, 4]), r"annotations\[0\].*non-positive"),
+        (edit_gt("annotations", 0, "bbox", [1, 2, 0, 4]), r"annotations\[0\].*non-positive width"),
         (
             edit_gt("annotations", 2, "bbox", [1, float("nan"), 3, 4]),
             r"annotations\[2\] \(id 3\): bbox \[1, nan, 3, 4\] is not four finite",
@@ -441,8 +442,12 @@ def test_bad_json_files_name_the_file_and_entry(tmp_path):
         evaluate_detections(gt_path, results_path)
     with pytest.raises(ValueError, match=r"missing\.json: no such file"):
         evaluate_detections(tmp_path / "missing.json", results_path)
-    with pytest.raises(ValueError, match=r"annotations\.json: no such file"):
+    with pytest.raises(ValueError, match=r"the folder holds no annotations\.json; expected the"):
         evaluate_detections(tmp_path, results_path)
+    # A folder given for the results is named as one, not as a missing file.
+    (tmp_path / "annotations.json").write_text(json.dumps(gt))
+    with pytest.raises(ValueError, match=r": is a folder; expected the results as a COCO JSON"):
+        evaluate_detections(tmp_path, tmp_path)
 
 
 def test_bad_settings():

@@ -97,6 +97,78 @@ def test_bad_image_files_are_clear_errors(tmp_path):
         load_image(tmp_path / "a.bmp")
 
 
+def png_16bit(values, color_type: int) -> bytes:
+    """A 16-bit PNG written by hand (Pillow writes only grey ones): ``values`` ``(H, W)``
+    or ``(H, W, channels)`` uint16; color type 0 grey, 2 RGB, 4 grey + alpha, 6 RGBA."""
+    import struct
+    import zlib
+
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in values)
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    h, w = values.shape[:2]
+    header = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+# 16-bit levels and their 8-bit values round(v / 257): 65535 is white, 128 * 257 is
+# 128, 1000 / 257 = 3.89 rounds to 4, 385.5 / 257 = 1.5 rounds up to 2 (386 > 385.5).
+LEVELS_16 = np.array([[0, 65535, 32896, 1000, 386, 128]], np.uint16)
+LEVELS_8 = np.array([[0, 255, 128, 4, 2, 0]], np.uint8)
+
+
+def test_16bit_grey_png_is_scaled_not_clipped(tmp_path):
+    from overfeat_scratch.scenes import read_image_file
+
+    Image.fromarray(LEVELS_16).save(tmp_path / "grey16.png")
+    with Image.open(tmp_path / "grey16.png") as img:
+        assert img.mode == "I;16"  # what Pillow gives for 16-bit grey
+    rgb = load_image(tmp_path / "grey16.png")
+    np.testing.assert_array_equal(rgb, np.repeat(LEVELS_8[:, :, None], 3, axis=2))
+    grey = read_image_file("ann.json", "images[0]", tmp_path / "grey16.png", 6, 1)
+    np.testing.assert_array_equal(grey, LEVELS_8)
+    # The same bytes written by hand decode the same way.
+    (tmp_path / "hand.png").write_bytes(png_16bit(LEVELS_16, 0))
+    np.testing.assert_array_equal(load_image(tmp_path / "hand.png")[:, :, 0], LEVELS_8)
+
+
+@pytest.mark.parametrize("color_type, channels", [(2, 3), (4, 2), (6, 4)])
+def test_16bit_colour_and_alpha_pngs_keep_their_levels(tmp_path, color_type, channels):
+    """Pillow reads these modes as 8-bit by keeping the high byte, which is within one
+    level of round(v / 257): every level stays where it was, none is clipped."""
+    from overfeat_scratch.scenes import read_image_file
+
+    values = np.repeat(LEVELS_16[:, :, None], channels, axis=2)
+    (tmp_path / "a.png").write_bytes(png_16bit(values, color_type))
+    rgb = load_image(tmp_path / "a.png").astype(int)
+    assert np.abs(rgb - LEVELS_8[:, :, None]).max() <= 1
+    grey = read_image_file("ann.json", "images[0]", tmp_path / "a.png", 6, 1).astype(int)
+    assert np.abs(grey - LEVELS_8).max() <= 1
+
+
+def test_integer_and_float_pixels_outside_16_bits_are_refused():
+    from overfeat_scratch.image import pixels_8bit
+
+    wide = Image.fromarray(np.array([[0, 70000]], np.int32))
+    assert wide.mode == "I"
+    with pytest.raises(ValueError, match=r"x\.png: I pixels range 0\.\.70000; expected 8-bit"):
+        pixels_8bit(wide, "RGB", "x.png")
+    narrow = Image.fromarray(np.array([[0, 65535]], np.int32))
+    np.testing.assert_array_equal(pixels_8bit(narrow, "L", "x.png"), [[0, 255]])
+    floats = Image.fromarray(np.array([[0.5]], np.float32))
+    with pytest.raises(ValueError, match=r"x\.png: floating-point pixels \(mode F\)"):
+        pixels_8bit(floats, "L", "x.png")
+
+
 # --------------------------------------------------------------------------------------
 # Gaussian blur and scene normalisation
 

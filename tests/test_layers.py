@@ -116,6 +116,63 @@ def test_load_state_dict_rejects_mismatches():
         net.load_state_dict(missing)
 
 
+def test_load_state_dict_refuses_non_finite_values_and_changes_nothing():
+    net = tiny_net()
+    before = net.state_dict()
+    for bad in (np.nan, np.inf):
+        state = {k: v.copy() for k, v in before.items()}
+        state["full3.w"][0, 0, 1, 1] = bad
+        with pytest.raises(ValueError, match=r"parameter full3\.w: contains 1 NaN or infinite"):
+            net.load_state_dict(state)
+    # Nothing was half-loaded: conv1 comes before full3 and kept its values.
+    for name, value in net.state_dict().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+
+
+@pytest.mark.parametrize("std", [float("nan"), float("inf"), -0.1])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda std, rng: Conv2d(1, 2, 3, init_std=std, rng=rng, name="c"),
+        lambda std, rng: FullyConnected(1, 2, 2, init_std=std, rng=rng, name="c"),
+        lambda std, rng: Linear(3, 2, init_std=std, rng=rng, name="c"),
+    ],
+)
+def test_init_std_must_be_a_finite_number_at_least_zero(make, std):
+    with pytest.raises(ValueError, match=r"c init_std: expected a finite number >= 0, got"):
+        make(std, np.random.default_rng(0))
+    with pytest.raises(TypeError, match=r"c init_std: expected a number"):
+        make("0.1", np.random.default_rng(0))
+    assert not make(0.0, np.random.default_rng(0)).params["w"].any()
+
+
+def test_layers_refuse_inputs_of_the_wrong_rank():
+    x3 = np.zeros((1, 6, 6), np.float32)
+    with pytest.raises(ValueError, match=r"conv7: expected an \(N, C, H, W\) input, got shape"):
+        Conv2d(1, 2, 3, name="conv7").forward(x3)
+    with pytest.raises(ValueError, match=r"pool7: expected an \(N, C, H, W\) input"):
+        MaxPool2d(2, name="pool7").forward(x3)
+    with pytest.raises(
+        ValueError, match=r"lin7: expected an \(N, D\) input, got shape \(1, 6, 6\)"
+    ):
+        Linear(6, 2, name="lin7").forward(x3)
+
+
+@pytest.mark.parametrize(
+    "layer, dy",
+    [
+        (Conv2d(1, 2, 3, name="layer7"), np.zeros((1, 2, 2, 2), np.float32)),
+        (MaxPool2d(2, name="layer7"), np.zeros((1, 1, 2, 2), np.float32)),
+        (ReLU(name="layer7"), np.zeros((1, 1, 2, 2), np.float32)),
+        (Flatten(name="layer7"), np.zeros((1, 4), np.float32)),
+        (Linear(4, 2, name="layer7"), np.zeros((1, 2), np.float32)),
+    ],
+)
+def test_backward_before_forward_is_a_clear_error(layer, dy):
+    with pytest.raises(RuntimeError, match=r"layer7: backward\(\) called before forward\(\)"):
+        layer.backward(dy)
+
+
 def test_window_and_dense_output_size():
     net = tiny_net()
     assert net.window() == 8

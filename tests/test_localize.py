@@ -211,6 +211,16 @@ def test_localization_error_hand_cases():
     assert localization_error(half, truths[:1])["top1"] == 0.0
 
 
+def test_localization_error_counts_each_k_once():
+    """``top=(1, 1)`` (``localize --top 1``) is one top-1 error, not hits counted twice."""
+    truths = [{"box": (0, 0, 10, 10), "label": 1}, {"box": (0, 0, 10, 10), "label": 2}]
+    predictions = [[{"box": (0, 0, 10, 10), "label": 1}], [{"box": (0, 0, 10, 10), "label": 3}]]
+    assert localization_error(predictions, truths, top=(1, 1)) == {"top1": 0.5, "n": 2}
+    for top in ((0,), (1, -1), ()):
+        with pytest.raises(ValueError, match=r"expected top-k values k >= 1"):
+            localization_error(predictions, truths, top=top)
+
+
 def test_localize_conserves_confidence_and_keeps_boxes_in_the_image():
     net = build_network("mini", seed=2).eval()
     loc = Localizer(net, build_regressor(class_specific=False, seed=5).eval())

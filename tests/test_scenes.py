@@ -285,6 +285,10 @@ def rename_category(data):
     data["categories"][3]["name"] = "three"
 
 
+def name_a_digit_twice(data):
+    data["categories"][4]["name"] = "3"
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [
@@ -308,12 +312,46 @@ def rename_category(data):
         (set_first("width", 7, "images"), r"images\[0\] \(id 1\).*the entry says 7x"),
         (drop_image_file, r"images\[0\] \(id 1\): image file .*missing\.png does not exist"),
         (rename_category, r"categories\[3\] \(id 4\) is named 'three'"),
+        (name_a_digit_twice, r"categories\[4\]: category name '3' appears twice \(ids 4 and 5\)"),
     ],
 )
 def test_bad_folders_are_clear_errors(coco_folder, tmp_path, edit, message):
     folder, _ = coco_folder
     with pytest.raises(ValueError, match=r"annotations\.json: " + message):
         read_coco(copy_folder(folder, tmp_path, edit))
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("{outside}", r"is not a path relative to the folder"),
+        ("/etc/passwd", r"is not a path relative to the folder"),
+        ("../outside.png", r"leads out of the folder"),
+        ("images/../../outside.png", r"leads out of the folder"),
+    ],
+)
+def test_image_files_must_lie_inside_the_folder(coco_folder, tmp_path, name, message):
+    folder, _ = coco_folder
+    copy = copy_folder(folder, tmp_path / "copy")
+    # A readable image of the right size outside the folder: a reader that followed
+    # the name would open it without complaint.
+    outside = tmp_path / "outside.png"
+    outside.write_bytes((copy / "images" / "000001.png").read_bytes())
+    data = json.loads((copy / "annotations.json").read_text())
+    data["images"][0]["file_name"] = name.format(outside=outside)
+    (copy / "annotations.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"annotations\.json: images\[0\]: file_name .*" + message):
+        read_coco(copy)
+
+
+def test_image_names_that_stay_inside_the_folder_are_read(coco_folder, tmp_path):
+    folder, scenes = coco_folder
+    copy = copy_folder(folder, tmp_path / "copy")
+    data = json.loads((copy / "annotations.json").read_text())
+    data["images"][0]["file_name"] = "./images/../images/000001.png"
+    (copy / "annotations.json").write_text(json.dumps(data))
+    images, _, _ = read_coco(copy)
+    np.testing.assert_array_equal(images[0][2], scenes[0].image)
 
 
 def test_missing_or_malformed_annotations_file(tmp_path):
@@ -345,10 +383,39 @@ def test_scenes_command(tmp_path, capsys):
         assert np.all(outside == SceneConfig.background)
 
 
-def test_scenes_command_reports_bad_arguments(tmp_path, capsys):
-    args = ["scenes", "--n", "1", "--seed", "0", "--out", str(tmp_path), "--min-size", "10"]
-    assert main(args) == 2
-    assert "scenes: error: SceneConfig" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--min-size", "10"], "--min-size 10: every canvas must hold the smallest digit, 20 "),
+        (["--min-size", "14", "--varied"], "expected --min-size >= 16"),
+        (["--min-size", "200"], "--min-size 200 is larger than --max-size 192; expected"),
+        (["--min-digits", "3", "--max-digits", "2"], "--min-digits 3 is larger than --max-d"),
+        (["--max-size", "5000"], "argument --max-size: expected an integer in [1, 4096], got"),
+        (["--n", "0"], "argument --n: expected an integer >= 1, got 0"),
+        (["--seed", "-1"], "argument --seed: expected an integer in [0, 4294967295], got -1"),
+    ],
+)
+def test_scenes_command_reports_bad_arguments(tmp_path, capsys, flags, message):
+    out = tmp_path / "out"
+    args = ["scenes", "--n", "1", "--seed", "0", "--out", str(out)]
+    assert main(args + flags) == 2
+    err = capsys.readouterr().err
+    assert message in err and "SceneConfig" not in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_scenes_command_refuses_a_folder_that_holds_anything(tmp_path, capsys):
+    out = tmp_path / "scenes"
+    assert main(["scenes", "--n", "3", "--seed", "5", "--out", str(out)]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["scenes", "--n", "1", "--seed", "6", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: the folder is not empty" in err and "--overwrite" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert main(["scenes", "--n", "1", "--seed", "6", "--out", str(out), "--overwrite"]) == 0
+    images, _, _ = read_coco(out)
+    assert len(images) == 1
 
 
 # --------------------------------------------------------------------------------------

@@ -43,6 +43,28 @@ def test_sgd_rejects_bad_arguments():
         sgd_step(w, w.copy(), w.copy(), 0.1, 1.5, 0)
 
 
+def test_sgd_velocities_follow_the_parameters_dtype():
+    """A float64 network keeps float64 velocities: its updates are not rounded to
+    float32 (1e-10 added to 1 would vanish in float32, whose epsilon is 1.2e-7)."""
+    net = build_network("mini", seed=0).astype(np.float64)
+    optimizer = SGD(net, lr=1.0, momentum=0.0, weight_decay=0.0)
+    assert all(v.dtype == np.float64 for v in optimizer.state_dict().values())
+    name, layer, key = net.named_parameters()[0]
+    layer.params[key][...] = 1.0
+    for _, other, other_key in net.named_parameters():
+        other.grads[other_key] = np.zeros_like(other.params[other_key])
+    layer.grads[key] = np.full_like(layer.params[key], -1e-10)
+    optimizer.step()
+    np.testing.assert_array_equal(layer.params[key], 1.0 + 1e-10)
+    # Loading velocities keeps the parameters' dtype too, and refuses NaN.
+    state = {k: v.astype(np.float32) for k, v in optimizer.state_dict().items()}
+    optimizer.load_state_dict(state)
+    assert optimizer.velocity[name].dtype == np.float64
+    state[name][0] = np.nan
+    with pytest.raises(ValueError, match=f"sgd: velocity {name}: contains"):
+        optimizer.load_state_dict(state)
+
+
 def test_step_schedule_is_the_papers():
     schedule = PAPER_CONFIG.schedule()
     assert schedule(0) == pytest.approx(0.05)
@@ -176,3 +198,136 @@ def test_checkpoints_load_without_pickle(tmp_path):
 def test_mini_config_documents_its_choices():
     assert MINI_CONFIG.flips is False  # a mirrored digit is not a digit
     assert MINI_CONFIG.init_std == "he"
+
+
+def write_with_metadata(path, source, edit):
+    """A copy of checkpoint ``source`` with its metadata record changed by ``edit``."""
+    arrays = dict(np.load(source, allow_pickle=False))
+    meta = json.loads(arrays["metadata"].tobytes().decode())
+    edit(meta)
+    arrays["metadata"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(path, **arrays)
+    return path
+
+
+def drop(key):
+    return lambda meta: meta.pop(key)
+
+
+def put(key, value):
+    return lambda meta: meta.__setitem__(key, value)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (drop("network"), r"metadata has no 'network' field; expected an object"),
+        (put("network", "mini"), r"metadata field 'network' is 'mini'; expected an object"),
+        (
+            lambda meta: meta["network"].pop("layers"),
+            r"metadata has no 'network\.layers' field; expected a list of layer records",
+        ),
+        (
+            lambda meta: meta["network"].__setitem__("name", 7),
+            r"metadata field 'network\.name' is 7; expected the network's name, a string",
+        ),
+        (put("epoch", "3"), r"metadata field 'epoch' is '3'; expected the number of epochs"),
+        (put("epoch", -1), r"metadata field 'epoch' is -1; expected >= 0"),
+        (put("extra_networks", []), r"metadata field 'extra_networks' is \[\]; expected a JSON"),
+        (put("version", 9), r"format 'overfeat-scratch-checkpoint' version 9, expected"),
+    ],
+)
+def test_checkpoint_metadata_errors_name_the_field(tmp_path, edit, message):
+    good = save_checkpoint(tmp_path / "good.npz", build_network("mini", seed=0), None, {})
+    bad = write_with_metadata(tmp_path / "bad.npz", good, edit)
+    with pytest.raises(ValueError, match=r"checkpoint .*bad\.npz: " + message):
+        load_checkpoint(bad)
+
+
+@pytest.fixture(scope="module")
+def one_epoch(tmp_path_factory):
+    """A checkpoint after one epoch of training on tiny data, as resumption reads it."""
+    out = tmp_path_factory.mktemp("run")
+    config = TrainConfig(**{**TINY.__dict__, "epochs": 1})
+    train(build_network("mini", seed=1), config, tiny_data(), out_dir=out, progress=False, log=None)
+    return out / "checkpoint.npz"
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (drop("dropout"), r"metadata has no 'dropout' field; expected \{layer: \[seed, calls\]\}"),
+        (drop("config"), r"metadata has no 'config' field; expected the training config"),
+        (drop("epoch"), r"metadata has no 'epoch' field"),
+        (
+            lambda meta: meta["config"].pop("momentum"),
+            r"metadata field 'config' lacks \['momentum'\]",
+        ),
+        (
+            lambda meta: meta["config"].__setitem__("batch_size", "16"),
+            r"metadata field 'config\.batch_size' is '16'; expected an integer",
+        ),
+        (
+            lambda meta: meta["dropout"].__setitem__("dropout3", [1]),
+            r"metadata field 'dropout\.dropout3' is \[1\]; expected \[seed, calls\]",
+        ),
+        (put("history", [1]), r"metadata field 'history' holds a row that is not an object"),
+    ],
+)
+def test_resuming_checks_the_fields_it_needs(one_epoch, tmp_path, edit, message):
+    bad = write_with_metadata(tmp_path / "bad.npz", one_epoch, edit)
+    net, meta, velocity = load_checkpoint(bad)  # loading for inference needs none of them
+    with pytest.raises(ValueError, match=r"checkpoint .*bad\.npz: " + message):
+        resume_state(meta, velocity, bad)
+    with pytest.raises(ValueError, match=r"checkpoint .*bad\.npz: " + message):
+        config_from_meta(meta, bad)
+
+
+def test_a_nan_parameter_is_refused_on_load_and_on_save(one_epoch, tmp_path):
+    arrays = dict(np.load(one_epoch, allow_pickle=False))
+    arrays["param/full3.w"] = arrays["param/full3.w"].copy()
+    arrays["param/full3.w"].flat[7] = np.nan
+    np.savez(tmp_path / "nan.npz", **arrays)
+    with pytest.raises(ValueError, match=r"nan\.npz: mini: parameter full3\.w: contains 1 NaN"):
+        load_checkpoint(tmp_path / "nan.npz")
+    net = build_network("mini", seed=0)
+    net["full3"].params["w"].flat[0] = np.inf
+    with pytest.raises(ValueError, match=r"param/full3\.w: 1 of .* values are NaN or infinite"):
+        save_checkpoint(tmp_path / "inf.npz", net, None, {})
+    assert not (tmp_path / "inf.npz").exists()
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid:RuntimeWarning")
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(one_epoch, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(one_epoch, run / "checkpoint.npz")
+    before = (run / "checkpoint.npz").read_bytes()
+    net, meta, velocity = load_checkpoint(run / "checkpoint.npz")
+    # A learning rate this large overflows float32 within the second epoch's batches.
+    config = config_from_meta(meta, epochs=2, learning_rate=1e30, lr_decay_epochs=())
+    with pytest.raises(ValueError, match=r"the loss is (nan|inf) at epoch 2, batch \d+; .*left as"):
+        train(
+            net,
+            config,
+            tiny_data(),
+            out_dir=run,
+            resume=resume_state(meta, velocity),
+            progress=False,
+            log=None,
+        )
+    assert (run / "checkpoint.npz").read_bytes() == before
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid:RuntimeWarning")
+def test_evaluate_refuses_scores_that_overflow():
+    from overfeat_scratch.train import evaluate
+
+    net = build_network("mini", seed=0)
+    net["full5"].params["b"][:] = 3e38
+    net["full5"].params["w"][:] = 3e38
+    images, labels = tiny_data(8)
+    with pytest.raises(ValueError, match=r"mini: the scores of examples 0\.\.: \d+ of 80 values"):
+        evaluate(net, images + 1.0, labels)
