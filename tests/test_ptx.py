@@ -95,6 +95,16 @@ def test_conv_and_pooling_kernels_do_not_spill(report):
     assert not spills, "\n".join(spills)
 
 
+@pytest.mark.cuda
+def test_gemm_kernels_keep_a_quarter_of_the_sm_busy(report):
+    # The launch bounds hold the 4x4 register blocks to 128 registers (2 blocks of
+    # 256 threads per SM) and the 1x1 ones to 64 (4 blocks).
+    for target, row in rows(report):
+        if "_tiled[" in row["label"]:
+            assert row["occupancy"] >= (0.25 if "rb=4" in row["label"] else 0.5), (target, row)
+    assert ptx.problems(report) == []
+
+
 # --------------------------------------------------------------------------------------
 # Without the toolchain: the arithmetic and the parsing
 

@@ -506,8 +506,9 @@ def record(models=("fast", "accurate", "mini")) -> list[dict]:
 def package_kernels() -> list[str]:
     """Labels (without factory arguments) of every kernel defined in the CUDA modules:
     module-level kernels, and the kernels their ``make_...`` factories define (a
-    nested function decorated ``@cuda.jit`` without ``device=True``). What
-    :func:`record` must have launched. Runs on the simulator.
+    nested function decorated ``@cuda.jit`` without ``device=True``, or
+    ``@kernel_jit(...)``). What :func:`record` must have launched. Runs on the
+    simulator.
     """
     import ast
     import pkgutil
@@ -518,6 +519,8 @@ def package_kernels() -> list[str]:
     def is_kernel_decorator(node) -> bool:
         call = node if isinstance(node, ast.Call) else None
         name = ast.unparse(call.func if call else node)
+        if name == "kernel_jit":
+            return True
         device = call and any(
             k.arg == "device" and ast.unparse(k.value) == "True" for k in call.keywords
         )
