@@ -28,7 +28,8 @@ Three steps, each in its own process (``python -m overfeat_scratch.cuda.ptx ...`
    from the code.
 2. **Compile** (no simulator, no GPU), one process per target: each recorded
    (kernel, argument types) pair goes through ``compile_ptx`` for the target's
-   compute capability, then ``ptxas -v -arch=sm_XY``.
+   compute capability, with the kernel's own ``@cuda.jit`` options (launch bounds,
+   fastmath, ...: :data:`COMPILE_OPTIONS`), then ``ptxas -v -arch=sm_XY``.
 3. **Report**: :func:`occupancy` for every row, a table per target
    (:func:`format_table`) and a JSON record.
 
@@ -136,6 +137,7 @@ COMPILE_OPTIONS = ("debug", "lineinfo", "opt", "fastmath", "launch_bounds")
 NO_SPILL_MODULES = ("conv", "pool", "offset_pool")
 
 PACKAGE = __package__ or "overfeat_scratch.cuda"
+ROOT = Path(__file__).resolve().parents[2]  # the directory that holds the package
 
 
 # --------------------------------------------------------------------------------------
@@ -808,6 +810,7 @@ def format_table(rows: list[dict], target: str, markdown: bool = False) -> str:
 def _python(args, env, timeout):
     result = subprocess.run(
         [sys.executable, "-m", f"{PACKAGE}.ptx", *args],
+        cwd=ROOT,  # ``-m`` finds this copy of the package first, as the caller did
         env=env,
         capture_output=True,
         text=True,
