@@ -162,6 +162,21 @@ def test_conv_reports_bad_arguments_like_numpy():
         cuda_conv.conv2d_forward(x, w[:, :3], b, tile=33)
 
 
+@needs_cuda
+def test_conv_gather_route_stays_where_its_float_division_is_exact():
+    # The gather kernel divides by the stride in float32: exact below 2**24 pixels.
+    side = cuda_conv.GATHER_MAX_SIDE
+    x = np.broadcast_to(np.float32(0), (1, 1, 1, side))  # no memory behind it
+    w = np.zeros((1, 1, 1, 1), np.float32)
+    dy = np.broadcast_to(np.float32(0), (1, 1, 1, side // 2))
+    g = cuda_conv.geometry(x.shape, w.shape, 2, 0)
+    assert not cuda_conv.gather_exact(g)
+    assert cuda_conv.choose_dx_route(g, 16, 1) == "col2im"
+    assert cuda_conv.gather_exact(cuda_conv.geometry(x.shape, w.shape, 1, 0))
+    with pytest.raises(ValueError, match="use dx_route='col2im'"):
+        cuda_conv.conv2d_backward(dy, x, w, 2, 0, dx_route="gather")
+
+
 # --------------------------------------------------------------------------------------
 # Pooling
 

@@ -11,7 +11,9 @@ Modules, each a host wrapper per operation over one or more kernels:
 - :mod:`.elementwise`: ReLU and dropout;
 - :mod:`.linear`: the fully connected layer, through the convolution GEMMs;
 - :mod:`.losses`: softmax cross-entropy and L2, reduced on the device;
-- :mod:`.backend`: the backend class that layers call.
+- :mod:`.backend`: the backend class that layers call;
+- :mod:`.ptx`: every kernel compiled by NVIDIA's compiler for A100 and H100 without
+  a GPU, with its registers, spills, shared memory and occupancy.
 
 This file holds what they share: the launch settings, the argument checks that
 bring arrays onto the device as float32, and the block-wide sum of the reduction
@@ -19,25 +21,55 @@ kernels.
 
 With ``NUMBA_ENABLE_CUDASIM=1`` set before Numba is imported, every kernel runs on
 the Numba CUDA simulator: one Python thread per CUDA thread, correct and very slow,
-so the defaults below shrink there.
+so the launch sizes below shrink there. ``OVERFEAT_CUDA_SIZES=gpu`` (also read at
+import) keeps a GPU's launch sizes on the simulator: every launch then has exactly
+the block shape and tile a GPU would get, slowly (:mod:`.ptx` records launches this
+way).
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 from numba import config, cuda
 
 SIMULATOR = bool(config.ENABLE_CUDASIM)
+_SIZES = os.environ.get("OVERFEAT_CUDA_SIZES", "")
+if _SIZES not in ("", "gpu", "simulator"):
+    raise ValueError(f"OVERFEAT_CUDA_SIZES: expected 'gpu' or 'simulator', got {_SIZES!r}")
+# Whether launches use the simulator's small sizes (tiles, block sizes) below.
+SMALL_LAUNCHES = SIMULATOR and _SIZES != "gpu"
 
 # Side of a square thread block in the GEMM kernels (TILE x TILE threads). Shared
 # memory shapes must be compile-time constants, so each tile size is its own kernel.
-DEFAULT_TILE = 4 if SIMULATOR else 16
+DEFAULT_TILE = 4 if SMALL_LAUNCHES else 16
 # Register block: each GEMM thread computes RB x RB outputs, so one value read from
 # shared memory feeds RB multiply-adds instead of one.
-DEFAULT_RB = 2 if SIMULATOR else 4
+DEFAULT_RB = 2 if SMALL_LAUNCHES else 4
 # Threads per block of the one-dimensional kernels (one thread per element). The
 # reduction kernels need a power of two.
-THREADS = 32 if SIMULATOR else 256
+THREADS = 32 if SMALL_LAUNCHES else 256
+
+
+# Registers per SM, on every compute capability from 5.0 to 9.0.
+REGISTERS_PER_SM = 65536
+
+
+def kernel_jit(threads: int, registers: int):
+    """``cuda.jit`` for a kernel launched with at most ``threads`` threads per block,
+    compiled to use at most about ``registers`` registers per thread.
+
+    Launch bounds: at most ``threads`` threads, and as many blocks per SM (1 to 32)
+    as leave each thread ``registers`` of the SM's 65,536, which ptxas must then fit
+    (spilling if it cannot). Without them it spends registers freely on hoisted
+    loads: a register-blocked GEMM ended at 144, one block of 256 threads per SM.
+    :mod:`.ptx` reports what each kernel gets. The simulator takes no launch bounds.
+    """
+    if SIMULATOR:
+        return cuda.jit
+    blocks = min(32, max(1, REGISTERS_PER_SM // (threads * registers)))
+    return cuda.jit(launch_bounds=(threads, blocks))
 
 
 def blocks_for(count: int, threads: int = THREADS) -> int:

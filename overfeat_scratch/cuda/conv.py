@@ -54,7 +54,9 @@ partial sums to a workspace, and a second kernel adds the chunks in a fixed orde
 
 Every tiled kernel is made by a factory ``make_..._kernel(tile, rb)``, cached
 (``functools.cache``): shared and local array shapes must be compile-time constants,
-so each (tile, rb) is a kernel of its own. The host wrappers at the end take NumPy or
+so each (tile, rb) is a kernel of its own, with launch bounds that hold it to 128
+(rb > 1) or 64 (rb = 1) registers per thread (:data:`GEMM_REGISTERS`; :mod:`.ptx`
+checks that the default tiles do not spill). The host wrappers at the end take NumPy or
 device arrays and return device arrays; :func:`pick_rb` drops the register block to
 1 for outputs thinner than a tile (a fully connected layer at batch 1).
 """
@@ -78,8 +80,15 @@ from . import (
     block_sum,
     blocks_for,
     check_out,
+    kernel_jit,
     unravel4,
 )
+
+# Registers per thread of the GEMM kernels, for rb == 1 and rb > 1 (their launch
+# bounds, see kernel_jit): with 16 x 16 threads, 4 and 2 blocks per SM, 50% and 25%
+# occupancy. The 4 x 4 accumulators of rb = 4 take 114-128 registers; at 80 (3 blocks)
+# the forward, weight-gradient and gather kernels spill.
+GEMM_REGISTERS = (64, 128)
 
 # --------------------------------------------------------------------------------------
 # Index helpers (device functions)
@@ -246,7 +255,7 @@ def make_conv_forward_kernel(tile: int, rb: int = 1):
     span = tile * rb
     tile_product = make_tile_product(tile, rb)
 
-    @cuda.jit
+    @kernel_jit(tile * tile, GEMM_REGISTERS[rb > 1])
     def conv_forward_tiled(x, w2, b, y, ws, g, k_chunk):
         batch, chans, height, width, filters, kh, kw, stride, pad, ho, wo = g
         rows, cols, depth = filters, batch * ho * wo, chans * kh * kw
@@ -316,7 +325,7 @@ def make_conv_weight_grad_kernel(tile: int, rb: int = 1):
     span = tile * rb
     tile_product = make_tile_product(tile, rb)
 
-    @cuda.jit
+    @kernel_jit(tile * tile, GEMM_REGISTERS[rb > 1])
     def conv_weight_grad_tiled(dy, x, dw2, ws, g, k_chunk):
         batch, chans, height, width, filters, kh, kw, stride, pad, ho, wo = g
         rows, cols, depth = filters, chans * kh * kw, batch * ho * wo
@@ -387,7 +396,7 @@ def make_conv_input_grad_kernel(tile: int, rb: int = 1):
     span = tile * rb
     tile_product = make_tile_product(tile, rb)
 
-    @cuda.jit
+    @kernel_jit(tile * tile, GEMM_REGISTERS[rb > 1])
     def conv_input_grad_tiled(dy, w, dx, ws, g, k_chunk):
         batch, chans, height, width, filters, kh, kw, stride, pad, ho, wo = g
         rows, cols, depth = chans, batch * height * width, filters * kh * kw
@@ -426,7 +435,11 @@ def make_conv_input_grad_kernel(tile: int, rb: int = 1):
                 if k0 + ty < k_end and col0 + tx + q * tile < cols and h_off >= 0 and w_off >= 0:
                     i, j = h_off, w_off
                     if stride > 1:  # the same for every thread: no divergence
-                        i, j = h_off // stride, w_off // stride
+                        # A float32 quotient: exact when the integer one is exact (both
+                        # below 2**24, see GATHER_MAX_SIDE), and rejected by the test
+                        # below when it is not. Int64 division spills this kernel.
+                        i = int64(float32(h_off) / float32(stride))
+                        j = int64(float32(w_off) / float32(stride))
                         if i * stride != h_off or j * stride != w_off:
                             i = ho  # not on the stride grid: no output
                     if i < ho and j < wo:
@@ -463,7 +476,7 @@ def make_conv_cols_grad_kernel(tile: int, rb: int = 1):
     span = tile * rb
     tile_product = make_tile_product(tile, rb)
 
-    @cuda.jit
+    @kernel_jit(tile * tile, GEMM_REGISTERS[rb > 1])
     def conv_cols_grad_tiled(dy, w2, dcols, ws, g, k_chunk):
         batch, chans, _, _, filters, kh, kw, _, _, ho, wo = g
         rows, cols, depth = chans * kh * kw, batch * ho * wo, filters
@@ -562,6 +575,9 @@ def conv_bias_grad_kernel(dy3, db):
 # A split reduction wants enough blocks to fill the GPU, but each chunk at least
 # this many TILE-steps long (shorter chunks spend more time storing than adding).
 MIN_STEPS_PER_SPLIT = 2 if SIMULATOR else 8
+# The gather route divides padded pixel coordinates by the stride in float32, which
+# is exact below 2**24; a strided layer with a larger side takes the col2im route.
+GATHER_MAX_SIDE = 1 << 24
 # Workspace of a split reduction, at most this many floats (256 MiB).
 WORKSPACE_FLOATS = 1 << 26
 # The col2im route's column buffer, at most this many floats (1 GiB); allocated per call.
@@ -626,13 +642,22 @@ def choose_splits(rows, cols, depth, tile, rb, splits=None):
     return splits, steps_per_split * tile
 
 
+def gather_exact(g) -> bool:
+    """Whether the gather kernel's float32 division by the stride is exact for ``g``."""
+    _, _, height, width, _, _, _, stride, pad, _, _ = g
+    return stride == 1 or max(height, width) + pad < GATHER_MAX_SIDE
+
+
 def choose_dx_route(g, tile, rb):
     """``"gather"`` or ``"col2im"`` for the input gradient: the one that multiplies fewer
     numbers (zeros and rows of padding included), col2im only if clearly fewer (it
-    writes and reads a buffer) and if that buffer fits in ``COLS_FLOATS``.
+    writes and reads a buffer) and if that buffer fits in ``COLS_FLOATS``; always
+    col2im where the gather kernel's division would not be exact (:func:`gather_exact`).
     """
     batch, chans, height, width, filters, kh, kw, _, _, ho, wo = g
     span = tile * rb
+    if not gather_exact(g):
+        return "col2im"
 
     def padded(rows):
         return -(-rows // span) * span
@@ -729,6 +754,11 @@ def conv2d_backward(
     if dx_route not in (None, "gather", "col2im"):
         raise ValueError(
             f"conv2d backward: dx_route must be 'gather' or 'col2im', got {dx_route!r}"
+        )
+    if dx_route == "gather" and not gather_exact(geometry(x.shape, w.shape, stride, padding)):
+        raise ValueError(
+            f"conv2d backward: with a stride, the gather route needs sides below "
+            f"{GATHER_MAX_SIDE}, got {x.shape[2]}x{x.shape[3]}; use dx_route='col2im'"
         )
     tile, rb = check_tile(tile, rb)
     dy = as_device(dy, "conv2d dy")

@@ -34,13 +34,13 @@ from numba import cuda, float64, int64, uint64
 
 from ..checks import check_positive_int
 from ..nms import check_nms_args, score_order
-from . import SIMULATOR, as_device, blocks_for, check_out
+from . import SMALL_LAUNCHES, as_device, blocks_for, check_out
 
 # Columns per mask word (and per column tile of the kernel).
 WORD = 64
 # Rows (threads) per block of the mask kernel: small on the simulator, where each
 # thread is a Python thread.
-DEFAULT_BLOCK = 4 if SIMULATOR else 64
+DEFAULT_BLOCK = 4 if SMALL_LAUNCHES else 64
 
 
 def words_for(n: int) -> int:
