@@ -37,8 +37,8 @@ from overfeat_scratch.detection import (  # noqa: E402
 )
 from overfeat_scratch.evaluation import evaluate_detections  # noqa: E402
 from overfeat_scratch.localize import (  # noqa: E402
-    SCALE_FACTORS,
     SCALE_SETS,
+    WIDE_SCALE_FACTORS,
     Localizer,
     candidates,
     head_layers,
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     names = [f"{k:06d}.png" for k in range(1, len(scenes) + 1)]
     gt = coco_dict(scenes, names)
     localizer = Localizer.from_checkpoint(args.checkpoint)
-    every = SCALE_FACTORS
+    every = localizer.factors
     n = len(every)
     settings = [(f"merge, fine, {n} scales", localizer, every, DetectSettings(), True)]
     if not args.quick:
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
             (f"merge, coarse, {n} scales", localizer, every, DetectSettings(), False),
         ]
         for count in (1, 2, 4, 6):
-            factors = tuple(SCALE_FACTORS[i] for i in SCALE_SETS[count])
+            factors = tuple(WIDE_SCALE_FACTORS[i] for i in SCALE_SETS[count])
             settings.append(
                 (f"merge, fine, {count} scales", localizer, factors, DetectSettings(), True)
             )
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
             f"{1000 * r['seconds_per_scene']:.0f} |"
         )
     print()
-    scales = len(SCALE_FACTORS)
+    scales = len(localizer.factors)
     print(f"One 160x160 scene, {scales} scales, offset pooling, NumPy backend (median):")
     print("| stage | ms |")
     print("|---|---:|")

@@ -565,7 +565,7 @@ def cmd_train_regressor(args) -> int:
 
 
 def localize_settings(args):
-    from .localize import SCALE_FACTORS, SCALE_SETS, MergeSettings
+    from .localize import SCALE_SETS, WIDE_SCALE_FACTORS, MergeSettings
 
     if args.factors:
         try:
@@ -577,7 +577,7 @@ def localize_settings(args):
         if not all(0 < f <= 4 for f in factors):
             raise ValueError(f"--factors: expected factors in (0, 4], got {args.factors!r}")
     elif args.scales is not None:
-        factors = tuple(SCALE_FACTORS[i] for i in SCALE_SETS[args.scales])
+        factors = tuple(WIDE_SCALE_FACTORS[i] for i in SCALE_SETS[args.scales])
     else:
         factors = None  # the localizer's own (Localizer.factors)
     settings = MergeSettings(
@@ -801,7 +801,7 @@ def cmd_train_detector(args) -> int:
         detector_from_classifier,
         train_detector,
     )
-    from .localize import input_record, input_settings
+    from .localize import SCALE_FACTORS, WIDE_SCALE_FACTORS, input_record, input_settings
     from .mnist import data_checksum
     from .scenes import scene_config_from_record, scene_config_record
 
@@ -826,6 +826,8 @@ def cmd_train_detector(args) -> int:
         mining = not args.no_mining
         normalize = not args.plain_scenes
         scene_config = training_scenes(args)
+    # Varied scenes hold digits up to 96 pixels tall: they need the eight scales.
+    factors = WIDE_SCALE_FACTORS if normalize else SCALE_FACTORS
     print(
         f"mini-detector from {source}: patches of {args.scenes} training scenes "
         f"(seed {args.scene_seed}), {config.epochs} epochs, "
@@ -834,13 +836,13 @@ def cmd_train_detector(args) -> int:
     train_data, test_data = scene_datasets(
         args,
         lambda scenes, seed: detection_patches(
-            scenes, seed=seed, progress=not args.quiet, normalize=normalize
+            scenes, seed=seed, factors=factors, progress=not args.quiet, normalize=normalize
         ),
         "patches",
         scene_config,
     )
     meta = {
-        **input_record(normalize),
+        **input_record(normalize, factors),
         "scene_config": scene_config_record(scene_config),
         "classifier_checkpoint": str(source),
         "scenes": {"train": args.scenes, "test": args.test_scenes, "seed": args.scene_seed},

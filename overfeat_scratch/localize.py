@@ -41,13 +41,15 @@ from .image import resize_bilinear
 from .layers import Sequential
 from .train import CLASSIFICATION, TrainConfig, load_checkpoint, load_extra_network, train
 
-# Eight scales a third of an octave apart: a digit 16 to 96 pixels tall in the
-# scene is about 20 pixels tall (as MNIST digits are in mini's 32-pixel window) at
-# one of them. (The first six, down to 0.315, served digits up to 64 pixels: the
-# networks trained on the fixed-grey scenes use those, see Localizer.factors.)
-SCALE_FACTORS = tuple(round(2 ** (-k / 3), 4) for k in range(8))
+# Six scales a third of an octave apart: a digit 20 to 64 pixels tall in the scene
+# is about 20 pixels tall (as MNIST digits are in mini's 32-pixel window) at one
+# of them. Networks trained on varied scenes, whose digits are 16 to 96 pixels
+# tall, use eight (down to 0.198): WIDE_SCALE_FACTORS, recorded in their checkpoints
+# (see Localizer.factors).
+SCALE_FACTORS = tuple(round(2 ** (-k / 3), 4) for k in range(6))
+WIDE_SCALE_FACTORS = tuple(round(2 ** (-k / 3), 4) for k in range(8))
 # The scale sets of the ablation (paper Fig. 9 compares 1, 2, 4 and 6 scales),
-# as indices into SCALE_FACTORS, spread over the range.
+# as indices into WIDE_SCALE_FACTORS (the first six are SCALE_FACTORS).
 SCALE_SETS = {
     1: (2,),
     2: (1, 4),
@@ -55,9 +57,8 @@ SCALE_SETS = {
     6: (0, 1, 2, 3, 4, 5),
     8: (0, 1, 2, 3, 4, 5, 6, 7),
 }
-# The scales of a checkpoint that does not record its own (trained before the
-# eight scales and the normalised input).
-LEGACY_SCALE_FACTORS = SCALE_FACTORS[:6]
+# The scales of a checkpoint that does not record its own.
+LEGACY_SCALE_FACTORS = SCALE_FACTORS
 # A window trains the regressor only if it covers at least this much of the box.
 MIN_COVERAGE = 0.5
 

@@ -66,7 +66,7 @@ def test_train_commands_write_checkpoints_and_logs(workdir):
     assert meta["objective"] == "box-regression"
     assert meta["extra_networks"]["classifier"]["name"] == "mini-detector"
     # Both record how they read scenes, and the ranges their scenes were drawn from.
-    from overfeat_scratch.localize import SCALE_FACTORS, Localizer
+    from overfeat_scratch.localize import WIDE_SCALE_FACTORS, Localizer
     from overfeat_scratch.scenes import TRAINING_RANGES, scene_config_from_record
 
     detector_meta = json.loads(
@@ -74,11 +74,11 @@ def test_train_commands_write_checkpoints_and_logs(workdir):
     )
     for record in (meta, detector_meta):
         assert record["input"] == "normalized"
-        assert record["scale_factors"] == list(SCALE_FACTORS)
+        assert record["scale_factors"] == list(WIDE_SCALE_FACTORS)
     assert scene_config_from_record(detector_meta["scene_config"]) == TRAINING_RANGES
     assert scene_config_from_record(meta["scene_config"]).max_digits == 1
     loc = Localizer.from_checkpoint(workdir / "regressor" / "checkpoint.npz")
-    assert loc.normalize and loc.factors == SCALE_FACTORS
+    assert loc.normalize and loc.factors == WIDE_SCALE_FACTORS
 
 
 def test_plain_scenes_train_on_raw_input(tmp_path):

@@ -302,14 +302,16 @@ def test_input_settings_from_checkpoint_metadata():
     from overfeat_scratch.localize import (
         LEGACY_SCALE_FACTORS,
         SCALE_FACTORS,
+        WIDE_SCALE_FACTORS,
         input_record,
         input_settings,
     )
 
     assert input_settings({}) == (False, LEGACY_SCALE_FACTORS)
     assert input_settings(input_record()) == (True, SCALE_FACTORS)
+    assert input_settings(input_record(True, WIDE_SCALE_FACTORS)) == (True, WIDE_SCALE_FACTORS)
     assert input_settings(input_record(False, (1.0, 0.5))) == (False, (1.0, 0.5))
-    assert len(SCALE_FACTORS) == 8 and SCALE_FACTORS[:6] == LEGACY_SCALE_FACTORS
+    assert len(WIDE_SCALE_FACTORS) == 8 and WIDE_SCALE_FACTORS[:6] == LEGACY_SCALE_FACTORS
     with pytest.raises(ValueError, match="input 'colour'"):
         input_settings({"input": "colour"})
     with pytest.raises(ValueError, match="scale_factors"):
