@@ -37,8 +37,8 @@ from overfeat_scratch.detection import (  # noqa: E402
 )
 from overfeat_scratch.evaluation import evaluate_detections  # noqa: E402
 from overfeat_scratch.localize import (  # noqa: E402
+    SCALE_FACTORS,
     SCALE_SETS,
-    WIDE_SCALE_FACTORS,
     Localizer,
     candidates,
     head_layers,
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
             (f"merge, coarse, {n} scales", localizer, every, DetectSettings(), False),
         ]
         for count in (1, 2, 4, 6):
-            factors = tuple(WIDE_SCALE_FACTORS[i] for i in SCALE_SETS[count])
+            factors = tuple(SCALE_FACTORS[i] for i in SCALE_SETS[count])
             settings.append(
                 (f"merge, fine, {count} scales", localizer, factors, DetectSettings(), True)
             )

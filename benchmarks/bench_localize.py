@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from overfeat_scratch.localize import (  # noqa: E402
+    SCALE_FACTORS,
     SCALE_SETS,
-    WIDE_SCALE_FACTORS,
     Localizer,
     MergeSettings,
     evaluate_localization,
@@ -51,11 +51,12 @@ def main(argv=None) -> int:
     if args.shared:
         localizers["shared"] = Localizer.from_checkpoint(args.shared)
     own = len(localizers["class-specific"].factors)  # the checkpoint's own scales
-    counts = (own,) if args.quick else (1, 2, 4, 6, 8)
+    counts = (own,) if args.quick else tuple(dict.fromkeys((*SCALE_SETS, own)))
     rows = []
     for name, localizer in localizers.items():
         for count in counts:
-            factors = tuple(WIDE_SCALE_FACTORS[i] for i in SCALE_SETS[count])
+            own_scales = localizer.factors if count == own else None
+            factors = own_scales or tuple(SCALE_FACTORS[i] for i in SCALE_SETS[count])
             t0 = time.perf_counter()
             result = evaluate_localization(localizer, scenes, factors, settings)
             seconds = time.perf_counter() - t0

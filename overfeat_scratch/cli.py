@@ -565,7 +565,7 @@ def cmd_train_regressor(args) -> int:
 
 
 def localize_settings(args):
-    from .localize import SCALE_SETS, WIDE_SCALE_FACTORS, MergeSettings
+    from .localize import SCALE_FACTORS, SCALE_SETS, MergeSettings
 
     if args.factors:
         try:
@@ -577,7 +577,7 @@ def localize_settings(args):
         if not all(0 < f <= 4 for f in factors):
             raise ValueError(f"--factors: expected factors in (0, 4], got {args.factors!r}")
     elif args.scales is not None:
-        factors = tuple(WIDE_SCALE_FACTORS[i] for i in SCALE_SETS[args.scales])
+        factors = tuple(SCALE_FACTORS[i] for i in SCALE_SETS[args.scales])
     else:
         factors = None  # the localizer's own (Localizer.factors)
     settings = MergeSettings(
@@ -933,8 +933,7 @@ def add_merge_arguments(p, default) -> None:
         "--scales",
         type=int,
         choices=sorted(SCALE_SETS),
-        help="how many of the eight scales (default: the checkpoint's own, all eight for "
-        "the shipped localizer)",
+        help="how many of the six scales (default: the checkpoint's own scales)",
     )
     p.add_argument("--factors", metavar="LIST", help="explicit resize factors, e.g. 1,0.63,0.4")
     p.add_argument(

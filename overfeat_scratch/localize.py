@@ -49,14 +49,8 @@ from .train import CLASSIFICATION, TrainConfig, load_checkpoint, load_extra_netw
 SCALE_FACTORS = tuple(round(2 ** (-k / 3), 4) for k in range(6))
 WIDE_SCALE_FACTORS = tuple(round(2 ** (-k / 3), 4) for k in range(8))
 # The scale sets of the ablation (paper Fig. 9 compares 1, 2, 4 and 6 scales),
-# as indices into WIDE_SCALE_FACTORS (the first six are SCALE_FACTORS).
-SCALE_SETS = {
-    1: (2,),
-    2: (1, 4),
-    4: (0, 2, 3, 5),
-    6: (0, 1, 2, 3, 4, 5),
-    8: (0, 1, 2, 3, 4, 5, 6, 7),
-}
+# as indices into SCALE_FACTORS (the first six of WIDE_SCALE_FACTORS).
+SCALE_SETS = {1: (2,), 2: (1, 4), 4: (0, 2, 3, 5), 6: (0, 1, 2, 3, 4, 5)}
 # The scales of a checkpoint that does not record its own.
 LEGACY_SCALE_FACTORS = SCALE_FACTORS
 # A window trains the regressor only if it covers at least this much of the box.
