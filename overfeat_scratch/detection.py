@@ -59,10 +59,10 @@ class LabelRule:
 RULE = LabelRule()
 
 DETECTOR_CONFIG = TrainConfig(
-    epochs=8,
+    epochs=12,
     batch_size=16,
     learning_rate=0.02,
-    lr_decay_epochs=(5, 7),
+    lr_decay_epochs=(8, 11),
     lr_decay_factor=0.3,
     momentum=0.9,
     weight_decay=5e-4,

@@ -551,6 +551,42 @@ def test_training_ranges_make_scenes_across_their_ranges():
     assert {len(s.annotations) for s in scenes} == {1, 2, 3, 4, 5}
 
 
+def test_plain_scenes_are_default_scenes_on_the_configs_layout():
+    from overfeat_scratch.scenes import PLAIN_FIELDS, TRAINING_RANGES
+
+    plain = TRAINING_RANGES.plain_scene()
+    defaults = SceneConfig()
+    assert all(getattr(plain, name) == getattr(defaults, name) for name in PLAIN_FIELDS)
+    assert plain.plain == 0 and plain.max_digits == TRAINING_RANGES.max_digits
+    # plain = 1: every scene is drawn from that config (the one draw deciding it is
+    # skipped, as for every probability of 0 or 1).
+    always = generate_scenes(4, 21, "train", dataclasses.replace(TRAINING_RANGES, plain=1.0))
+    expected = generate_scenes(4, 21, "train", plain)
+    for a, b in zip(always, expected, strict=True):
+        np.testing.assert_array_equal(a.image, b.image)
+        assert a.annotations == b.annotations
+    # A small canvas caps the default heights at its size.
+    small = SceneConfig(
+        min_size=40, max_size=48, max_digits=1, min_digit_height=12, max_digit_height=40
+    ).plain_scene()
+    assert small.max_digit_height == 40 and small.min_digit_height == 20
+
+
+def test_a_share_of_plain_scenes():
+    # Plain scenes are light digits on grey 24 (their median 25-30: noise clipped at
+    # 0, fragments); the ranges' grounds spread over 0-96 and half are turned
+    # round, so few of them land there by chance.
+    from overfeat_scratch.scenes import TRAINING_RANGES
+
+    ranges = dataclasses.replace(TRAINING_RANGES, plain=0.0)
+    mixed = dataclasses.replace(ranges, plain=0.5)
+    scenes = generate_scenes(120, 17, "train", mixed)
+    near = np.mean([23 <= np.median(s.image) <= 31 for s in scenes])
+    assert 0.35 < near < 0.75
+    none = generate_scenes(120, 17, "train", ranges)
+    assert np.mean([23 <= np.median(s.image) <= 31 for s in none]) < 0.15
+
+
 @pytest.mark.parametrize(
     "fields, message",
     [
@@ -562,6 +598,7 @@ def test_training_ranges_make_scenes_across_their_ranges():
         ({"ink": (120, 255), "background": (0, 130)}, "brighter than every background"),
         ({"dark": 1.5}, "dark"),
         ({"clutter_on_digits": -0.1}, "clutter_on_digits"),
+        ({"plain": 2.0}, "plain"),
     ],
 )
 def test_bad_ranges_are_refused(fields, message):
