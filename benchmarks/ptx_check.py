@@ -16,7 +16,8 @@ kernel to PTX with NVVM for every target and assembles it with ``ptxas -v``; pri
 per target one row per kernel and configuration: threads per block at launch,
 registers per thread, spill bytes, stack frame, static and dynamic shared memory, and
 the theoretical occupancy with what limits it. Writes everything as JSON (``--json``,
-default ``out/ptx_check.json``). Exits with status 1 if a kernel fails to compile,
+default ``benchmarks/results/ptx_check.json``, which the docs read and a test holds to
+what the compiler says). Exits with status 1 if a kernel fails to compile,
 breaks a limit (more than 1024 threads per block, static shared memory over 48 KB, a
 spill in a convolution or pooling kernel) or is never launched.
 
@@ -33,28 +34,7 @@ from pathlib import Path
 
 from overfeat_scratch.cuda import ptx
 
-
-def markdown_table(report: dict) -> str:
-    """One row per kernel and configuration, the targets side by side."""
-    targets = list(report["targets"])
-    rows = {t: {r["label"]: r for r in report["targets"][t]} for t in targets}
-    labels = sorted(rows[targets[0]])
-    head = ["kernel", "threads", "smem B"]
-    for t in targets:
-        head += [f"{t} regs", f"{t} spill B", f"{t} occupancy (blocks/SM)"]
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
-    for label in labels:
-        first = rows[targets[0]][label]
-        cells = [f"`{label}`", str(first["threads"]), str(first.get("static_smem", "-"))]
-        for t in targets:
-            r = rows[t][label]
-            if "error" in r:
-                cells += ["error", "", ""]
-                continue
-            spill = r["spill_stores"] + r["spill_loads"]
-            cells += [str(r["registers"]), str(spill), f"{r['occupancy']:.1%} ({r['blocks']})"]
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
+RESULTS = Path(__file__).resolve().parent / "results" / "ptx_check.json"
 
 
 def selections(report: dict) -> list[str]:
@@ -77,7 +57,9 @@ def selections(report: dict) -> list[str]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--targets", nargs="+", default=list(ptx.TARGETS), choices=ptx.TARGETS)
-    parser.add_argument("--json", type=Path, default=Path("out/ptx_check.json"))
+    parser.add_argument(
+        "--json", type=Path, default=RESULTS, help=f"default: {RESULTS} (the table the docs read)"
+    )
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     args = parser.parse_args(argv)
 
@@ -90,7 +72,7 @@ def main(argv=None):
     elapsed = time.perf_counter() - start
 
     if args.markdown:
-        print(markdown_table(report))
+        print(ptx.markdown_table(report))
     else:
         for target, rows in report["targets"].items():
             print(ptx.format_table(rows, target))

@@ -222,3 +222,49 @@ def test_kernel_identity_names_the_factory_and_its_arguments():
     identity = ptx.kernel_identity(getattr(split, "py_func", None) or split.fn)
     assert identity["params"] == {"store": {"function": "overfeat_scratch.cuda.conv:store_dx"}}
     assert ptx.resolve_kernel(identity) is split
+
+
+def test_kernel_argument_types_round_trip_through_json():
+    import json
+
+    from numba.core import types
+
+    cases = [
+        types.Array(types.float32, 4, "C"),
+        types.Array(types.uint8, 1, "C", readonly=True),
+        types.Array(types.int64, 2, "F"),
+        types.UniTuple(types.int64, 11),
+        types.boolean,
+        types.uint64,
+        types.float64,
+    ]
+    for numba_type in cases:
+        record = json.loads(json.dumps(ptx.type_record(numba_type)))
+        assert ptx.type_from_record(record) == numba_type
+    with pytest.raises(TypeError, match="no JSON form"):
+        ptx.type_record(types.unicode_type)
+    with pytest.raises(ValueError, match="unknown scalar"):
+        ptx.type_from_record({"scalar": "object"})
+
+
+RESOURCES = ("threads", "registers", "static_smem", "spill_stores", "spill_loads", "blocks")
+
+
+@pytest.mark.cuda
+def test_the_committed_table_is_what_the_compiler_says(report):
+    committed = ptx.committed_table()
+    for target in TARGETS:
+        live = {r["label"]: {k: r.get(k) for k in RESOURCES} for r in report["targets"][target]}
+        saved = {r["label"]: {k: r.get(k) for k in RESOURCES} for r in committed["targets"][target]}
+        stale = sorted(
+            label for label in live.keys() | saved.keys() if live.get(label) != saved.get(label)
+        )
+        assert not stale, (
+            f"{target}: benchmarks/results/ptx_check.json is stale for {stale}; "
+            "regenerate it with `python benchmarks/ptx_check.py` and the docs table with --markdown"
+        )
+
+
+def test_the_performance_page_shows_the_committed_table():
+    page = (ptx.ROOT / "docs" / "performance.md").read_text()
+    assert ptx.markdown_table(ptx.committed_table()) in page

@@ -66,7 +66,6 @@ import inspect
 import json
 import math
 import os
-import pickle
 import re
 import subprocess
 import sys
@@ -807,6 +806,29 @@ def format_table(rows: list[dict], target: str, markdown: bool = False) -> str:
 # The whole check, in subprocesses
 
 
+def markdown_table(report: dict) -> str:
+    """One row per kernel and configuration, the targets side by side."""
+    targets = list(report["targets"])
+    rows = {t: {r["label"]: r for r in report["targets"][t]} for t in targets}
+    labels = sorted(rows[targets[0]])
+    head = ["kernel", "threads", "smem B"]
+    for t in targets:
+        head += [f"{t} regs", f"{t} spill B", f"{t} occupancy (blocks/SM)"]
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    for label in labels:
+        first = rows[targets[0]][label]
+        cells = [f"`{label}`", str(first["threads"]), str(first.get("static_smem", "-"))]
+        for t in targets:
+            r = rows[t][label]
+            if "error" in r:
+                cells += ["error", "", ""]
+                continue
+            spill = r["spill_stores"] + r["spill_loads"]
+            cells += [str(r["registers"]), str(spill), f"{r['occupancy']:.1%} ({r['blocks']})"]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def _python(args, env, timeout):
     result = subprocess.run(
         [sys.executable, "-m", f"{PACKAGE}.ptx", *args],
@@ -825,6 +847,17 @@ def _python(args, env, timeout):
     return result
 
 
+def committed_table(path=None) -> dict:
+    """The report that ``benchmarks/ptx_check.py`` wrote to ``benchmarks/results`` (the
+    table of the docs; ``tests/test_ptx.py`` checks it against a fresh compile)."""
+    path = Path(path) if path is not None else ROOT / "benchmarks" / "results" / "ptx_check.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: run `python benchmarks/ptx_check.py` with the cuda extra"
+        )
+    return json.loads(path.read_text())
+
+
 def run_check(targets=("sm_80", "sm_90"), timeout: float = 600) -> dict:
     """Record, compile for every target (in parallel processes), analyse.
 
@@ -837,10 +870,9 @@ def run_check(targets=("sm_80", "sm_90"), timeout: float = 600) -> dict:
         base = {k: v for k, v in os.environ.items() if k != "OVERFEAT_CUDA_SIZES"}
         sim = dict(base, NUMBA_ENABLE_CUDASIM="1", OVERFEAT_CUDA_SIZES="gpu")
         start = time.perf_counter()
-        _python(["record", str(tmp / "launches.pkl")], sim, timeout)
+        _python(["record", str(tmp / "launches.json")], sim, timeout)
         timings["record_s"] = round(time.perf_counter() - start, 1)
-        with open(tmp / "launches.pkl", "rb") as f:
-            recorded = pickle.load(f)
+        recorded = json.loads((tmp / "launches.json").read_text())
 
         real = {k: v for k, v in base.items() if k != "NUMBA_ENABLE_CUDASIM"}
         start = time.perf_counter()
@@ -848,7 +880,7 @@ def run_check(targets=("sm_80", "sm_90"), timeout: float = 600) -> dict:
             futures = {
                 target: pool.submit(
                     _python,
-                    ["compile", target, str(tmp / "launches.pkl"), str(tmp / f"{target}.json")],
+                    ["compile", target, str(tmp / "launches.json"), str(tmp / f"{target}.json")],
                     real,
                     timeout,
                 )
@@ -875,23 +907,63 @@ def missing_kernels(report: dict) -> list[str]:
     return [name for name in report["kernels"] if name not in launched]
 
 
+def type_record(numba_type) -> dict:
+    """A kernel argument's Numba type as JSON (the recording and the compiling run in
+    separate processes, one with the simulator and one without)."""
+    from numba.core import types
+
+    if isinstance(numba_type, types.Array):
+        return {
+            "array": str(numba_type.dtype),
+            "ndim": numba_type.ndim,
+            "layout": numba_type.layout,
+            "readonly": not numba_type.mutable,
+        }
+    if isinstance(numba_type, types.UniTuple):
+        return {"tuple": type_record(numba_type.dtype), "count": numba_type.count}
+    if isinstance(numba_type, types.Boolean | types.Integer | types.Float):
+        return {"scalar": str(numba_type)}
+    raise TypeError(f"type_record: no JSON form for the kernel argument type {numba_type}")
+
+
+def type_from_record(record: dict):
+    """The inverse of :func:`type_record`."""
+    from numba.core import types
+
+    def scalar(name):
+        value = getattr(types, "boolean" if name == "bool" else name, None)
+        if not isinstance(value, types.Boolean | types.Integer | types.Float):
+            raise ValueError(f"type_from_record: unknown scalar type {name!r}")
+        return value
+
+    if "array" in record:
+        return types.Array(
+            scalar(record["array"]), record["ndim"], record["layout"], readonly=record["readonly"]
+        )
+    if "tuple" in record:
+        return types.UniTuple(type_from_record(record["tuple"]), record["count"])
+    if "scalar" in record:
+        return scalar(record["scalar"])
+    raise ValueError(f"type_from_record: unknown type record {record!r}")
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["record"] and len(argv) == 2:
-        entries = record()
-        with open(argv[1], "wb") as f:
-            pickle.dump({"entries": entries, "kernels": package_kernels()}, f)
+        entries = [dict(e, argtypes=[type_record(t) for t in e["argtypes"]]) for e in record()]
+        Path(argv[1]).write_text(json.dumps({"entries": entries, "kernels": package_kernels()}))
     elif argv[:1] == ["compile"] and len(argv) == 4:
         target, source, out = argv[1:]
-        with open(source, "rb") as f:
-            entries = pickle.load(f)["entries"]
+        entries = json.loads(Path(source).read_text())["entries"]
+        for entry in entries:
+            entry["argtypes"] = tuple(type_from_record(t) for t in entry["argtypes"])
         with tempfile.TemporaryDirectory(prefix=f"ptx-{target}-") as tmp:
             rows = compile_all(entries, target, Path(tmp))
         Path(out).write_text(json.dumps(rows, default=list))
     else:
         raise SystemExit(
-            "usage: python -m overfeat_scratch.cuda.ptx record OUT.pkl\n"
-            "       python -m overfeat_scratch.cuda.ptx compile TARGET IN.pkl OUT.json"
+            "usage: python -m overfeat_scratch.cuda.ptx record OUT.json\n"
+            "       python -m overfeat_scratch.cuda.ptx compile TARGET IN.json OUT.json"
         )
 
 
