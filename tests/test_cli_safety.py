@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from checkpoints import with_metadata
 from PIL import Image
 
 from overfeat_scratch import paper
@@ -358,24 +359,15 @@ def test_dense_refuses_a_huge_image_and_downscales_with_max_size(monkeypatch, tm
     assert np.load(tmp_path / "m.npy").shape == tiny_rgb_network().output_shape((3, 30, 40))
 
 
-def edited_checkpoint(source, path, edit):
-    arrays = dict(np.load(source, allow_pickle=False))
-    meta = json.loads(arrays["metadata"].tobytes().decode())
-    edit(meta)
-    arrays["metadata"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    np.savez(path, **arrays)
-    return path
-
-
 def test_edited_checkpoint_metadata_is_a_clear_error(work, tmp_path, capsys):
     source = work / "run" / "checkpoint.npz"
-    no_network = edited_checkpoint(source, tmp_path / "a.npz", lambda m: m.pop("network"))
+    no_network = with_metadata(tmp_path / "a.npz", source, lambda m: m.pop("network"))
     code, _, err = run(capsys, "evaluate", "--checkpoint", no_network)
     assert code == 2 and "metadata has no 'network' field" in err
-    text = edited_checkpoint(source, tmp_path / "b.npz", lambda m: m.update(network="mini"))
+    text = with_metadata(tmp_path / "b.npz", source, lambda m: m.update(network="mini"))
     code, _, err = run(capsys, "evaluate", "--checkpoint", text)
     assert code == 2 and "metadata field 'network' is 'mini'; expected an object" in err
-    no_dropout = edited_checkpoint(source, tmp_path / "c.npz", lambda m: m.pop("dropout"))
+    no_dropout = with_metadata(tmp_path / "c.npz", source, lambda m: m.pop("dropout"))
     code, _, err = run(
         capsys, "train", "--resume", no_dropout, "--epochs", "2", "--out", tmp_path / "r"
     )

@@ -5,6 +5,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from checkpoints import with_metadata
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -200,16 +201,6 @@ def test_mini_config_documents_its_choices():
     assert MINI_CONFIG.init_std == "he"
 
 
-def write_with_metadata(path, source, edit):
-    """A copy of checkpoint ``source`` with its metadata record changed by ``edit``."""
-    arrays = dict(np.load(source, allow_pickle=False))
-    meta = json.loads(arrays["metadata"].tobytes().decode())
-    edit(meta)
-    arrays["metadata"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    np.savez(path, **arrays)
-    return path
-
-
 def drop(key):
     return lambda meta: meta.pop(key)
 
@@ -239,7 +230,7 @@ def put(key, value):
 )
 def test_checkpoint_metadata_errors_name_the_field(tmp_path, edit, message):
     good = save_checkpoint(tmp_path / "good.npz", build_network("mini", seed=0), None, {})
-    bad = write_with_metadata(tmp_path / "bad.npz", good, edit)
+    bad = with_metadata(tmp_path / "bad.npz", good, edit)
     with pytest.raises(ValueError, match=r"checkpoint .*bad\.npz: " + message):
         load_checkpoint(bad)
 
@@ -275,7 +266,7 @@ def one_epoch(tmp_path_factory):
     ],
 )
 def test_resuming_checks_the_fields_it_needs(one_epoch, tmp_path, edit, message):
-    bad = write_with_metadata(tmp_path / "bad.npz", one_epoch, edit)
+    bad = with_metadata(tmp_path / "bad.npz", one_epoch, edit)
     net, meta, velocity = load_checkpoint(bad)  # loading for inference needs none of them
     with pytest.raises(ValueError, match=r"checkpoint .*bad\.npz: " + message):
         resume_state(meta, velocity, bad)
