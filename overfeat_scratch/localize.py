@@ -72,8 +72,9 @@ REGRESSOR_CONFIG = TrainConfig(
 # The shipped localizer: the regressor trained by `overfeat-scratch train-regressor`,
 # with the detector whose features it reads stored inside (see localizer.json).
 SHIPPED_REGRESSOR = Path(__file__).resolve().parent / "data" / "localizer.npz"
-# The localizer shipped before the training scenes varied (fixed grey, light ink,
-# raw input, six scales), kept as the baseline that shows what varying them fixed.
+# The localizer trained on plain scenes only (fixed grey, light ink, raw input, six
+# scales): the shipped networks without their training state, kept as the baseline
+# that the robustness benchmark scores as "before".
 PLAIN_REGRESSOR = Path(__file__).resolve().parent / "data" / "localizer_plain.npz"
 
 
