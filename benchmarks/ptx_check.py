@@ -34,8 +34,6 @@ from pathlib import Path
 
 from overfeat_scratch.cuda import ptx
 
-RESULTS = Path(__file__).resolve().parent / "results" / "ptx_check.json"
-
 
 def selections(report: dict) -> list[str]:
     """For each convolution GEMM configuration: the layers that select it."""
@@ -58,7 +56,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--targets", nargs="+", default=list(ptx.TARGETS), choices=ptx.TARGETS)
     parser.add_argument(
-        "--json", type=Path, default=RESULTS, help=f"default: {RESULTS} (the table the docs read)"
+        "--json",
+        type=Path,
+        default=ptx.RESULTS,
+        help="default: benchmarks/results/ptx_check.json (the docs' table)",
     )
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     args = parser.parse_args(argv)

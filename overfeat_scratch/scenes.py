@@ -782,7 +782,8 @@ def scene_config_from_record(record) -> SceneConfig:
 
 
 # ---------------------------------------------------------------------------
-# The ranges the shipped detector and regressor were trained on
+# The ranges train-detector and train-regressor draw their scenes from by default
+# (the shipped localizer was trained on default scenes: see localizer.json)
 
 # Every point of the robustness benchmark's grid lies inside what training sees:
 # grey grounds from black to mid-grey, both polarities, noise over the digits or

@@ -137,6 +137,8 @@ NO_SPILL_MODULES = ("conv", "pool", "offset_pool")
 
 PACKAGE = __package__ or "overfeat_scratch.cuda"
 ROOT = Path(__file__).resolve().parents[2]  # the directory that holds the package
+# The committed report: what the docs show and tests/test_ptx.py checks.
+RESULTS = ROOT / "benchmarks" / "results" / "ptx_check.json"
 
 
 # --------------------------------------------------------------------------------------
@@ -755,8 +757,9 @@ def _uses(row: dict, limit: int = 3) -> str:
     return text
 
 
-def format_table(rows: list[dict], target: str, markdown: bool = False) -> str:
-    """One line per kernel and configuration on ``target``."""
+def format_table(rows: list[dict], target: str) -> str:
+    """One line per kernel and configuration on ``target`` (plain text; the docs' table
+    with the targets side by side is :func:`markdown_table`)."""
     head = (
         "kernel",
         "threads",
@@ -786,13 +789,6 @@ def format_table(rows: list[dict], target: str, markdown: bool = False) -> str:
                 ", ".join(row["limited_by"]),
             )
         )
-    if markdown:
-        out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-        out += [
-            "| " + " | ".join(f"`{c}`" if i == 0 else c for i, c in enumerate(line)) + " |"
-            for line in lines
-        ]
-        return "\n".join(out)
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
     t = TARGETS[target]
     out = [f"{target} ({t['gpu']}, compute capability {t['cc'][0]}.{t['cc'][1]})"]
@@ -800,10 +796,6 @@ def format_table(rows: list[dict], target: str, markdown: bool = False) -> str:
     for line in lines:
         out.append("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
     return "\n".join(out)
-
-
-# --------------------------------------------------------------------------------------
-# The whole check, in subprocesses
 
 
 def markdown_table(report: dict) -> str:
@@ -829,6 +821,10 @@ def markdown_table(report: dict) -> str:
     return "\n".join(out)
 
 
+# --------------------------------------------------------------------------------------
+# The whole check, in subprocesses
+
+
 def _python(args, env, timeout):
     result = subprocess.run(
         [sys.executable, "-m", f"{PACKAGE}.ptx", *args],
@@ -850,7 +846,7 @@ def _python(args, env, timeout):
 def committed_table(path=None) -> dict:
     """The report that ``benchmarks/ptx_check.py`` wrote to ``benchmarks/results`` (the
     table of the docs; ``tests/test_ptx.py`` checks it against a fresh compile)."""
-    path = Path(path) if path is not None else ROOT / "benchmarks" / "results" / "ptx_check.json"
+    path = Path(path) if path is not None else RESULTS
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} is missing: run `python benchmarks/ptx_check.py` with the cuda extra"
