@@ -106,21 +106,28 @@ def run_task(model_path: str | None, task: str, changes: dict, n: int, seed: int
     return result
 
 
-def curves(results: dict):
-    """The curves of every factor (top: top-1 localization error; bottom: mAP@0.5),
-    both models, as a matplotlib ``Figure`` (drawn without pyplot)."""
+METRICS = {"localization": "top1_error", "detection": "map50"}
+
+
+def curves(results: dict, tasks=("localization", "detection"), columns=None):
+    """The curves of every factor, one row per task (top-1 localization error, mAP@0.5),
+    both models, as a matplotlib ``Figure`` (drawn without pyplot). ``columns``: wrap
+    the factors into rows of at most that many panels."""
     from matplotlib.figure import Figure
 
     factors = list(GRID)
-    fig = Figure(figsize=(3.0 * len(factors), 5.6), layout="constrained")
-    axes = fig.subplots(2, len(factors), squeeze=False)
-    for col, factor in enumerate(factors):
+    columns = columns or len(factors)
+    bands = -(-len(factors) // columns)
+    fig = Figure(figsize=(2.6 * columns, 2.6 * len(tasks) * bands), layout="constrained")
+    axes = fig.subplots(len(tasks) * bands, columns, squeeze=False)
+    for index, factor in enumerate(factors):
+        band, col = divmod(index, columns)
         labels = [DEFAULT_VALUES[factor]] + [v for v, _ in GRID[factor]]
         keys = [point_key("default", "default")] + [point_key(factor, v) for v, _ in GRID[factor]]
         order = sorted(range(len(labels)), key=lambda i: sort_key(labels[i]))
-        for row, (task, metric) in enumerate(
-            (("localization", "top1_error"), ("detection", "map50"))
-        ):
+        for offset, task in enumerate(tasks):
+            metric = METRICS[task]
+            row = band * len(tasks) + offset
             ax = axes[row, col]
             for model, style in (("before", "o--"), ("shipped", "s-")):
                 ys = [
@@ -130,10 +137,12 @@ def curves(results: dict):
                 ax.plot(range(len(order)), ys, style, label=model)
             ax.axhline(TARGETS[task], color="grey", lw=0.8, ls=":")
             ax.set_xticks(range(len(order)), [str(labels[i]) for i in order], fontsize=8)
-            ax.set_title(factor if row == 0 else "", fontsize=10)
-            ax.set_ylim(0, 0.5) if task == "localization" else ax.set_ylim(0.5, 1.0)
+            ax.set_title(factor if offset == 0 else "", fontsize=10)
+            ax.set_ylim(0, 1.0)
             if col == 0:
                 ax.set_ylabel("top-1 loc. error" if task == "localization" else "mAP@0.5")
+    for ax in axes.flat:
+        ax.set_visible(bool(ax.lines))  # the panels past the last factor
     axes[0, 0].legend(fontsize=8)
     return fig
 

@@ -1133,7 +1133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_RUN_HELP)
     p.add_argument("--seed", type=seed, help="initialisation, batch order and negatives")
-    p.add_argument("--scenes", type=positive, default=12000, help="multi-digit training scenes")
+    p.add_argument("--scenes", type=positive, default=24000, help="multi-digit training scenes")
     p.add_argument(
         "--test-scenes", type=positive, default=300, help="held-out scenes for test error"
     )

@@ -59,10 +59,10 @@ class LabelRule:
 RULE = LabelRule()
 
 DETECTOR_CONFIG = TrainConfig(
-    epochs=12,
+    epochs=6,
     batch_size=16,
     learning_rate=0.02,
-    lr_decay_epochs=(8, 11),
+    lr_decay_epochs=(4, 5),
     lr_decay_factor=0.3,
     momentum=0.9,
     weight_decay=5e-4,
@@ -357,7 +357,7 @@ class DetectSettings:
 
     final: str = "merge"
     nms_iou: float = 0.3
-    after_merge_iou: float | None = 0.3
+    after_merge_iou: float | None = 0.5
     after_merge_classes: bool = False
     min_score: float = 0.0
     max_detections: int = 100

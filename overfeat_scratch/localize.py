@@ -225,21 +225,23 @@ def scene_input(image, normalize: bool = False) -> np.ndarray:
 
     Pixels are scaled to ``[0, 1]`` (mini's input scale); with ``normalize`` (what
     networks trained on varied scenes read: see :class:`Localizer`) the scene's
-    background is then moved to 0 and its ink made positive
+    background is then moved to 0, its ink made positive and its brightest ink
+    brought to :data:`~overfeat_scratch.image.INK_LEVEL`
     (:func:`~overfeat_scratch.image.normalize_scene`), so that neither the grey of
-    the paper nor the polarity of the ink reaches the network. The normalisation is
-    one shift (and perhaps one sign) for the whole scene, computed before any
-    window is cut: dense evaluation of the normalised scene still equals sliding
-    a window over it, and the border's fill, the median, becomes exactly 0.
+    the paper, nor the polarity of the ink, nor its contrast reaches the network.
+    The normalisation is one shift, one sign and one gain for the whole scene,
+    computed before any window is cut: dense evaluation of the normalised scene
+    still equals sliding a window over it, and the border's fill, the median,
+    becomes exactly 0.
     """
     from .digits import to_input
-    from .image import normalize_scene
+    from .image import INK_LEVEL, normalize_scene
 
     image = np.asarray(image)
     if image.ndim != 2:
         raise ValueError(f"expected an (H, W) grey image, got shape {image.shape}")
     x = to_input(image[None])[0, 0]
-    return normalize_scene(x) if normalize else x
+    return normalize_scene(x, INK_LEVEL) if normalize else x
 
 
 def resize_scene(image: np.ndarray, factor: float, border: int = 0, fill=None):
@@ -432,8 +434,11 @@ class Localizer:
 
 
 # How a checkpoint's networks read scenes: recorded under "input" in its metadata.
-INPUT_NORMALIZED = "normalized"
+# "normalized" named an earlier normalisation without the contrast step; networks
+# trained on it read scenes differently, so such checkpoints are refused.
+INPUT_NORMALIZED = "normalized-contrast"
 INPUT_RAW = "raw"
+INPUT_RETIRED = {"normalized": "ground and polarity only, without the contrast step"}
 
 
 def input_record(normalize: bool = True, factors=SCALE_FACTORS) -> dict:
@@ -447,6 +452,11 @@ def input_record(normalize: bool = True, factors=SCALE_FACTORS) -> dict:
 def input_settings(meta: dict, path="checkpoint") -> tuple[bool, tuple]:
     """``(normalize, factors)`` from a checkpoint's metadata (see :func:`input_record`)."""
     mode = meta.get("input", INPUT_RAW)
+    if mode in INPUT_RETIRED:
+        raise ValueError(
+            f"checkpoint {path}: input {mode!r} ({INPUT_RETIRED[mode]}) is no longer read; "
+            f"expected {INPUT_RAW!r} or {INPUT_NORMALIZED!r} (train the networks again)"
+        )
     if mode not in (INPUT_RAW, INPUT_NORMALIZED):
         raise ValueError(
             f"checkpoint {path}: input {mode!r}; expected {INPUT_RAW!r} or {INPUT_NORMALIZED!r}"

@@ -783,7 +783,7 @@ def scene_config_from_record(record) -> SceneConfig:
 
 # ---------------------------------------------------------------------------
 # The ranges train-detector and train-regressor draw their scenes from by default
-# (the shipped localizer was trained on default scenes: see localizer.json)
+# (the shipped localizer was trained on them; the one before, on default scenes only)
 
 # Every point of the robustness benchmark's grid lies inside what training sees:
 # grey grounds from black to mid-grey, both polarities, noise over the digits or
@@ -800,7 +800,7 @@ TRAINING_RANGES = SceneConfig(
     ink=(176, 255),
     noise=(0, 28),
     noise_over_digits=0.5,
-    blur=(0, 2.0),
+    blur=(0, 2.5),
     fragments=(0, 14),
     clutter_on_digits=0.5,
     dark=0.5,

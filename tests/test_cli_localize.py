@@ -66,14 +66,14 @@ def test_train_commands_write_checkpoints_and_logs(workdir):
     assert meta["objective"] == "box-regression"
     assert meta["extra_networks"]["classifier"]["name"] == "mini-detector"
     # Both record how they read scenes, and the ranges their scenes were drawn from.
-    from overfeat_scratch.localize import WIDE_SCALE_FACTORS, Localizer
+    from overfeat_scratch.localize import INPUT_NORMALIZED, WIDE_SCALE_FACTORS, Localizer
     from overfeat_scratch.scenes import TRAINING_RANGES, scene_config_from_record
 
     detector_meta = json.loads(
         np.load(workdir / "detector" / "checkpoint.npz")["metadata"].tobytes().decode()
     )
     for record in (meta, detector_meta):
-        assert record["input"] == "normalized"
+        assert record["input"] == INPUT_NORMALIZED == "normalized-contrast"
         assert record["scale_factors"] == list(WIDE_SCALE_FACTORS)
     assert scene_config_from_record(detector_meta["scene_config"]) == TRAINING_RANGES
     assert scene_config_from_record(meta["scene_config"]).max_digits == 1

@@ -256,3 +256,83 @@ def test_normalisation_refuses_bad_input():
         normalize_scene(np.full((4, 4), np.nan))
     with pytest.raises(ValueError, match=r"\(H, W\)"):
         normalize_scene(np.zeros((4, 4, 1)))
+    with pytest.raises(ValueError, match="ink_level"):
+        normalize_scene(np.zeros((4, 4)), ink_level=0.0)
+    with pytest.raises(ValueError, match="ink_level"):
+        normalize_scene(np.zeros((4, 4)), ink_level=float("nan"))
+
+
+def ink_tail(image):
+    """The mean of the INK_TAIL brightest pixels, computed here by sorting."""
+    from overfeat_scratch.image import INK_TAIL, MIN_TAIL
+
+    flat = np.sort(np.asarray(image, np.float64).reshape(-1))
+    k = min(flat.size, max(MIN_TAIL, int(INK_TAIL * flat.size)))
+    return flat[-k:].mean()
+
+
+@given(
+    seed=st.integers(0, 2**31),
+    ground=st.floats(20, 50),
+    contrast=st.floats(110, 200),
+    level=st.floats(0.5, 1.0),
+    dark=st.booleans(),
+)
+def test_contrast_step_brings_the_ink_to_the_level(seed, ground, contrast, level, dark):
+    """With ``ink_level`` the ink's tail lands on the level; without, the shift and sign
+    alone, and the two differ by one gain inside GAIN_RANGE."""
+    from overfeat_scratch.image import GAIN_RANGE, normalize_scene
+
+    if dark:  # dark ink on light paper
+        image = noisy_scene(seed, 255 - ground, 255 - ground - contrast, noise=4.0)
+    else:
+        image = noisy_scene(seed, ground, ground + contrast, noise=4.0)
+    plain = normalize_scene(image)
+    out = normalize_scene(image, ink_level=level)
+    gain = level / ink_tail(plain)
+    assert GAIN_RANGE[0] < gain < GAIN_RANGE[1]
+    assert abs(ink_tail(out) - level) < 1e-4
+    np.testing.assert_allclose(out, plain * gain, rtol=1e-4, atol=1e-6)
+
+
+@given(seed=st.integers(0, 2**31), scale=st.floats(0.8, 1.8))
+def test_contrast_step_ignores_the_contrast(seed, scale):
+    """Faint ink and strong ink come out alike: scaling the scene about its ground
+    changes nothing once the gain is inside its range."""
+    from overfeat_scratch.image import INK_LEVEL, normalize_scene
+
+    image = noisy_scene(seed, 80, 200, noise=3.0).astype(np.float64)
+    ground = 80 / 255
+    scaled = ground + scale * (image - ground)
+    np.testing.assert_allclose(
+        normalize_scene(scaled, INK_LEVEL), normalize_scene(image, INK_LEVEL), atol=2e-5
+    )
+
+
+def test_contrast_gain_is_clipped():
+    """A scene with (almost) no ink is not blown up past GAIN_RANGE, a flat one stays 0,
+    and ink far above the level is not cut by more than the range allows."""
+    from overfeat_scratch.image import GAIN_RANGE, normalize_scene
+
+    faint = noisy_scene(1, 128, 133, noise=0.5)
+    np.testing.assert_allclose(
+        normalize_scene(faint, 0.9), normalize_scene(faint) * GAIN_RANGE[1], rtol=1e-5
+    )
+    np.testing.assert_array_equal(normalize_scene(np.full((5, 6), 0.4), 0.9), 0.0)
+    strong = noisy_scene(2, 25, 230, noise=2.0)
+    np.testing.assert_allclose(
+        normalize_scene(strong, 0.1), normalize_scene(strong) * GAIN_RANGE[0], rtol=1e-5
+    )
+
+
+def test_default_scenes_pass_the_contrast_step_almost_unchanged():
+    """INK_LEVEL is the default scenes' own ink tail: their median gain is within 2% of 1."""
+    from overfeat_scratch.digits import to_input
+    from overfeat_scratch.image import INK_LEVEL, normalize_scene
+    from overfeat_scratch.scenes import SceneConfig, generate_scenes
+
+    gains = []
+    for scene in generate_scenes(30, 77, "test", SceneConfig()):
+        x = to_input(scene.image[None])[0, 0]
+        gains.append(INK_LEVEL / ink_tail(normalize_scene(x)))
+    assert abs(np.median(gains) - 1) < 0.02

@@ -314,17 +314,25 @@ def test_input_settings_from_checkpoint_metadata():
     assert len(WIDE_SCALE_FACTORS) == 8 and WIDE_SCALE_FACTORS[:6] == LEGACY_SCALE_FACTORS
     with pytest.raises(ValueError, match="input 'colour'"):
         input_settings({"input": "colour"})
+    # Networks trained on the earlier normalisation (no contrast step) read scenes
+    # differently: refused by name, not run on input they never saw.
+    with pytest.raises(ValueError, match="contrast step"):
+        input_settings({"input": "normalized"})
     with pytest.raises(ValueError, match="scale_factors"):
         input_settings({"input": "raw", "scale_factors": [0.5, -1]})
 
 
 def test_scene_input_normalises_unless_told_not_to():
+    from overfeat_scratch.image import INK_LEVEL
+
     image = np.full((40, 40), 200, np.uint8)
     image[10:30, 18:22] = 20  # dark ink on light paper
     raw = scene_input(image)
     np.testing.assert_allclose(raw, image / 255, atol=1e-7)
     x = scene_input(image, normalize=True)
-    assert np.median(x) == 0 and x.max() == pytest.approx(180 / 255) and x.min() == 0
+    # Ground at 0, the ink turned positive and its contrast (180 grey levels) brought
+    # to the level the default scenes have.
+    assert np.median(x) == 0 and x.max() == pytest.approx(INK_LEVEL) and x.min() == 0
 
 
 def test_localizer_reads_its_input_mode_from_the_checkpoint(tmp_path):

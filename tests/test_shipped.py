@@ -1,6 +1,7 @@
 """The shipped mini weights, the evaluate command and the main job."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,3 +107,35 @@ def test_shipped_detector_scores_near_its_stated_map_on_a_subset():
     evaluation = evaluate_detections(gt, results)
     # 40 of the 500 benchmark scenes: mAP there varies by a few points around the whole set's.
     assert evaluation.map50 >= record["map50"] - 0.08
+
+
+ROBUSTNESS = json.loads(
+    (Path(__file__).resolve().parents[1] / "benchmarks/results/robustness.json").read_text()
+)
+
+
+def test_shipped_localizer_reads_dark_ink_on_light_paper():
+    """Dark ink on light paper, one point of the robustness benchmark: the shipped
+    localizer (trained on varied scenes, reading them normalised) stays near its
+    recorded error on the point's first scenes, where the localizer trained on default
+    scenes only misses most digits."""
+    import dataclasses
+
+    from overfeat_scratch.localize import (
+        PLAIN_REGRESSOR,
+        Localizer,
+        evaluate_localization,
+        single_digit_config,
+    )
+    from overfeat_scratch.scenes import SceneConfig, generate_scenes
+
+    shipped = ROBUSTNESS["shipped|polarity=dark|localization"]
+    before = ROBUSTNESS["before|polarity=dark|localization"]
+    assert shipped["seed"] == before["seed"]
+    config = single_digit_config(dataclasses.replace(SceneConfig(), dark=1.0))
+    scenes = generate_scenes(50, shipped["seed"], "test", config)
+    error = evaluate_localization(Localizer.from_checkpoint(), scenes)["top1"]
+    # 50 of the point's 300 scenes: within a few scenes of the whole point's error.
+    assert error <= shipped["top1_error"] + 0.06
+    plain = evaluate_localization(Localizer.from_checkpoint(PLAIN_REGRESSOR), scenes)["top1"]
+    assert plain >= before["top1_error"] - 0.15 and plain > error + 0.3
