@@ -21,9 +21,10 @@ import time
 
 import numpy as np
 
-from overfeat_scratch import build_network, paper
-from overfeat_scratch.dense import dense_evaluate, fine_multiply_adds
-from overfeat_scratch.geometry import Geometry
+from overfeat_scratch import build_network
+from overfeat_scratch.nn import paper
+from overfeat_scratch.nn.dense import dense_evaluate, fine_multiply_adds
+from overfeat_scratch.nn.geometry import Geometry
 
 
 def best_time(fn, repeats):

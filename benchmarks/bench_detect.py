@@ -28,15 +28,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from overfeat_scratch.dense import dense_evaluate_heads  # noqa: E402
-from overfeat_scratch.detection import (  # noqa: E402
+from overfeat_scratch.datasets.scenes import SceneConfig, coco_dict, generate_scenes  # noqa: E402
+from overfeat_scratch.detect.detection import (  # noqa: E402
     DetectSettings,
     coco_results,
     detect,
     detect_merge_settings,
 )
-from overfeat_scratch.evaluation import evaluate_detections  # noqa: E402
-from overfeat_scratch.localize import (  # noqa: E402
+from overfeat_scratch.detect.evaluation import evaluate_detections  # noqa: E402
+from overfeat_scratch.detect.localize import (  # noqa: E402
     SCALE_FACTORS,
     SCALE_SETS,
     Localizer,
@@ -46,8 +46,8 @@ from overfeat_scratch.localize import (  # noqa: E402
     scale_outputs,
     scene_border,
 )
-from overfeat_scratch.merge import greedy_merge  # noqa: E402
-from overfeat_scratch.scenes import SceneConfig, coco_dict, generate_scenes  # noqa: E402
+from overfeat_scratch.nn.dense import dense_evaluate_heads  # noqa: E402
+from overfeat_scratch.ops.merge import greedy_merge  # noqa: E402
 
 DEFAULT_MERGE = detect_merge_settings()
 

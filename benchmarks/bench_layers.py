@@ -48,7 +48,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from overfeat_scratch import conv as conv_ops  # noqa: E402
-from overfeat_scratch.networks import build_network  # noqa: E402
+from overfeat_scratch.nn.networks import build_network  # noqa: E402
 
 SIZES = {"fast": 231, "accurate": 221}
 TARGETS = {
@@ -472,7 +472,7 @@ MEMORY_PROBE = """
 import sys
 sys.path.insert(0, {root!r})
 import numpy as np
-from overfeat_scratch.networks import build_network
+from overfeat_scratch.nn.networks import build_network
 
 def hwm():
     for line in open("/proc/self/status"):

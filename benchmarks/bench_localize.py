@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from overfeat_scratch.localize import (  # noqa: E402
+from overfeat_scratch.datasets.scenes import generate_scenes  # noqa: E402
+from overfeat_scratch.detect.localize import (  # noqa: E402
     SCALE_FACTORS,
     SCALE_SETS,
     Localizer,
@@ -30,7 +31,6 @@ from overfeat_scratch.localize import (  # noqa: E402
     evaluate_localization,
     single_digit_config,
 )
-from overfeat_scratch.scenes import generate_scenes  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from overfeat_scratch.merge import merge_fast, merge_literal
+from overfeat_scratch.ops.merge import merge_fast, merge_literal
 
 THRESHOLD = 0.5
 SCORE = "center_iou"

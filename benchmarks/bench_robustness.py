@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_robustness.py --n 20 --jobs 2   # a quick look
 
 Each point of the grid changes one property of the default scenes
-(:class:`~overfeat_scratch.scenes.SceneConfig`) and keeps the others: the
+(:class:`~overfeat_scratch.datasets.scenes.SceneConfig`) and keeps the others: the
 background grey, noise over the whole image, the ink's brightest level, the
 polarity, the digits' height, clutter that may touch the digits, blur. At every
 point, ``--n`` single-digit scenes are localized (top-1 error, the ILSVRC
@@ -83,10 +83,14 @@ def seed_of(index: int, task: str) -> int:
 
 def run_task(model_path: str | None, task: str, changes: dict, n: int, seed: int) -> dict:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from overfeat_scratch.detection import coco_results, detect
-    from overfeat_scratch.evaluation import evaluate_detections
-    from overfeat_scratch.localize import Localizer, evaluate_localization, single_digit_config
-    from overfeat_scratch.scenes import SceneConfig, coco_dict, generate_scenes
+    from overfeat_scratch.datasets.scenes import SceneConfig, coco_dict, generate_scenes
+    from overfeat_scratch.detect.detection import coco_results, detect
+    from overfeat_scratch.detect.evaluation import evaluate_detections
+    from overfeat_scratch.detect.localize import (
+        Localizer,
+        evaluate_localization,
+        single_digit_config,
+    )
 
     localizer = Localizer.from_checkpoint(model_path)
     config = dataclasses.replace(SceneConfig(), **changes)
@@ -175,7 +179,7 @@ def main(argv=None) -> int:
 
     results_path = Path(args.json)
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    from overfeat_scratch.localize import PLAIN_REGRESSOR
+    from overfeat_scratch.detect.localize import PLAIN_REGRESSOR
 
     paths = {"shipped": args.shipped, "before": args.before or str(PLAIN_REGRESSOR)}
     todo = []

@@ -20,8 +20,8 @@ import time
 import numpy as np
 
 from overfeat_scratch import build_network
-from overfeat_scratch.optim import SGD
-from overfeat_scratch.train import MINI_CONFIG
+from overfeat_scratch.nn.train import MINI_CONFIG
+from overfeat_scratch.ops.optim import SGD
 
 
 def ours(batch, steps, rng):

@@ -141,20 +141,20 @@ from overfeat_scratch.cuda import offset_pool as cuda_offset_pool  # noqa: E402
 from overfeat_scratch.cuda import optim as cuda_optim  # noqa: E402
 from overfeat_scratch.cuda import pool as cuda_pool  # noqa: E402
 from overfeat_scratch.cuda.merge import merge_cuda  # noqa: E402
-from overfeat_scratch.dense import (  # noqa: E402
+from overfeat_scratch.detect.evaluation import box_iou  # noqa: E402
+from overfeat_scratch.nn.dense import (  # noqa: E402
     dense_evaluate,
     fine_multiply_adds,
     last_pool_index,
     offset_plan,
 )
-from overfeat_scratch.evaluation import box_iou  # noqa: E402
-from overfeat_scratch.geometry import Geometry  # noqa: E402
-from overfeat_scratch.layers import Conv2d, Dropout, MaxPool2d, ReLU  # noqa: E402
-from overfeat_scratch.merge import merge_fast  # noqa: E402
-from overfeat_scratch.networks import build_from_specs, build_network  # noqa: E402
-from overfeat_scratch.offset_pool import fine_size  # noqa: E402
-from overfeat_scratch.optim import SGD  # noqa: E402
-from overfeat_scratch.train import MINI_CONFIG  # noqa: E402
+from overfeat_scratch.nn.geometry import Geometry  # noqa: E402
+from overfeat_scratch.nn.layers import Conv2d, Dropout, MaxPool2d, ReLU  # noqa: E402
+from overfeat_scratch.nn.networks import build_from_specs, build_network  # noqa: E402
+from overfeat_scratch.nn.train import MINI_CONFIG  # noqa: E402
+from overfeat_scratch.ops.merge import merge_fast  # noqa: E402
+from overfeat_scratch.ops.offset_pool import fine_size  # noqa: E402
+from overfeat_scratch.ops.optim import SGD  # noqa: E402
 
 SIZES = {"fast": 231, "accurate": 221}
 TINY_SPECS = (

@@ -7,7 +7,7 @@ Run from the repository root, with the ``cuda`` extra installed (NVIDIA's NVVM a
     python benchmarks/ptx_check.py --targets sm_90        # one target
     python benchmarks/ptx_check.py --markdown             # the table of docs/performance.md
 
-What it does (:mod:`overfeat_scratch.cuda.ptx` has the details): runs every public
+What it does (:mod:`overfeat_scratch.ptx` has the details): runs every public
 CUDA operation once at a tiny size on the Numba simulator with a GPU's launch sizes,
 recording each launch's kernel, argument types and block shape, plus a dry run of
 every convolution and fully connected layer of ``fast``, ``accurate`` and ``mini``
@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from overfeat_scratch.cuda import ptx
+from overfeat_scratch import ptx
 
 
 def selections(report: dict) -> list[str]:

@@ -1,7 +1,7 @@
 """OverFeat from scratch: NumPy and Numba-CUDA, every step of the paper written out."""
 
-from .backend import available_backends, get_backend, register_backend
-from .layers import (
+from .nn.backend import available_backends, get_backend, register_backend
+from .nn.layers import (
     Conv2d,
     Dropout,
     Flatten,
@@ -12,7 +12,7 @@ from .layers import (
     ReLU,
     Sequential,
 )
-from .networks import build_from_specs, build_network
+from .nn.networks import build_from_specs, build_network
 
 __version__ = "0.1.0"
 

@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import paper
 from .arguments import (
     MAX_SEED,
     Parser,
@@ -22,16 +21,17 @@ from .arguments import (
     score,
     seed,
 )
-from .checks import check_finite
-from .dense import MEMORY_LIMIT_GIB
+from .common.checks import check_finite
+from .nn import paper
+from .nn.dense import MEMORY_LIMIT_GIB
 
 # The largest canvas side of generated scenes (a canvas is held whole in memory).
 MAX_CANVAS = 4096
 
 
 def cmd_summary(args) -> int:
-    from .networks import build_network
-    from .summary import format_table
+    from .nn.networks import build_network
+    from .nn.summary import format_table
 
     net = build_network(args.model, seed=None)
     size = None if args.size is None else tuple(args.size)
@@ -83,7 +83,7 @@ def check_classify(args) -> None:
 
 def multiscale_memory(net, image_shape, scales, fine: bool) -> int:
     """The largest :func:`~.dense.dense_memory` over the sizes ``scales`` resize to."""
-    from .dense import dense_memory
+    from .nn.dense import dense_memory
 
     h, w = image_shape[:2]
     peak = 0
@@ -99,9 +99,9 @@ def multiscale_memory(net, image_shape, scales, fine: bool) -> int:
 
 
 def cmd_classify(args) -> int:
-    from .dense import check_memory, classify_multiscale, softmax
-    from .image import center_crop, load_image, resize_short_side
-    from .weights import load_released_weights, preprocess
+    from .nn.dense import check_memory, classify_multiscale, softmax
+    from .nn.weights import load_released_weights, preprocess
+    from .ops.image import center_crop, load_image, resize_short_side
 
     net = load_released_weights(args.weights, args.model, backend=args.backend).eval()
     image = load_image(args.image)
@@ -154,10 +154,10 @@ def downscale_factor(height: int, width: int, max_size: int | None) -> float:
 
 
 def cmd_dense(args) -> int:
-    from .dense import check_memory, dense_evaluate, dense_memory
-    from .fileio import atomic_write
-    from .image import load_image, resize_bilinear
-    from .weights import load_released_weights, preprocess
+    from .common.fileio import atomic_write
+    from .nn.dense import check_memory, dense_evaluate, dense_memory
+    from .nn.weights import load_released_weights, preprocess
+    from .ops.image import load_image, resize_bilinear
 
     net = load_released_weights(args.weights, args.model, backend=args.backend).eval()
     image = load_image(args.image)
@@ -187,7 +187,7 @@ def cmd_dense(args) -> int:
 
 
 def check_scenes(args) -> None:
-    from .scenes import TRAINING_RANGES, SceneConfig
+    from .datasets.scenes import TRAINING_RANGES, SceneConfig
 
     for low, high in (("min_size", "max_size"), ("min_digits", "max_digits")):
         if getattr(args, low) > getattr(args, high):
@@ -208,8 +208,8 @@ def check_scenes(args) -> None:
 def cmd_scenes(args) -> int:
     import dataclasses
 
-    from .mnist import data_checksum
-    from .scenes import (
+    from .datasets.mnist import data_checksum
+    from .datasets.scenes import (
         TRAINING_RANGES,
         SceneConfig,
         generate_scenes,
@@ -291,7 +291,7 @@ def resume_run(path, changes: dict, backend, expected=None, objective="classific
     Refuses a run that has nothing left to do: the checkpoint already at (or past)
     the epochs asked for.
     """
-    from .train import config_from_meta, load_checkpoint, resume_state
+    from .nn.train import config_from_meta, load_checkpoint, resume_state
 
     net, meta, velocity = load_checkpoint(path, expected, backend=backend)
     if meta.get("objective", "classification") != objective:
@@ -325,10 +325,10 @@ def check_train(args) -> None:
 def cmd_train(args) -> int:
     from dataclasses import replace
 
-    from .digits import mnist_windows
-    from .mnist import data_checksum, load_mnist
-    from .networks import build_network
-    from .train import CONFIGS, train
+    from .datasets.digits import mnist_windows
+    from .datasets.mnist import data_checksum, load_mnist
+    from .nn.networks import build_network
+    from .nn.train import CONFIGS, train
 
     changes = config_changes(args)
     if args.resume:
@@ -380,9 +380,9 @@ def check_evaluate(args) -> None:
 def cmd_evaluate(args) -> int:
     import json
 
-    from .digits import mnist_windows, shipped_checkpoint
-    from .mnist import load_mnist
-    from .train import evaluate, load_checkpoint
+    from .datasets.digits import mnist_windows, shipped_checkpoint
+    from .datasets.mnist import load_mnist
+    from .nn.train import evaluate, load_checkpoint
 
     path = args.checkpoint or shipped_checkpoint()
     net, meta, _ = load_checkpoint(path, "mini", backend=args.backend)
@@ -394,7 +394,7 @@ def cmd_evaluate(args) -> int:
     confusion = np.zeros((10, 10), np.int64)
     np.add.at(confusion, (labels, predictions), 1)
     if args.plot:
-        from .plots import save_confusion
+        from .common.plots import save_confusion
 
         save_confusion(confusion, args.plot, f"mini on MNIST test: {100 * error:.2f}% error")
     if args.json:
@@ -427,9 +427,9 @@ def load_classifier(path, backend, default="mini"):
     """A classifier (mini or mini-detector) from a checkpoint, or the one inside a
     regressor checkpoint. Default: the shipped mini (``default="mini"``) or the
     detector inside the shipped localizer (``default="detector"``)."""
-    from .digits import shipped_checkpoint
-    from .localize import shipped_regressor
-    from .train import load_checkpoint, load_extra_network, read_checkpoint
+    from .datasets.digits import shipped_checkpoint
+    from .detect.localize import shipped_regressor
+    from .nn.train import load_checkpoint, load_extra_network, read_checkpoint
 
     if path is None:
         path = shipped_checkpoint() if default == "mini" else shipped_regressor()
@@ -446,15 +446,15 @@ def load_classifier(path, backend, default="mini"):
 def classifier_input(path) -> tuple[bool, tuple]:
     """``(normalize, factors)`` that the classifier of checkpoint ``path`` was trained
     with (a regressor checkpoint records its classifier's)."""
-    from .localize import input_settings
-    from .train import read_checkpoint
+    from .detect.localize import input_settings
+    from .nn.train import read_checkpoint
 
     return input_settings(read_checkpoint(path)[0], path)
 
 
 def training_scenes(args):
     """The scene config of a training command: the varied ranges, or ``--plain-scenes``."""
-    from .scenes import TRAINING_RANGES, SceneConfig
+    from .datasets.scenes import TRAINING_RANGES, SceneConfig
 
     return SceneConfig() if args.plain_scenes else TRAINING_RANGES
 
@@ -463,7 +463,7 @@ def scene_datasets(args, make, what: str, scene_config=None):
     """``(train, test)`` data made by ``make(scenes, seed)`` from ``args.scenes`` training
     scenes (MNIST train digits, seed ``args.scene_seed``) and ``args.test_scenes`` test
     scenes (MNIST test digits, the next seed)."""
-    from .scenes import generate_scenes
+    from .datasets.scenes import generate_scenes
 
     t0 = time.perf_counter()
     seed = args.scene_seed
@@ -481,7 +481,9 @@ def check_scene_training(args) -> None:
 
 
 def cmd_train_regressor(args) -> int:
-    from .localize import (
+    from .datasets.mnist import data_checksum
+    from .datasets.scenes import scene_config_from_record, scene_config_record
+    from .detect.localize import (
         REGRESSOR_CONFIG,
         build_regressor,
         input_record,
@@ -490,9 +492,7 @@ def cmd_train_regressor(args) -> int:
         single_digit_config,
         train_regressor,
     )
-    from .mnist import data_checksum
-    from .scenes import scene_config_from_record, scene_config_record
-    from .train import load_extra_network
+    from .nn.train import load_extra_network
 
     changes = config_changes(args)
     if args.resume:
@@ -565,7 +565,7 @@ def cmd_train_regressor(args) -> int:
 
 
 def localize_settings(args):
-    from .localize import SCALE_FACTORS, SCALE_SETS, MergeSettings
+    from .detect.localize import SCALE_FACTORS, SCALE_SETS, MergeSettings
 
     if args.factors:
         try:
@@ -596,8 +596,8 @@ def read_inputs(path):
     folder (its categories and annotations too) or one image file."""
     from pathlib import Path
 
-    from .image import load_image
-    from .scenes import ANNOTATIONS_FILE, read_coco
+    from .datasets.scenes import ANNOTATIONS_FILE, read_coco
+    from .ops.image import load_image
 
     path = Path(path)
     if path.is_dir():
@@ -626,8 +626,8 @@ def write_results(path, rows, label_to_id) -> int:
     """
     import json
 
-    from .detection import coco_results
-    from .fileio import atomic_write
+    from .common.fileio import atomic_write
+    from .detect.detection import coco_results
 
     kept = [(image_id, pred) for image_id, pred in rows if pred["label"] in label_to_id]
     out = coco_results(kept, label_to_id, digits=2)
@@ -639,7 +639,7 @@ def draw_predictions(folder, name, pixels, predictions, truth=None) -> None:
     """``FOLDER/<image stem>.png``: the image, its predicted boxes and the true ones."""
     from pathlib import Path
 
-    from .plots import draw_boxes
+    from .common.plots import draw_boxes
 
     draw_boxes(
         pixels,
@@ -700,8 +700,8 @@ def localize_memory(localizer, height, width, factors, fine: bool, top_k: int) -
     its class probabilities, boxes and windows (float64), and the candidate boxes
     of its ``top_k`` classes.
     """
-    from .dense import dense_memory, offset_plan
-    from .localize import head_layers, scaled_size, scene_border
+    from .detect.localize import head_layers, scaled_size, scene_border
+    from .nn.dense import dense_memory, offset_plan
 
     classifier = localizer.classifier
     window = classifier.window()
@@ -733,7 +733,7 @@ def localize_memory(localizer, height, width, factors, fine: bool, top_k: int) -
 def check_localize_memory(args, localizer, items, factors, top_k: int) -> list:
     """Per image, the scale factors to run it at (``--max-size`` applied), after refusing
     (before any work) an image whose estimated memory is above ``--max-memory``."""
-    from .dense import check_memory
+    from .nn.dense import check_memory
 
     factors = localizer.factors if factors is None else factors
     per_image = []
@@ -758,7 +758,7 @@ def check_result(result, name: str) -> None:
 
 
 def cmd_localize(args) -> int:
-    from .localize import Localizer, localization_error, localize
+    from .detect.localize import Localizer, localization_error, localize
 
     localizer = Localizer.from_checkpoint(args.checkpoint, backend=args.backend)
     factors, settings = localize_settings(args)
@@ -795,15 +795,15 @@ def cmd_localize(args) -> int:
 
 
 def cmd_train_detector(args) -> int:
-    from .detection import (
+    from .datasets.mnist import data_checksum
+    from .datasets.scenes import scene_config_from_record, scene_config_record
+    from .detect.detection import (
         DETECTOR_CONFIG,
         detection_patches,
         detector_from_classifier,
         train_detector,
     )
-    from .localize import SCALE_FACTORS, WIDE_SCALE_FACTORS, input_record, input_settings
-    from .mnist import data_checksum
-    from .scenes import scene_config_from_record, scene_config_record
+    from .detect.localize import SCALE_FACTORS, WIDE_SCALE_FACTORS, input_record, input_settings
 
     changes = config_changes(args)
     if args.resume:
@@ -869,14 +869,14 @@ def cmd_train_detector(args) -> int:
 
 
 def detect_settings(args):
-    from .detection import DetectSettings
+    from .detect.detection import DetectSettings
 
     return DetectSettings(final=args.final, nms_iou=args.nms_iou, min_score=args.min_score)
 
 
 def cmd_detect(args) -> int:
-    from .detection import check_detector, detect
-    from .localize import Localizer
+    from .detect.detection import check_detector, detect
+    from .detect.localize import Localizer
 
     localizer = Localizer.from_checkpoint(args.checkpoint, backend=args.backend)
     check_detector(localizer, args.checkpoint or "the shipped localizer")
@@ -920,14 +920,14 @@ def check_evaluate_detections(args) -> None:
 
 
 def cmd_evaluate_detections(args) -> int:
-    from .evaluation import evaluate_detections_main
+    from .detect.evaluation import evaluate_detections_main
 
     return evaluate_detections_main(args.ground_truth, args.predictions, args.json, plot=args.plot)
 
 
 def add_merge_arguments(p, default) -> None:
     """The merge's flags; ``default``: the :class:`~.localize.MergeSettings` they start from."""
-    from .localize import SCALE_SETS
+    from .detect.localize import SCALE_SETS
 
     p.add_argument(
         "--scales",
@@ -993,8 +993,8 @@ PLAIN_SCENES_HELP = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .detection import detect_merge_settings
-    from .localize import MergeSettings
+    from .detect.detection import detect_merge_settings
+    from .detect.localize import MergeSettings
 
     parser = Parser(
         prog="overfeat-scratch",

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import paper
+from .nn import paper
 
 
 def classify_digits(net, count: int) -> float:
-    from .digits import mnist_windows
-    from .mnist import load_mnist
-    from .train import evaluate
+    from .datasets.digits import mnist_windows
+    from .datasets.mnist import load_mnist
+    from .nn.train import evaluate
 
     images, labels = load_mnist("test")
     error, _ = evaluate(net, mnist_windows(images[:count]), labels[:count].astype(np.int64))
@@ -37,10 +37,10 @@ def scene_figure(net, out: Path, seed: int) -> tuple[Path, list]:
     """Dense class maps of ``net`` over one generated test scene, saved as a PNG."""
     from matplotlib.patches import Rectangle
 
-    from .dense import dense_evaluate, softmax
-    from .digits import to_input
-    from .plots import new_figure, save_figure
-    from .scenes import SceneConfig, generate_scenes
+    from .common.plots import new_figure, save_figure
+    from .datasets.digits import to_input
+    from .datasets.scenes import SceneConfig, generate_scenes
+    from .nn.dense import dense_evaluate, softmax
 
     # Digits at MNIST's scale (20-26 pixels tall) on a clean background: ``mini`` is a
     # classifier of 32x32 windows with no background class (the detector adds one).
@@ -104,9 +104,9 @@ def scene_figure(net, out: Path, seed: int) -> tuple[Path, list]:
 
 def localization_demo(localizer, out: Path, seed: int, count: int) -> tuple[dict, Path]:
     """Localization error on ``count`` single-digit test scenes; the merge figure."""
-    from .localize import evaluate_localization, localize, single_digit_config
-    from .plots import new_figure, save_figure, show_boxes
-    from .scenes import generate_scenes
+    from .common.plots import new_figure, save_figure, show_boxes
+    from .datasets.scenes import generate_scenes
+    from .detect.localize import evaluate_localization, localize, single_digit_config
 
     scenes = generate_scenes(count, seed + 100, "test", single_digit_config())
     error = evaluate_localization(localizer, scenes)
@@ -138,10 +138,10 @@ def localization_demo(localizer, out: Path, seed: int, count: int) -> tuple[dict
 
 def detection_demo(localizer, out: Path, seed: int, count: int, min_score: float):
     """mAP of the detector on ``count`` multi-digit test scenes; a figure of four."""
-    from .detection import coco_results, detect
-    from .evaluation import evaluate_detections
-    from .plots import new_figure, save_figure, show_boxes
-    from .scenes import coco_dict, generate_scenes
+    from .common.plots import new_figure, save_figure, show_boxes
+    from .datasets.scenes import coco_dict, generate_scenes
+    from .detect.detection import coco_results, detect
+    from .detect.evaluation import evaluate_detections
 
     scenes = generate_scenes(count, seed + 200, "test")
     gt = coco_dict(scenes, [f"{k:06d}.png" for k in range(1, count + 1)])
@@ -170,8 +170,8 @@ def detection_demo(localizer, out: Path, seed: int, count: int, min_score: float
 
 
 def paper_networks(backend: str, seed: int, repeats: int) -> None:
-    from .networks import build_network
-    from .summary import format_table
+    from .nn.networks import build_network
+    from .nn.summary import format_table
 
     for model in ("fast", "accurate"):
         window = paper.WINDOW[model]
@@ -204,10 +204,10 @@ def paper_networks(backend: str, seed: int, repeats: int) -> None:
 def run(
     out="out/demo", backend="numpy", seed=0, repeats=3, digits=2000, scenes=20, min_score=5.0
 ) -> None:
-    from .checks import check_positive_int
-    from .digits import shipped_checkpoint
-    from .localize import Localizer, shipped_regressor
-    from .train import load_checkpoint
+    from .common.checks import check_positive_int
+    from .datasets.digits import shipped_checkpoint
+    from .detect.localize import Localizer, shipped_regressor
+    from .nn.train import load_checkpoint
 
     check_positive_int(repeats, "demo: repeats")
     out = Path(out)

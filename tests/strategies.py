@@ -119,7 +119,7 @@ def scene_configs(draw, clutter=None):
     smaller ones can be filled by one large digit, and ``make_scene`` then raises).
     ``clutter`` forces noise and fragments on (True) or off (False); None draws it.
     """
-    from overfeat_scratch.scenes import SceneConfig
+    from overfeat_scratch.datasets.scenes import SceneConfig
 
     min_size = draw(st.integers(96, 128))
     max_size = draw(st.integers(min_size, 144))

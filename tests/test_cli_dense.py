@@ -6,9 +6,9 @@ from PIL import Image
 
 from overfeat_scratch import build_network
 from overfeat_scratch.cli import main
-from overfeat_scratch.dense import dense_evaluate
-from overfeat_scratch.image import load_image
-from overfeat_scratch.weights import preprocess, save_released_weights
+from overfeat_scratch.nn.dense import dense_evaluate
+from overfeat_scratch.nn.weights import preprocess, save_released_weights
+from overfeat_scratch.ops.image import load_image
 
 
 @pytest.fixture(scope="module")

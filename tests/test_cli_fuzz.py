@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from overfeat_scratch import cli
 from overfeat_scratch.arguments import MAX_SEED
 from overfeat_scratch.cli import MAX_CANVAS, main
-from overfeat_scratch.scenes import SceneConfig, generate_scenes, write_coco
+from overfeat_scratch.datasets.scenes import SceneConfig, generate_scenes, write_coco
 
 
 def fuzz(examples: int):
@@ -226,10 +226,10 @@ NON_FINITE = re.compile(r"\b(nan|inf|infinity)\b", re.IGNORECASE)
 def tiny(tmp_path_factory):
     """A small scene folder and untrained localizers: one sound, one whose weights are
     finite but overflow float32 on any scene."""
-    from overfeat_scratch.detection import detector_from_classifier
-    from overfeat_scratch.localize import build_regressor, input_record
-    from overfeat_scratch.networks import build_network
-    from overfeat_scratch.train import save_checkpoint
+    from overfeat_scratch.detect.detection import detector_from_classifier
+    from overfeat_scratch.detect.localize import build_regressor, input_record
+    from overfeat_scratch.nn.networks import build_network
+    from overfeat_scratch.nn.train import save_checkpoint
 
     def localizer_checkpoint(path, classifier):
         meta = {"objective": "box-regression", "epoch": 0, **input_record(True, (1.0,))}

@@ -9,13 +9,13 @@ import pytest
 from checkpoints import with_metadata
 from PIL import Image
 
-from overfeat_scratch import paper
 from overfeat_scratch.cli import main
-from overfeat_scratch.detection import detector_from_classifier
-from overfeat_scratch.localize import build_regressor, input_record, single_digit_config
-from overfeat_scratch.networks import build_from_specs, build_network
-from overfeat_scratch.scenes import generate_scenes, write_coco
-from overfeat_scratch.train import TrainConfig, save_checkpoint, train
+from overfeat_scratch.datasets.scenes import generate_scenes, write_coco
+from overfeat_scratch.detect.detection import detector_from_classifier
+from overfeat_scratch.detect.localize import build_regressor, input_record, single_digit_config
+from overfeat_scratch.nn import paper
+from overfeat_scratch.nn.networks import build_from_specs, build_network
+from overfeat_scratch.nn.train import TrainConfig, save_checkpoint, train
 
 
 def localizer_checkpoint(path, classifier):
@@ -115,7 +115,7 @@ def forbid(monkeypatch, module, name):
 
 
 def test_training_refuses_a_longer_run_s_folder_before_any_work(work, capsys, monkeypatch):
-    import overfeat_scratch.mnist as mnist
+    import overfeat_scratch.datasets.mnist as mnist
 
     forbid(monkeypatch, mnist, "load_mnist")
     before = files_of(work / "run")
@@ -128,7 +128,7 @@ def test_training_refuses_a_longer_run_s_folder_before_any_work(work, capsys, mo
 
 
 def test_resuming_writes_only_into_the_resumed_run_s_folder(work, tmp_path, capsys, monkeypatch):
-    import overfeat_scratch.mnist as mnist
+    import overfeat_scratch.datasets.mnist as mnist
 
     forbid(monkeypatch, mnist, "load_mnist")
     checkpoint = work / "run" / "checkpoint.npz"
@@ -147,7 +147,7 @@ def test_resuming_writes_only_into_the_resumed_run_s_folder(work, tmp_path, caps
 
 
 def test_localize_out_naming_a_folder_fails_before_any_image(work, tmp_path, capsys, monkeypatch):
-    import overfeat_scratch.localize as localize
+    import overfeat_scratch.detect.localize as localize
 
     forbid(monkeypatch, localize, "localize")
     code, _, err = run(capsys, *localize_args(work, work / "singles", "--out", tmp_path))
@@ -193,7 +193,7 @@ def tiny_rgb_network(weight=0.1):
 @pytest.fixture
 def overflowing_weights(monkeypatch, tmp_path):
     """Released weights whose values are finite but overflow float32 on any image."""
-    import overfeat_scratch.weights as weights
+    import overfeat_scratch.nn.weights as weights
 
     monkeypatch.setattr(weights, "load_released_weights", lambda *a, **k: tiny_rgb_network(3e38))
     (tmp_path / "w").write_bytes(b"")
@@ -325,7 +325,7 @@ def test_detect_refuses_a_regressor_on_plain_mini(work, capsys):
 
 def test_huge_images_are_refused_with_the_estimate_and_a_way_out(work, tmp_path, capsys):
     from overfeat_scratch.cli import localize_memory
-    from overfeat_scratch.localize import SCALE_FACTORS, SCALE_SETS, Localizer
+    from overfeat_scratch.detect.localize import SCALE_FACTORS, SCALE_SETS, Localizer
 
     # The reported case: 6000 x 6000 at one scale is far above the default 4 GiB.
     localizer = Localizer.from_checkpoint()
@@ -344,7 +344,7 @@ def test_huge_images_are_refused_with_the_estimate_and_a_way_out(work, tmp_path,
 
 
 def test_dense_refuses_a_huge_image_and_downscales_with_max_size(monkeypatch, tmp_path, capsys):
-    import overfeat_scratch.weights as weights
+    import overfeat_scratch.nn.weights as weights
 
     monkeypatch.setattr(weights, "load_released_weights", lambda *a, **k: tiny_rgb_network())
     (tmp_path / "w").write_bytes(b"")

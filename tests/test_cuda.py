@@ -16,9 +16,8 @@ from hypothesis import strategies as st
 from numba import cuda
 from strategies import cuda_available, cuda_settings, needs_cuda_marker
 
-from overfeat_scratch import activations, conv, linear, losses, pool
-from overfeat_scratch.backend import get_backend
-from overfeat_scratch.layers import (
+from overfeat_scratch.nn.backend import get_backend
+from overfeat_scratch.nn.layers import (
     Conv2d,
     Dropout,
     Flatten,
@@ -28,18 +27,19 @@ from overfeat_scratch.layers import (
     ReLU,
     Sequential,
 )
+from overfeat_scratch.ops import activations, conv, linear, losses, pool
 
 AVAILABLE = cuda_available()
 needs_cuda = needs_cuda_marker()
 pytestmark = pytest.mark.cuda
 
 if AVAILABLE:
+    from overfeat_scratch.cuda import activations as cuda_elementwise
     from overfeat_scratch.cuda import conv as cuda_conv
-    from overfeat_scratch.cuda import elementwise as cuda_elementwise
     from overfeat_scratch.cuda import linear as cuda_linear
     from overfeat_scratch.cuda import losses as cuda_losses
     from overfeat_scratch.cuda import pool as cuda_pool
-    from overfeat_scratch.cuda.backend import CudaBackend
+    from overfeat_scratch.nn.cuda_backend import CudaBackend
 
 # float32 kernels against a float64 reference.
 RTOL, ATOL = 1e-4, 1e-5
@@ -436,7 +436,7 @@ def test_backend_moves_and_checks_arrays():
 
 
 def test_cuda_backend_without_a_gpu_says_what_to_do(monkeypatch):
-    from overfeat_scratch.cuda.backend import CudaBackend
+    from overfeat_scratch.nn.cuda_backend import CudaBackend
 
     monkeypatch.setattr(cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="no CUDA GPU") as error:

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import dense_networks
 
-from overfeat_scratch import offset_pool
-from overfeat_scratch.dense import dense_evaluate
+from overfeat_scratch.nn.dense import dense_evaluate
+from overfeat_scratch.ops import offset_pool
 
 cuda = pytest.importorskip("numba.cuda")
 pytestmark = pytest.mark.cuda

@@ -1,7 +1,7 @@
 """Training on the CUDA backend (simulator) against the NumPy backend.
 
 One momentum SGD update through :meth:`CudaBackend.sgd_step`, two training steps of a
-tiny network with dropout on, and one epoch of :func:`overfeat_scratch.train.train`:
+tiny network with dropout on, and one epoch of :func:`overfeat_scratch.nn.train.train`:
 the CUDA backend must end with the parameters the NumPy backend ends with, both in
 float32 (the gradients are summed in another order, hence the tolerances).
 """
@@ -13,18 +13,18 @@ import copy
 import numpy as np
 import pytest
 
-from overfeat_scratch import optim
-from overfeat_scratch.backend import get_backend
-from overfeat_scratch.layers import Conv2d, Dropout, FullyConnected, MaxPool2d, ReLU, Sequential
-from overfeat_scratch.optim import SGD
-from overfeat_scratch.train import TrainConfig, train
+from overfeat_scratch.nn.backend import get_backend
+from overfeat_scratch.nn.layers import Conv2d, Dropout, FullyConnected, MaxPool2d, ReLU, Sequential
+from overfeat_scratch.nn.train import TrainConfig, train
+from overfeat_scratch.ops import optim
+from overfeat_scratch.ops.optim import SGD
 
 cuda = pytest.importorskip("numba.cuda")
 pytestmark = pytest.mark.cuda
 if not cuda.is_available():
     pytest.skip("no CUDA device and the simulator is off", allow_module_level=True)
 
-from overfeat_scratch.cuda.backend import CudaBackend  # noqa: E402
+from overfeat_scratch.nn.cuda_backend import CudaBackend  # noqa: E402
 
 # Parameters after training steps: float32 on both backends.
 RTOL, ATOL = 1e-4, 1e-6

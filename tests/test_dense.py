@@ -8,11 +8,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import dense_networks
 
-from overfeat_scratch import build_network, paper
-from overfeat_scratch.dense import dense_evaluate, last_pool_index
-from overfeat_scratch.geometry import Geometry
-from overfeat_scratch.gradcheck import relative_error
-from overfeat_scratch.offset_pool import (
+from overfeat_scratch import build_network
+from overfeat_scratch.nn import paper
+from overfeat_scratch.nn.dense import dense_evaluate, last_pool_index
+from overfeat_scratch.nn.geometry import Geometry
+from overfeat_scratch.ops.gradcheck import relative_error
+from overfeat_scratch.ops.offset_pool import (
     interleave_offsets,
     offset_max_pool2d,
     offset_max_pool2d_naive,
@@ -128,7 +129,7 @@ def test_interleave_places_each_offset_on_its_grid():
 
 @pytest.mark.parametrize("row", paper.TABLE5, ids=lambda r: "x".join(map(str, r["input"])))
 def test_table5_every_cell(row):
-    from overfeat_scratch.dense import offset_plan
+    from overfeat_scratch.nn.dense import offset_plan
 
     net = build_network("accurate", seed=None)
     plan = offset_plan(net, *row["input"])
@@ -185,8 +186,8 @@ def test_dense_memory_estimates_the_peak_from_above(size, fine):
     traced) and at most 1.5 times it; with the localizer's two heads too."""
     import tracemalloc
 
-    from overfeat_scratch.dense import dense_evaluate_heads, dense_memory
-    from overfeat_scratch.localize import build_regressor, head_layers
+    from overfeat_scratch.detect.localize import build_regressor, head_layers
+    from overfeat_scratch.nn.dense import dense_evaluate_heads, dense_memory
 
     net = build_network("mini", seed=0).eval()
     heads = [head_layers(net), build_regressor(seed=0).eval().layers]
@@ -209,7 +210,7 @@ def test_dense_memory_estimates_the_peak_from_above(size, fine):
 
 
 def test_check_memory_refuses_with_the_estimate_and_a_way_out():
-    from overfeat_scratch.dense import check_memory
+    from overfeat_scratch.nn.dense import check_memory
 
     check_memory(2**30, 1.0, "dense: a", "downscale it")
     with pytest.raises(

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from overfeat_scratch.backend import get_backend
-from overfeat_scratch.dense import softmax
-from overfeat_scratch.detection import (
+from overfeat_scratch.datasets.scenes import Scene
+from overfeat_scratch.detect.detection import (
     BACKGROUND,
     DetectSettings,
     MinedDetection,
@@ -16,10 +15,11 @@ from overfeat_scratch.detection import (
     train_detector,
     window_labels,
 )
-from overfeat_scratch.localize import Localizer, MergeSettings, build_regressor, scene_input
-from overfeat_scratch.networks import build_network
-from overfeat_scratch.scenes import Scene
-from overfeat_scratch.train import TrainConfig, load_checkpoint, resume_state
+from overfeat_scratch.detect.localize import Localizer, MergeSettings, build_regressor, scene_input
+from overfeat_scratch.nn.backend import get_backend
+from overfeat_scratch.nn.dense import softmax
+from overfeat_scratch.nn.networks import build_network
+from overfeat_scratch.nn.train import TrainConfig, load_checkpoint, resume_state
 
 
 def test_window_labels_hand_cases():
@@ -190,7 +190,7 @@ def test_detect_with_merge_and_with_nms():
     merged = detect(loc, image, (1.0,), merge, whole)
     cleaned = detect(loc, image, (1.0,), merge, DetectSettings(max_detections=10**6))
     assert 0 < len(cleaned.boxes) <= len(merged.boxes)
-    from overfeat_scratch.merge import pairwise_iou
+    from overfeat_scratch.ops.merge import pairwise_iou
 
     overlap = pairwise_iou(cleaned.boxes, cleaned.boxes)
     np.fill_diagonal(overlap, 0)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from overfeat_scratch.evaluation import (
+from overfeat_scratch.detect.evaluation import (
     COCO_IOU_THRESHOLDS,
     average_precision,
     box_iou,

@@ -86,7 +86,7 @@ def test_merge_and_nms_sections_tiny(tmp_path):
 def test_nms_mask_reference_gives_numpy_nms():
     """The NumPy mask that the kernel is checked against, walked, is NumPy's NMS."""
     script = load_script()
-    from overfeat_scratch import nms
+    from overfeat_scratch.ops import nms
 
     boxes, scores, classes = script.nms_boxes(300)
     order = nms.score_order(scores)

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from overfeat_scratch.image import (
+from overfeat_scratch.ops.image import (
     center_crop,
     hflip,
     load_image,
@@ -127,7 +127,7 @@ LEVELS_8 = np.array([[0, 255, 128, 4, 2, 0]], np.uint8)
 
 
 def test_16bit_grey_png_is_scaled_not_clipped(tmp_path):
-    from overfeat_scratch.scenes import read_image_file
+    from overfeat_scratch.datasets.scenes import read_image_file
 
     Image.fromarray(LEVELS_16).save(tmp_path / "grey16.png")
     with Image.open(tmp_path / "grey16.png") as img:
@@ -145,7 +145,7 @@ def test_16bit_grey_png_is_scaled_not_clipped(tmp_path):
 def test_16bit_colour_and_alpha_pngs_keep_their_levels(tmp_path, color_type, channels):
     """Pillow reads these modes as 8-bit by keeping the high byte, which is within one
     level of round(v / 257): every level stays where it was, none is clipped."""
-    from overfeat_scratch.scenes import read_image_file
+    from overfeat_scratch.datasets.scenes import read_image_file
 
     values = np.repeat(LEVELS_16[:, :, None], channels, axis=2)
     (tmp_path / "a.png").write_bytes(png_16bit(values, color_type))
@@ -156,7 +156,7 @@ def test_16bit_colour_and_alpha_pngs_keep_their_levels(tmp_path, color_type, cha
 
 
 def test_integer_and_float_pixels_outside_16_bits_are_refused():
-    from overfeat_scratch.image import pixels_8bit
+    from overfeat_scratch.ops.image import pixels_8bit
 
     wide = Image.fromarray(np.array([[0, 70000]], np.int32))
     assert wide.mode == "I"
@@ -176,7 +176,7 @@ def test_integer_and_float_pixels_outside_16_bits_are_refused():
 def blur_reference(image, sigma):
     """The blur as one 2-D sum in float64: every output pixel a weighted sum of the
     input reflected at the edges (the 2-D kernel is the outer product of the 1-D)."""
-    from overfeat_scratch.image import gaussian_kernel
+    from overfeat_scratch.ops.image import gaussian_kernel
 
     k = gaussian_kernel(sigma).astype(np.float64)
     r = len(k) // 2
@@ -196,7 +196,7 @@ def blur_reference(image, sigma):
     seed=st.integers(0, 2**31),
 )
 def test_gaussian_blur_matches_the_2d_sum(h, w, sigma, seed):
-    from overfeat_scratch.image import gaussian_blur
+    from overfeat_scratch.ops.image import gaussian_blur
 
     image = np.random.default_rng(seed).uniform(0, 255, (h, w)).astype(np.float32)
     if max(h, w) <= int(np.ceil(3 * sigma)):  # reflection needs the kernel within the image
@@ -205,7 +205,7 @@ def test_gaussian_blur_matches_the_2d_sum(h, w, sigma, seed):
 
 
 def test_gaussian_blur_keeps_constants_and_refuses_bad_input():
-    from overfeat_scratch.image import gaussian_blur, gaussian_kernel
+    from overfeat_scratch.ops.image import gaussian_blur, gaussian_kernel
 
     assert abs(gaussian_kernel(1.3).sum() - 1) < 1e-6
     np.testing.assert_allclose(gaussian_blur(np.full((9, 7), 42.0), 1.0), 42.0, rtol=1e-6)
@@ -225,7 +225,7 @@ def noisy_scene(seed, ground, ink, noise=10.0, size=(60, 70)):
 
 @given(seed=st.integers(0, 2**31), ground=st.floats(40, 200), contrast=st.floats(40, 55))
 def test_normalised_scenes_have_ground_zero_and_positive_ink(seed, ground, contrast):
-    from overfeat_scratch.image import normalize_scene
+    from overfeat_scratch.ops.image import normalize_scene
 
     light = noisy_scene(seed, ground, ground + contrast)
     dark = noisy_scene(seed, ground, ground - contrast)
@@ -241,7 +241,7 @@ def test_normalised_scenes_have_ground_zero_and_positive_ink(seed, ground, contr
 @given(seed=st.integers(0, 2**31), shift=st.floats(-0.2, 0.2))
 def test_normalisation_ignores_the_grey_and_the_polarity(seed, shift):
     """Shifting every pixel, or turning the image round, leaves the result alone."""
-    from overfeat_scratch.image import normalize_scene
+    from overfeat_scratch.ops.image import normalize_scene
 
     image = noisy_scene(seed, 120, 170).astype(np.float32)
     base = normalize_scene(image)
@@ -250,7 +250,7 @@ def test_normalisation_ignores_the_grey_and_the_polarity(seed, shift):
 
 
 def test_normalisation_refuses_bad_input():
-    from overfeat_scratch.image import normalize_scene
+    from overfeat_scratch.ops.image import normalize_scene
 
     with pytest.raises(ValueError, match="NaN"):
         normalize_scene(np.full((4, 4), np.nan))
@@ -264,7 +264,7 @@ def test_normalisation_refuses_bad_input():
 
 def ink_tail(image):
     """The mean of the INK_TAIL brightest pixels, computed here by sorting."""
-    from overfeat_scratch.image import INK_TAIL, MIN_TAIL
+    from overfeat_scratch.ops.image import INK_TAIL, MIN_TAIL
 
     flat = np.sort(np.asarray(image, np.float64).reshape(-1))
     k = min(flat.size, max(MIN_TAIL, int(INK_TAIL * flat.size)))
@@ -281,7 +281,7 @@ def ink_tail(image):
 def test_contrast_step_brings_the_ink_to_the_level(seed, ground, contrast, level, dark):
     """With ``ink_level`` the ink's tail lands on the level; without, the shift and sign
     alone, and the two differ by one gain inside GAIN_RANGE."""
-    from overfeat_scratch.image import GAIN_RANGE, normalize_scene
+    from overfeat_scratch.ops.image import GAIN_RANGE, normalize_scene
 
     if dark:  # dark ink on light paper
         image = noisy_scene(seed, 255 - ground, 255 - ground - contrast, noise=4.0)
@@ -299,7 +299,7 @@ def test_contrast_step_brings_the_ink_to_the_level(seed, ground, contrast, level
 def test_contrast_step_ignores_the_contrast(seed, scale):
     """Faint ink and strong ink come out alike: scaling the scene about its ground
     changes nothing once the gain is inside its range."""
-    from overfeat_scratch.image import INK_LEVEL, normalize_scene
+    from overfeat_scratch.ops.image import INK_LEVEL, normalize_scene
 
     image = noisy_scene(seed, 80, 200, noise=3.0).astype(np.float64)
     ground = 80 / 255
@@ -312,7 +312,7 @@ def test_contrast_step_ignores_the_contrast(seed, scale):
 def test_contrast_gain_is_clipped():
     """A scene with (almost) no ink is not blown up past GAIN_RANGE, a flat one stays 0,
     and ink far above the level is not cut by more than the range allows."""
-    from overfeat_scratch.image import GAIN_RANGE, normalize_scene
+    from overfeat_scratch.ops.image import GAIN_RANGE, normalize_scene
 
     faint = noisy_scene(1, 128, 133, noise=0.5)
     np.testing.assert_allclose(
@@ -327,9 +327,9 @@ def test_contrast_gain_is_clipped():
 
 def test_default_scenes_pass_the_contrast_step_almost_unchanged():
     """INK_LEVEL is the default scenes' own ink tail: their median gain is within 2% of 1."""
-    from overfeat_scratch.digits import to_input
-    from overfeat_scratch.image import INK_LEVEL, normalize_scene
-    from overfeat_scratch.scenes import SceneConfig, generate_scenes
+    from overfeat_scratch.datasets.digits import to_input
+    from overfeat_scratch.datasets.scenes import SceneConfig, generate_scenes
+    from overfeat_scratch.ops.image import INK_LEVEL, normalize_scene
 
     gains = []
     for scene in generate_scenes(30, 77, "test", SceneConfig()):

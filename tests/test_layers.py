@@ -17,8 +17,8 @@ from overfeat_scratch import (
     get_backend,
     register_backend,
 )
-from overfeat_scratch.backend import NumpyBackend
-from overfeat_scratch.gradcheck import check_layer, relative_error
+from overfeat_scratch.nn.backend import NumpyBackend
+from overfeat_scratch.ops.gradcheck import check_layer, relative_error
 
 
 def tiny_net(seed=0, dropout=0.0):
@@ -56,7 +56,7 @@ def test_sequential_gradients_match_finite_differences():
     r = np.random.default_rng(2).standard_normal((2, 3, 1, 1))
     net.forward(x)
     dx = net.backward(r)
-    from overfeat_scratch.gradcheck import numerical_gradient
+    from overfeat_scratch.ops.gradcheck import numerical_gradient
 
     def loss():
         return float(np.sum(net.forward(x) * r))
@@ -231,7 +231,7 @@ def test_network_rejects_bad_input(x, error, message):
 
 
 def test_functional_ops_reject_bad_shapes():
-    from overfeat_scratch import conv, linear, losses, pool
+    from overfeat_scratch.ops import conv, linear, losses, pool
 
     x = np.zeros((1, 3, 5, 5), np.float32)
     with pytest.raises(ValueError, match="input has 3 channels but the weight expects 4"):

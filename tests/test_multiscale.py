@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from overfeat_scratch import Conv2d, FullyConnected, MaxPool2d, ReLU, Sequential
-from overfeat_scratch.dense import classify_multiscale, dense_evaluate, softmax
+from overfeat_scratch.nn.dense import classify_multiscale, dense_evaluate, softmax
 
 
 def tiny(seed=0):

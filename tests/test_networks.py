@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from overfeat_scratch import FullyConnected, build_network, paper
+from overfeat_scratch import FullyConnected, build_network
 from overfeat_scratch.cli import main
-from overfeat_scratch.gradcheck import relative_error
-from overfeat_scratch.summary import layer_table
+from overfeat_scratch.nn import paper
+from overfeat_scratch.nn.summary import layer_table
+from overfeat_scratch.ops.gradcheck import relative_error
 
 
 @pytest.fixture(scope="module", params=["fast", "accurate"])

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import cuda_available, cuda_settings, needs_cuda_marker
 
-from overfeat_scratch.nms import (
+from overfeat_scratch.ops.nms import (
     box_iou_pair,
     iou_row,
     nms,
@@ -26,7 +26,6 @@ AVAILABLE = cuda_available()
 needs_cuda = needs_cuda_marker()
 if AVAILABLE:
     from overfeat_scratch.cuda import nms as cuda_nms
-
 # The simulator runs one Python thread per CUDA thread: few, small examples.
 CUDA_SETTINGS = cuda_settings(12)
 

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import classification_cases, conv_cases, matrices, pool_cases
 
-from overfeat_scratch import activations, conv, linear, losses, pool
-from overfeat_scratch.gradcheck import numerical_gradient, relative_error
+from overfeat_scratch.ops import activations, conv, linear, losses, pool
+from overfeat_scratch.ops.gradcheck import numerical_gradient, relative_error
 
 # float64 against float64: the two only differ in summation order.
 EXACT = 1e-10
@@ -235,7 +235,7 @@ def test_l2_loss_matches_loops_and_gradient(case, weighted):
 
 @pytest.mark.parametrize("n, size", [(2, 7), (48, 9)])  # one group, and several groups
 def test_forward_keeps_the_columns_the_backward_pass_would_build(n, size):
-    from overfeat_scratch.conv import GROUP_COLUMNS, im2col
+    from overfeat_scratch.ops.conv import GROUP_COLUMNS, im2col
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, 3, size, size)).astype(np.float32)

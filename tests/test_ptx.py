@@ -1,6 +1,6 @@
 """Every CUDA kernel compiled by NVIDIA's compiler for sm_80 (A100) and sm_90 (H100).
 
-:func:`overfeat_scratch.cuda.ptx.run_check` records every kernel launch on the
+:func:`overfeat_scratch.ptx.run_check` records every kernel launch on the
 simulator (in a subprocess, with a GPU's launch sizes), compiles each kernel to PTX
 with NVVM and assembles it with ``ptxas -v`` (in one subprocess per target, without
 the simulator), once for the module: about a minute. That needs the ``cuda`` extra's
@@ -15,7 +15,7 @@ import os
 
 import pytest
 
-from overfeat_scratch.cuda import ptx
+from overfeat_scratch import ptx
 
 TARGETS = ("sm_80", "sm_90")
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from strategies import scene_configs
 
 from overfeat_scratch.cli import main
-from overfeat_scratch.mnist import data_checksum, load_mnist
-from overfeat_scratch.scenes import (
+from overfeat_scratch.datasets.mnist import data_checksum, load_mnist
+from overfeat_scratch.datasets.scenes import (
     SceneConfig,
     box_overlap,
     fragment,
@@ -541,7 +541,7 @@ def test_shrunk_digits_are_tight_and_about_the_height(index, height):
 
 
 def test_training_ranges_make_scenes_across_their_ranges():
-    from overfeat_scratch.scenes import TRAINING_RANGES
+    from overfeat_scratch.datasets.scenes import TRAINING_RANGES
 
     scenes = generate_scenes(120, 13, "train", TRAINING_RANGES)
     heights = [a["box"][3] - a["box"][1] for s in scenes for a in s.annotations]
@@ -552,7 +552,7 @@ def test_training_ranges_make_scenes_across_their_ranges():
 
 
 def test_plain_scenes_are_default_scenes_on_the_configs_layout():
-    from overfeat_scratch.scenes import PLAIN_FIELDS, TRAINING_RANGES
+    from overfeat_scratch.datasets.scenes import PLAIN_FIELDS, TRAINING_RANGES
 
     plain = TRAINING_RANGES.plain_scene()
     defaults = SceneConfig()
@@ -576,7 +576,7 @@ def test_a_share_of_plain_scenes():
     # Plain scenes are light digits on grey 24 (their median 25-30: noise clipped at
     # 0, fragments); the ranges' grounds spread over 0-96 and half are turned
     # round, so few of them land there by chance.
-    from overfeat_scratch.scenes import TRAINING_RANGES
+    from overfeat_scratch.datasets.scenes import TRAINING_RANGES
 
     ranges = dataclasses.replace(TRAINING_RANGES, plain=0.0)
     mixed = dataclasses.replace(ranges, plain=0.5)
@@ -607,7 +607,7 @@ def test_bad_ranges_are_refused(fields, message):
 
 
 def test_scene_config_records_round_trip():
-    from overfeat_scratch.scenes import (
+    from overfeat_scratch.datasets.scenes import (
         TRAINING_RANGES,
         scene_config_from_record,
         scene_config_record,
@@ -621,7 +621,7 @@ def test_scene_config_records_round_trip():
 
 
 def test_scenes_command_draws_varied_scenes(tmp_path):
-    from overfeat_scratch.scenes import TRAINING_RANGES
+    from overfeat_scratch.datasets.scenes import TRAINING_RANGES
 
     out = tmp_path / "varied"
     assert main(["scenes", "--n", "4", "--seed", "3", "--out", str(out), "--varied"]) == 0

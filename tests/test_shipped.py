@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from overfeat_scratch.cli import main
-from overfeat_scratch.digits import SHIPPED, mnist_windows
-from overfeat_scratch.localize import SHIPPED_REGRESSOR as SHIPPED_LOCALIZER
-from overfeat_scratch.mnist import data_checksum, load_mnist
-from overfeat_scratch.train import evaluate, load_checkpoint
+from overfeat_scratch.datasets.digits import SHIPPED, mnist_windows
+from overfeat_scratch.datasets.mnist import data_checksum, load_mnist
+from overfeat_scratch.detect.localize import SHIPPED_REGRESSOR as SHIPPED_LOCALIZER
+from overfeat_scratch.nn.train import evaluate, load_checkpoint
 
 RECORD = json.loads(SHIPPED.with_suffix(".json").read_text())
 
@@ -63,8 +63,12 @@ LOCALIZER_RECORD = json.loads(SHIPPED_LOCALIZER.with_suffix(".json").read_text()
 def test_shipped_localizer_reaches_its_stated_error_on_a_subset():
     """The shipped localizer (regressor + detector) on the first held-out scenes of its
     recorded benchmark: within a few scenes of the stated error there."""
-    from overfeat_scratch.localize import Localizer, evaluate_localization, single_digit_config
-    from overfeat_scratch.scenes import generate_scenes
+    from overfeat_scratch.datasets.scenes import generate_scenes
+    from overfeat_scratch.detect.localize import (
+        Localizer,
+        evaluate_localization,
+        single_digit_config,
+    )
 
     localizer = Localizer.from_checkpoint()
     assert localizer.classifier.name == "mini-detector" and localizer.class_specific
@@ -81,10 +85,10 @@ def test_shipped_localizer_reaches_its_stated_error_on_a_subset():
 def test_shipped_detector_scores_near_its_stated_map_on_a_subset():
     """Detection with the shipped networks on the first held-out scenes of the recorded
     benchmark, scored by the package's evaluator."""
-    from overfeat_scratch.detection import detect
-    from overfeat_scratch.evaluation import evaluate_detections
-    from overfeat_scratch.localize import Localizer
-    from overfeat_scratch.scenes import coco_dict, generate_scenes
+    from overfeat_scratch.datasets.scenes import coco_dict, generate_scenes
+    from overfeat_scratch.detect.detection import detect
+    from overfeat_scratch.detect.evaluation import evaluate_detections
+    from overfeat_scratch.detect.localize import Localizer
 
     record = LOCALIZER_RECORD["detection"]
     localizer = Localizer.from_checkpoint()
@@ -121,13 +125,13 @@ def test_shipped_localizer_reads_dark_ink_on_light_paper():
     scenes only misses most digits."""
     import dataclasses
 
-    from overfeat_scratch.localize import (
+    from overfeat_scratch.datasets.scenes import SceneConfig, generate_scenes
+    from overfeat_scratch.detect.localize import (
         PLAIN_REGRESSOR,
         Localizer,
         evaluate_localization,
         single_digit_config,
     )
-    from overfeat_scratch.scenes import SceneConfig, generate_scenes
 
     shipped = ROBUSTNESS["shipped|polarity=dark|localization"]
     before = ROBUSTNESS["before|polarity=dark|localization"]

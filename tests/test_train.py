@@ -10,8 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from overfeat_scratch import build_network
-from overfeat_scratch.optim import SGD, StepSchedule, sgd_step, sgd_step_naive
-from overfeat_scratch.train import (
+from overfeat_scratch.nn.train import (
     MINI_CONFIG,
     PAPER_CONFIG,
     TrainConfig,
@@ -23,6 +22,7 @@ from overfeat_scratch.train import (
     save_checkpoint,
     train,
 )
+from overfeat_scratch.ops.optim import SGD, StepSchedule, sgd_step, sgd_step_naive
 
 
 @given(st.integers(1, 50), st.floats(0, 1), st.floats(0, 0.99), st.floats(0, 0.1))
@@ -314,7 +314,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(one_epoc
 
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid:RuntimeWarning")
 def test_evaluate_refuses_scores_that_overflow():
-    from overfeat_scratch.train import evaluate
+    from overfeat_scratch.nn.train import evaluate
 
     net = build_network("mini", seed=0)
     net["full5"].params["b"][:] = 3e38

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from overfeat_scratch import build_network, paper
-from overfeat_scratch.weights import load_released_weights, preprocess, save_released_weights
+from overfeat_scratch import build_network
+from overfeat_scratch.nn import paper
+from overfeat_scratch.nn.weights import load_released_weights, preprocess, save_released_weights
 
 
 def labelled_state(net):

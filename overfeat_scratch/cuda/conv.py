@@ -1,6 +1,6 @@
 """2-D convolution on the GPU: forward, and the three gradients, as tiled implicit GEMMs.
 
-The convolution of :mod:`overfeat_scratch.conv` is one matrix product
+The convolution of :mod:`overfeat_scratch.ops.conv` is one matrix product
 
     Y[o, (n, i, j)] = sum_{(c, u, v)} W[o, (c, u, v)] * X_cols[(c, u, v), (n, i, j)]
 
@@ -69,8 +69,8 @@ import math
 import numpy as np
 from numba import cuda, float32, int64
 
-from ..checks import check_positive_int
-from ..conv import check_conv_args, check_conv_backward_args
+from ..common.checks import check_positive_int
+from ..ops.conv import check_conv_args, check_conv_backward_args
 from . import (
     DEFAULT_RB,
     DEFAULT_TILE,

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import check_float_array
-from ..linear import check_linear_args
+from ..common.checks import check_float_array
+from ..ops.linear import check_linear_args
 from . import as_device, check_out
 from .conv import conv2d_backward, conv2d_forward
 

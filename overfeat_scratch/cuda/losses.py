@@ -1,4 +1,4 @@
-"""Losses on the GPU: softmax cross-entropy and L2, matching :mod:`overfeat_scratch.losses`.
+"""Losses on the GPU: softmax cross-entropy and L2, matching :mod:`overfeat_scratch.ops.losses`.
 
 Each returns ``(loss, grad)``: the loss as a Python float and its gradient as a
 device array of the first argument's shape. The loss is reduced on the device;
@@ -23,8 +23,8 @@ import math
 import numpy as np
 from numba import cuda, float32, float64
 
-from ..checks import check_float_array
-from ..losses import check_l2_args, check_labels
+from ..common.checks import check_float_array
+from ..ops.losses import check_l2_args, check_labels
 from . import THREADS, as_device, block_sum, blocks_for, check_out, is_device_array
 
 

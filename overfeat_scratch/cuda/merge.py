@@ -1,6 +1,6 @@
-"""The greedy box merge on the GPU, matching :mod:`overfeat_scratch.merge` exactly.
+"""The greedy box merge on the GPU, matching :mod:`overfeat_scratch.ops.merge` exactly.
 
-The bookkeeping is that of :func:`~overfeat_scratch.merge.merge_fast`: for every
+The bookkeeping is that of :func:`~overfeat_scratch.ops.merge.merge_fast`: for every
 alive slot, its best partner and that score (ties: the smallest index). Boxes,
 confidences, counts and partners stay on the device; the host runs one round per
 iteration, reading back three numbers (the best pair and its score) to decide
@@ -11,7 +11,7 @@ whether to go on. One round is five launches:
    lexicographically smallest triple of the block, one per block.
 2. :func:`final_pair_kernel`: one block reduces the per-block triples the same way
    (each thread first runs through a strided slice of them). The smallest triple
-   is the pair to merge (see the argument in :mod:`overfeat_scratch.merge`).
+   is the pair to merge (see the argument in :mod:`overfeat_scratch.ops.merge`).
 3. :func:`merge_pair_kernel`: one thread averages the two boxes into slot ``i``,
    adds confidences and counts, and kills slot ``j``.
 4. :func:`merge_update_kernel`: one thread per slot of the class scores the new box
@@ -23,7 +23,7 @@ whether to go on. One round is five launches:
    ``(score, index)``, and a tree in shared memory keeps the smallest. The same
    kernel, with every row listed, computes the partners at the start.
 
-Every pair score is :func:`overfeat_scratch.merge.pair_score`, compiled as a device
+Every pair score is :func:`overfeat_scratch.ops.merge.pair_score`, compiled as a device
 function, evaluated in the order (smaller slot, larger slot) as on the CPU. On the
 simulator the result equals the CPU's to the last bit. On a GPU the compiler may
 fuse a multiply and an add into one FMA (one rounding instead of two), so a score
@@ -43,8 +43,8 @@ import math
 import numpy as np
 from numba import cuda, float64, int64
 
-from ..checks import check_positive_int
-from ..merge import (
+from ..common.checks import check_positive_int
+from ..ops.merge import (
     MergeResult,
     assemble,
     merge_weights,
@@ -195,7 +195,7 @@ def merge_pair_kernel(b, conf, counts, alive, best, best_score, n_rows, i, j, av
 def merge_update_kernel(b, alive, i, j, lo, hi, kind, best, best_score, rows, n_rows):
     """One thread per slot ``c`` of the class ``[lo, hi)``: the new box ``i`` as its partner.
 
-    The rules (argued in :mod:`overfeat_scratch.merge`): a slot whose best partner
+    The rules (argued in :mod:`overfeat_scratch.ops.merge`): a slot whose best partner
     was ``i`` or ``j`` takes the new box if it scores no worse, else is listed for a
     rescan; any other slot takes the new box if it scores better, or equal with a
     smaller index. Slot ``i`` is always listed.
@@ -236,7 +236,7 @@ def merge_cuda(
     row_blocks=None,
 ) -> MergeResult:
     """The greedy merge with Numba-CUDA kernels; same arguments and result as
-    :func:`overfeat_scratch.merge.greedy_merge`.
+    :func:`overfeat_scratch.ops.merge.greedy_merge`.
 
     ``threads``: threads per block of every kernel, a power of two (default
     ``THREADS``: 256, 32 on the simulator). ``row_blocks``: blocks of the row

@@ -1,6 +1,6 @@
 """Greedy non-maximum suppression on the GPU: a suppression bitmask, then one host walk.
 
-Same definition and same answer as :func:`overfeat_scratch.nms.nms` (read its
+Same definition and same answer as :func:`overfeat_scratch.ops.nms.nms` (read its
 module docstring for the rule, the IoU and the zero-area convention). With the
 boxes sorted by descending score (equal scores in input order):
 
@@ -32,8 +32,8 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float64, int64, uint64
 
-from ..checks import check_positive_int
-from ..nms import check_nms_args, score_order
+from ..common.checks import check_positive_int
+from ..ops.nms import check_nms_args, score_order
 from . import SMALL_LAUNCHES, as_device, blocks_for, check_out
 
 # Columns per mask word (and per column tile of the kernel).
@@ -136,7 +136,7 @@ def nms(
 ) -> np.ndarray:
     """Greedy per-class NMS with the mask on the GPU; the kept indices, int64, on the host.
 
-    Arguments as :func:`overfeat_scratch.nms.nms` (host arrays), plus ``block``:
+    Arguments as :func:`overfeat_scratch.ops.nms.nms` (host arrays), plus ``block``:
     threads per block of the mask kernel (default 64 on a GPU, 4 on the simulator).
     """
     boxes, scores, classes, threshold, max_output = check_nms_args(

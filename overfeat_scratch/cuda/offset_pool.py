@@ -1,4 +1,4 @@
-"""Offset max pooling and interleaving on the GPU, matching :mod:`overfeat_scratch.offset_pool`.
+"""Offset max pooling and interleaving on the GPU, matching :mod:`overfeat_scratch.ops.offset_pool`.
 
 Shapes (``s`` the pool stride, ``k`` its kernel):
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from ..offset_pool import check_interleave_args, check_offset_args
+from ..ops.offset_pool import check_interleave_args, check_offset_args
 from . import THREADS, as_device, blocks_for, check_out, unravel4
 
 

@@ -1,4 +1,4 @@
-"""The SGD update on the GPU, matching :func:`overfeat_scratch.optim.sgd_step`.
+"""The SGD update on the GPU, matching :func:`overfeat_scratch.ops.optim.sgd_step`.
 
 One thread per parameter element on a 1-D grid: read ``w``, ``g``, ``v`` once,
 write ``v`` and ``w`` once, in place. The update is memory-bound (five accesses
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from numba import cuda, float32
 
-from ..optim import check_sgd_args
+from ..ops.optim import check_sgd_args
 from . import THREADS, as_device, blocks_for, is_device_array
 
 

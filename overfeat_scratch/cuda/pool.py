@@ -1,4 +1,4 @@
-"""Max pooling on the GPU, forward and backward, matching :mod:`overfeat_scratch.pool`.
+"""Max pooling on the GPU, forward and backward, matching :mod:`overfeat_scratch.ops.pool`.
 
 Shapes: ``x: (N, C, H, W)``, ``y, arg: (N, C, Ho, Wo)`` with ``Ho = (H - k) // s + 1``;
 ``arg[n, c, i, j] = u*k + v`` is the winner's position inside its window (int32),
@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32
 
-from ..checks import check_float_array
-from ..pool import check_pool_args
+from ..common.checks import check_float_array
+from ..ops.pool import check_pool_args
 from . import THREADS, as_device, blocks_for, check_out, kernel_jit, unravel4
 
 

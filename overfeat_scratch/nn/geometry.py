@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .checks import conv_output_size
+from ..common.checks import conv_output_size
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Geometry:
 
     @classmethod
     def of(cls, net) -> Geometry:
-        """The geometry of a :class:`~overfeat_scratch.layers.Sequential` network."""
+        """The geometry of a :class:`~overfeat_scratch.nn.layers.Sequential` network."""
         return cls(tuple(stages_of(net)))
 
     @property

@@ -6,6 +6,9 @@ import os
 import tempfile
 from pathlib import Path
 
+# The files shipped inside the package: trained checkpoints and their records.
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data"
+
 
 def atomic_write(path, write) -> Path:
     """Call ``write(f)`` on a temporary binary file beside ``path``, then rename it.

@@ -130,7 +130,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from .checks import check_positive_int
+from ..common.checks import check_positive_int
 
 # Codes of the score and averaging conventions, as the compiled loops see them.
 SCORES = {"center_iou": 0, "iou": 1, "center": 2}
@@ -730,6 +730,6 @@ def greedy_merge(
         return merge_literal(boxes, classes, confidences, threshold, score, average)
     if method == "fast":
         return merge_fast(boxes, classes, confidences, threshold, score, average)
-    from .cuda.merge import merge_cuda  # imports numba.cuda: only when asked for
+    from ..cuda.merge import merge_cuda
 
     return merge_cuda(boxes, classes, confidences, threshold, score, average)

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..ops.image import check_image, hflip, resize_bilinear, resize_short_side
+from ..ops.offset_pool import fine_size
 from . import paper
 from .geometry import Geometry, window_box
-from .image import check_image, hflip, resize_bilinear, resize_short_side
 from .layers import MaxPool2d, Sequential
-from .offset_pool import fine_size
 from .weights import preprocess
 
 
@@ -188,10 +188,10 @@ def _layer_memory(layer, shape: tuple, n: int) -> tuple[int, int, tuple]:
     input, a ReLU its output, a pool its winners' indices), in evaluation too, so
     every layer's output stays alive until the network's next forward pass. A
     convolution's temporaries are the padded input, the im2col columns (for as many
-    images at a time as :data:`~overfeat_scratch.conv.GROUP_COLUMNS` allows), the
+    images at a time as :data:`~overfeat_scratch.ops.conv.GROUP_COLUMNS` allows), the
     product and the product with the bias; an in-place ReLU allocates nothing.
     """
-    from .conv import GROUP_COLUMNS
+    from ..ops.conv import GROUP_COLUMNS
     from .layers import Conv2d, Dropout, MaxPool2d, ReLU
 
     out = layer.output_shape(shape)

@@ -5,7 +5,7 @@ float32 with no header. For each convolution or fully connected layer in order:
 the weights as ``(out, in, kh, kw)``, then the bias ``(out,)``. Fully connected
 layers are stored as the convolutions they are (``kh = kw = 6`` for the fast
 model's layer 6, 5 for the accurate model's layer 7, then 1), which is exactly the
-shape of :class:`~overfeat_scratch.layers.FullyConnected`'s weight, so every
+shape of :class:`~overfeat_scratch.nn.layers.FullyConnected`'s weight, so every
 tensor lands in its layer without reshaping.
 
 The files are not distributed with this project; :func:`save_released_weights`
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.fileio import atomic_write
 from . import paper
-from .fileio import atomic_write
 from .layers import Sequential
 from .networks import build_network
 

@@ -11,7 +11,7 @@ How a scene is made (:func:`make_scene`), all from one seeded NumPy generator:
    (so scenes are usually not square, which exercises both axes of the dense
    evaluation), filled with a grey ``background`` level plus Gaussian ``noise``.
 2. Digits: each one a random MNIST image of the split, cropped to its ink,
-   resized with :func:`~overfeat_scratch.image.resize_bilinear` so that its ink
+   resized with :func:`~overfeat_scratch.ops.image.resize_bilinear` so that its ink
    is the drawn height (aspect kept; blurred first when shrinking, so that it
    does not alias), and put at a position drawn
    uniformly among those where its box overlaps no placed box by more than
@@ -58,9 +58,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .checks import check_positive_int
-from .fileio import atomic_write
-from .image import pixels_8bit, resize_bilinear
+from ..common.checks import check_positive_int
+from ..common.fileio import atomic_write
+from ..ops.image import pixels_8bit, resize_bilinear
 
 CLASS_NAMES = tuple(str(d) for d in range(10))
 # Every MNIST digit's ink fits in a 20 x 20 box (the dataset's own normalisation).
@@ -289,7 +289,7 @@ def render_digit(digit, height: int) -> np.ndarray:
     reduction by ``s``) and values are rounded to nearest, so faint edges do not
     grow the box; ``h`` is then ``height`` or a pixel less.
     """
-    from .image import gaussian_blur
+    from ..ops.image import gaussian_blur
 
     digit = np.asarray(digit)
     box = ink_box(digit)
@@ -479,7 +479,7 @@ def make_scene(rng, config: SceneConfig, images, labels):
         region = layer[y0:y1, x0:x1]
         np.maximum(region, patch, out=region)
     if ink != 255 or blur > 0:
-        from .image import gaussian_blur
+        from ..ops.image import gaussian_blur
 
         scaled = gaussian_blur(layer, blur) * np.float32(ink / 255)
         layer = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
@@ -637,7 +637,7 @@ def bbox_problem(bbox) -> str | None:
     """What is wrong with a ground-truth COCO ``bbox`` ``[x, y, w, h]``, or ``None``.
 
     The one rule for true boxes, here and in the evaluator
-    (:func:`~overfeat_scratch.evaluation.load_ground_truth`): four finite numbers,
+    (:func:`~overfeat_scratch.detect.evaluation.load_ground_truth`): four finite numbers,
     and a width and a height above zero (a box of no area holds no digit).
     """
     if (

@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.checks import NonFiniteError, check_finite
+from ..common.fileio import atomic_write
+from ..common.plots import new_figure, save_figure
+from ..ops.optim import SGD, StepSchedule
 from . import paper
-from .checks import NonFiniteError, check_finite
-from .fileio import atomic_write
 from .layers import Dropout, Sequential
 from .networks import NETWORKS, build_from_specs
-from .optim import SGD, StepSchedule
-from .plots import new_figure, save_figure
 
 CHECKPOINT_FORMAT = "overfeat-scratch-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -136,7 +136,7 @@ def evaluate(net: Sequential, images: np.ndarray, labels: np.ndarray, batch_size
     """``(error rate, predictions)`` of ``net`` (in eval mode) on window-sized examples.
 
     Scores that are NaN or infinite (weights that overflow float32) are a
-    :class:`~overfeat_scratch.checks.NonFiniteError`, not an error rate.
+    :class:`~overfeat_scratch.common.checks.NonFiniteError`, not an error rate.
     """
     was_training = net.training
     net.eval()
@@ -208,7 +208,7 @@ def save_checkpoint(
     """Write parameters, velocities and ``meta`` (JSON-able) to one ``.npz``, atomically.
 
     Parameters or velocities that are NaN or infinite are refused
-    (:class:`~overfeat_scratch.checks.NonFiniteError`): a checkpoint always holds a
+    (:class:`~overfeat_scratch.common.checks.NonFiniteError`): a checkpoint always holds a
     network that can be loaded back.
 
     ``extra_networks``: ``{key: network}`` saved alongside (``extra/<key>/...``
@@ -464,7 +464,7 @@ def train(
     ``resume``: from :func:`resume_state` of a checkpoint; training continues at its
     epoch with its velocities and dropout streams.
     ``objective``: what is learnt from the labels: :data:`CLASSIFICATION` (labels are
-    class indices) or a box regression (:class:`overfeat_scratch.localize.BoxRegression`).
+    class indices) or a box regression (:class:`overfeat_scratch.detect.localize.BoxRegression`).
     ``extra_networks``: ``{key: network}`` stored beside ``net`` in every checkpoint
     (a regressor's checkpoint carries the classifier whose features it reads);
     ``meta``: more JSON-able fields for the checkpoint's record.

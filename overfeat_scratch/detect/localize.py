@@ -35,11 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .checks import check_finite
-from .dense import dense_evaluate_heads, last_pool_index, run_layers, softmax
-from .image import resize_bilinear
-from .layers import Sequential
-from .train import CLASSIFICATION, TrainConfig, load_checkpoint, load_extra_network, train
+from ..common.checks import check_finite
+from ..common.fileio import SHIPPED_DIR
+from ..nn.dense import dense_evaluate_heads, last_pool_index, run_layers, softmax
+from ..nn.layers import Sequential
+from ..nn.train import CLASSIFICATION, TrainConfig, load_checkpoint, load_extra_network, train
+from ..ops.image import resize_bilinear
 
 # Six scales a third of an octave apart: a digit 20 to 64 pixels tall in the scene
 # is about 20 pixels tall (as MNIST digits are in mini's 32-pixel window) at one
@@ -71,11 +72,11 @@ REGRESSOR_CONFIG = TrainConfig(
 
 # The shipped localizer: the regressor trained by `overfeat-scratch train-regressor`,
 # with the detector whose features it reads stored inside (see localizer.json).
-SHIPPED_REGRESSOR = Path(__file__).resolve().parent / "data" / "localizer.npz"
+SHIPPED_REGRESSOR = SHIPPED_DIR / "localizer.npz"
 # The localizer trained on plain scenes only (fixed grey, light ink, raw input, six
 # scales): the shipped networks without their training state, kept as the baseline
 # that the robustness benchmark scores as "before".
-PLAIN_REGRESSOR = Path(__file__).resolve().parent / "data" / "localizer_plain.npz"
+PLAIN_REGRESSOR = SHIPPED_DIR / "localizer_plain.npz"
 
 
 # --------------------------------------------------------------------------------------
@@ -162,7 +163,7 @@ class BoxRegression:
         return rows, cols
 
     def loss(self, backend, scores, labels):
-        from .losses import l2_loss
+        from ..ops.losses import l2_loss
 
         pred = backend.to_numpy(scores).reshape(len(labels), -1)
         classes = labels[:, 0].astype(np.int64)
@@ -226,16 +227,16 @@ def scene_input(image, normalize: bool = False) -> np.ndarray:
     Pixels are scaled to ``[0, 1]`` (mini's input scale); with ``normalize`` (what
     networks trained on varied scenes read: see :class:`Localizer`) the scene's
     background is then moved to 0, its ink made positive and its brightest ink
-    brought to :data:`~overfeat_scratch.image.INK_LEVEL`
-    (:func:`~overfeat_scratch.image.normalize_scene`), so that neither the grey of
+    brought to :data:`~overfeat_scratch.ops.image.INK_LEVEL`
+    (:func:`~overfeat_scratch.ops.image.normalize_scene`), so that neither the grey of
     the paper, nor the polarity of the ink, nor its contrast reaches the network.
     The normalisation is one shift, one sign and one gain for the whole scene,
     computed before any window is cut: dense evaluation of the normalised scene
     still equals sliding a window over it, and the border's fill, the median,
     becomes exactly 0.
     """
-    from .digits import to_input
-    from .image import INK_LEVEL, normalize_scene
+    from ..datasets.digits import to_input
+    from ..ops.image import INK_LEVEL, normalize_scene
 
     image = np.asarray(image)
     if image.ndim != 2:
@@ -343,13 +344,13 @@ def regression_examples(
 
 
 def _total_stride(net: Sequential) -> int:
-    from .geometry import Geometry
+    from ..nn.geometry import Geometry
 
     return Geometry.of(net).stride
 
 
 def build_regressor(class_specific: bool = True, seed: int = 0, backend="numpy") -> Sequential:
-    from .networks import build_network
+    from ..nn.networks import build_network
 
     name = "mini-regressor" if class_specific else "mini-regressor-shared"
     return build_network(name, seed=seed, backend=backend)
@@ -515,7 +516,7 @@ def scale_outputs(
     in the original image's pixels (windows over the border start at negative
     coordinates). Returns ``None`` when the resized image, border included, is
     smaller than the window. Probabilities or boxes that are not finite (weights
-    that overflow) are a :class:`~overfeat_scratch.checks.NonFiniteError`.
+    that overflow) are a :class:`~overfeat_scratch.common.checks.NonFiniteError`.
     """
     classifier = localizer.classifier
     pad = scene_border(classifier.window(), border)
@@ -696,7 +697,7 @@ def localize(
     The boxes of every window (:func:`window_candidates`), then the greedy merge;
     the merged boxes come out ranked by their summed confidence.
     """
-    from .merge import greedy_merge
+    from ..ops.merge import greedy_merge
 
     settings = MergeSettings() if settings is None else settings
     cand, dense_seconds = window_candidates(localizer, image, factors, settings, fine)
@@ -759,7 +760,7 @@ def localization_error(predictions, truths, top=(1, 5), iou=0.5) -> dict:
 
 def single_digit_config(config=None):
     """The scene config with one digit per scene (what localization is scored on)."""
-    from .scenes import SceneConfig
+    from ..datasets.scenes import SceneConfig
 
     config = SceneConfig() if config is None else config
     return replace(config, min_digits=1, max_digits=1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_float_array, check_same_dtype
+from ..common.checks import check_float_array, check_same_dtype
 
 
 def check_linear_args(x, w, b):

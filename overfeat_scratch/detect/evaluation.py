@@ -5,7 +5,7 @@ classes (mean AP, mAP). This module computes it from the two files the COCO
 format defines:
 
 - **ground truth**: a COCO ``annotations.json`` (a scene folder written by
-  :func:`overfeat_scratch.scenes.write_coco`, the folder itself, or any COCO
+  :func:`overfeat_scratch.datasets.scenes.write_coco`, the folder itself, or any COCO
   detection file): ``images`` (``id``), ``categories`` (``id``, ``name``) and
   ``annotations`` (``image_id``, ``category_id``, ``bbox`` ``[x, y, w, h]``,
   optional ``iscrowd``);
@@ -69,7 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .scenes import ANNOTATIONS_FILE, bbox_problem
+from ..datasets.scenes import ANNOTATIONS_FILE, bbox_problem
 
 COCO_IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))
 INTERPOLATIONS = ("all-point", "coco101")
@@ -361,7 +361,8 @@ def load_ground_truth(source) -> GroundTruth:
     Anything malformed is a ``ValueError`` naming the file and the entry: invalid or
     truncated JSON, missing keys, wrong types, a bbox that is not four finite numbers
     or has a width or height that is not positive (the scene reader's rule,
-    :func:`~overfeat_scratch.scenes.bbox_problem`), duplicate image or category ids or category
+    :func:`~overfeat_scratch.datasets.scenes.bbox_problem`), duplicate image or category ids
+    or category
     names, an annotation whose image or category is not listed.
     """
     source, data = _read_source(source, "ground truth", "", folder_ok=True)
@@ -794,7 +795,7 @@ def plot_pr_curves(result: DetectionEvaluation, path, title: str | None = None) 
     Each class is drawn twice: its raw precision (thin) and the interpolated
     precision whose area is its AP (a step line, labelled with AP50).
     """
-    from .plots import new_figure, save_figure
+    from ..common.plots import new_figure, save_figure
 
     fig = new_figure(figsize=(6.4, 4.8))
     ax = fig.subplots()

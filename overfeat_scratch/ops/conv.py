@@ -27,7 +27,12 @@ import numba
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .checks import check_float_array, check_positive_int, check_same_dtype, conv_output_size
+from ..common.checks import (
+    check_float_array,
+    check_positive_int,
+    check_same_dtype,
+    conv_output_size,
+)
 
 
 def check_conv_args(x, w, b, stride, padding):

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.fileio import SHIPPED_DIR
+
 WINDOW = 32
 MNIST_SIDE = 28
 # The trained ``mini`` weights shipped with the package (written by `overfeat-scratch
 # train`; the command that made them is in mini.json beside them).
-SHIPPED = Path(__file__).resolve().parent / "data" / "mini.npz"
+SHIPPED = SHIPPED_DIR / "mini.npz"
 
 
 def to_input(images) -> np.ndarray:

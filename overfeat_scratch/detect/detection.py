@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .layers import Sequential
+from ..nn.layers import Sequential
+from ..nn.train import TrainConfig, train
 from .localize import SCALE_FACTORS, resize_scene, scene_border, scene_input
-from .train import TrainConfig, train
 
 BACKGROUND = 10  # the extra output of mini-detector
 DIGITS = 10
@@ -241,7 +241,7 @@ class MinedDetection:
         return weights
 
     def loss(self, backend, scores, labels):
-        from .dense import softmax
+        from ..nn.dense import softmax
 
         logits = backend.to_numpy(scores).astype(np.float64)
         probs = softmax(logits)
@@ -281,7 +281,7 @@ def detection_window_errors(net: Sequential, patches, labels, batch_size=256) ->
 def detector_from_classifier(classifier: Sequential, seed: int = 0) -> Sequential:
     """``mini-detector`` initialised from a trained ``mini``: every layer copied, the
     last one extended by a background row of zeros."""
-    from .networks import build_network
+    from ..nn.networks import build_network
 
     if classifier.name != "mini":
         raise ValueError(
@@ -395,8 +395,8 @@ def detect(localizer, image, factors=None, merge=None, settings=None, fine=True)
     """Detections of an ``(H, W)`` uint8 grey image: ``Localization`` with the boxes
     that survive, best first (paper Section 5). The localizer's classifier must have
     a background class (:func:`check_detector`)."""
+    from ..ops.nms import non_max_suppression
     from .localize import Localization, localize, window_candidates
-    from .nms import non_max_suppression
 
     check_detector(localizer)
     settings = DetectSettings() if settings is None else settings

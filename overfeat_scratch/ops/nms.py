@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_positive_int
+from ..common.checks import check_positive_int
 
 METHODS = ("numpy", "naive", "cuda")
 
@@ -257,6 +257,6 @@ def non_max_suppression(
             "non_max_suppression: method='cuda' needs a CUDA GPU, or NUMBA_ENABLE_CUDASIM=1 "
             "set before numba is imported (the simulator)"
         )
-    from .cuda import nms as cuda_nms
+    from ..cuda import nms as cuda_nms
 
     return cuda_nms.nms(boxes, scores, classes, iou_threshold, max_output, block=block)

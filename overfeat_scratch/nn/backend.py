@@ -9,7 +9,7 @@ round trip per layer). Adding a backend means writing one subclass and one
 Backends:
 
 - ``"numpy"`` (default): :class:`NumpyBackend`, float32 or float64 on the CPU.
-- ``"cuda"``: :class:`overfeat_scratch.cuda.backend.CudaBackend`, float32 Numba-CUDA
+- ``"cuda"``: :class:`overfeat_scratch.nn.cuda_backend.CudaBackend`, float32 Numba-CUDA
   kernels. Available when a GPU is present, or on any machine when
   ``NUMBA_ENABLE_CUDASIM=1`` is set before Numba is imported (the simulator:
   correct, and very slow).
@@ -21,7 +21,7 @@ import importlib
 
 import numpy as np
 
-from . import activations, conv, linear, losses, offset_pool, optim, pool
+from ..ops import activations, conv, linear, losses, offset_pool, optim, pool
 
 
 class Backend:
@@ -157,7 +157,7 @@ class NumpyBackend(Backend):
 # CUDA backend's Numba-CUDA import is paid only by those who ask for it).
 _REGISTRY: dict[str, type | str] = {
     "numpy": NumpyBackend,
-    "cuda": "overfeat_scratch.cuda.backend:CudaBackend",
+    "cuda": "overfeat_scratch.nn.cuda_backend:CudaBackend",
 }
 _INSTANCES: dict[str, Backend] = {}
 

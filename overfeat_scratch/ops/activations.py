@@ -9,14 +9,14 @@ evaluation it is the identity, so a trained network needs no rescaling.
 The keep/drop decision for element ``i`` is a hash of ``(seed, i)``, not a draw
 from a stateful generator: the NumPy and CUDA backends then drop exactly the same
 elements for the same seed, and a run is reproducible from the seed alone.
-The CUDA kernels are in :mod:`overfeat_scratch.cuda.elementwise`.
+The CUDA kernels are in :mod:`overfeat_scratch.cuda.activations`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_float_array
+from ..common.checks import check_float_array
 
 MASK32 = np.uint64(0xFFFFFFFF)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_float_array
+from ..common.checks import check_float_array
 
 
 def check_labels(logits, labels):

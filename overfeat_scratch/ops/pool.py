@@ -20,7 +20,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .checks import check_float_array, check_positive_int, conv_output_size
+from ..common.checks import check_float_array, check_positive_int, conv_output_size
 
 
 def check_pool_args(x, kernel, stride):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import check_float_array
+from ..common.checks import check_float_array
 
 
 def check_sgd_args(param, grad, velocity, lr, momentum, weight_decay):

@@ -1,4 +1,4 @@
-"""ReLU and dropout on the GPU, matching :mod:`overfeat_scratch.activations`.
+"""ReLU and dropout on the GPU, matching :mod:`overfeat_scratch.ops.activations`.
 
 Every kernel here is one thread per element on a 1-D grid over the flattened
 (C-contiguous) array, each element read and written once. Shapes are whatever the
@@ -6,7 +6,7 @@ layer passes (``(N, C, H, W)`` or ``(N, D)``); the wrappers flatten and restore 
 
 Dropout's keep mask is not drawn from a random generator: element ``i`` is kept
 when a hash of ``(seed, i)`` is at least ``p * 2**32``, the same hash as
-:func:`overfeat_scratch.activations.dropout_keep_mask`, so the NumPy and CUDA
+:func:`overfeat_scratch.ops.activations.dropout_keep_mask`, so the NumPy and CUDA
 backends drop exactly the same elements for the same seed.
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, uint64
 
-from ..activations import check_dropout_p, dropout_threshold, seed_hash
-from ..checks import check_float_array
+from ..common.checks import check_float_array
+from ..ops.activations import check_dropout_p, dropout_threshold, seed_hash
 from . import THREADS, as_device, blocks_for, check_out
 
 # The hash works on 32-bit values held in uint64, as in the NumPy version: every
@@ -32,7 +32,7 @@ SHIFT13 = np.uint64(13)
 
 @cuda.jit(device=True)
 def fmix32(h):
-    """MurmurHash3's 32-bit finaliser, as :func:`overfeat_scratch.activations.fmix32`."""
+    """MurmurHash3's 32-bit finaliser, as :func:`overfeat_scratch.ops.activations.fmix32`."""
     h ^= h >> SHIFT16
     h = (h * MIX1) & MASK32
     h ^= h >> SHIFT13

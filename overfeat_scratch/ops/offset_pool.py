@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_float_array, check_positive_int
+from ..common.checks import check_float_array, check_positive_int
 from .pool import max_pool2d_forward, max_pool2d_naive
 
 

@@ -10,7 +10,7 @@ reads back each kernel's registers per thread, spill stores and loads, stack fra
 and static shared memory. With the threads per block of the launch, those give the
 theoretical occupancy against the limits of an SM (:data:`TARGETS`).
 
-Three steps, each in its own process (``python -m overfeat_scratch.cuda.ptx ...``;
+Three steps, each in its own process (``python -m overfeat_scratch.ptx ...``;
 :func:`run_check` runs all three):
 
 1. **Record** (on the simulator, ``NUMBA_ENABLE_CUDASIM=1``, with
@@ -335,9 +335,9 @@ def exercises():
     kernel a layer of any shape can select is launched here, whatever the tiny
     shapes would select by themselves.
     """
-    from . import DEFAULT_RB, conv, losses, nms, optim
-    from .backend import CudaBackend
-    from .merge import merge_cuda
+    from .cuda import DEFAULT_RB, conv, losses, nms, optim
+    from .cuda.merge import merge_cuda
+    from .nn.cuda_backend import CudaBackend
 
     rng = np.random.default_rng(0)
 
@@ -412,13 +412,13 @@ def network_layers(model: str):
     and dense evaluation with offset pooling at the largest scale (the classifier
     runs on the ``s*s`` pooled maps as a batch).
     """
-    from .. import paper
-    from ..dense import last_pool_index
-    from ..geometry import Geometry
-    from ..layers import Conv2d, MaxPool2d
-    from ..networks import NETWORKS, build_from_specs
-    from ..scenes import SceneConfig
-    from ..train import MINI_CONFIG
+    from .datasets.scenes import SceneConfig
+    from .nn import paper
+    from .nn.dense import last_pool_index
+    from .nn.geometry import Geometry
+    from .nn.layers import Conv2d, MaxPool2d
+    from .nn.networks import NETWORKS, build_from_specs
+    from .nn.train import MINI_CONFIG
 
     specs, channels, _ = NETWORKS[model]
     net = build_from_specs(specs, channels, model, seed=None)  # zeros: never touched
@@ -467,7 +467,7 @@ def record(models=("fast", "accurate", "mini")) -> list[dict]:
     """
     from numba import config, cuda
 
-    from . import SMALL_LAUNCHES, conv
+    from .cuda import SMALL_LAUNCHES, conv
 
     if not config.ENABLE_CUDASIM or SMALL_LAUNCHES:
         raise RuntimeError(
@@ -958,8 +958,8 @@ def main(argv=None):
         Path(out).write_text(json.dumps(rows, default=list))
     else:
         raise SystemExit(
-            "usage: python -m overfeat_scratch.cuda.ptx record OUT.json\n"
-            "       python -m overfeat_scratch.cuda.ptx compile TARGET IN.json OUT.json"
+            "usage: python -m overfeat_scratch.ptx record OUT.json\n"
+            "       python -m overfeat_scratch.ptx compile TARGET IN.json OUT.json"
         )
 
 

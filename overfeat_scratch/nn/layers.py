@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..common.checks import check_float_array, check_positive_int, check_std, conv_output_size
 from .backend import Backend, get_backend
-from .checks import check_float_array, check_positive_int, check_std, conv_output_size
 
 
 class Layer:
@@ -411,7 +411,7 @@ class Sequential(Layer):
     def window(self) -> int:
         """The smallest square input side that gives one output: the network's window.
 
-        See :class:`overfeat_scratch.geometry.Geometry` for the rest of the geometry.
+        See :class:`overfeat_scratch.nn.geometry.Geometry` for the rest of the geometry.
         """
         from .geometry import Geometry
 

@@ -7,32 +7,32 @@ flag, and :meth:`CudaBackend.to_numpy` when asked). Host arrays passed in (an
 input batch, labels, weights of the L2 loss) are uploaded.
 
 The operations are the host wrappers of :mod:`.conv`, :mod:`.pool`,
-:mod:`.elementwise`, :mod:`.linear` and :mod:`.losses`, with their default tile
+:mod:`.activations`, :mod:`.linear` and :mod:`.losses`, with their default tile
 sizes; they validate their arguments with the NumPy backend's checks (which only
 look at ``.shape`` and ``.dtype``), so bad input gives the same errors on both.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 
 import numpy as np
 from numba import cuda
 
-from ..backend import Backend
-from . import (
+from ..cuda import (
     THREADS,
+    activations,
     as_device,
     blocks_for,
     conv,
-    elementwise,
     is_device_array,
     linear,
     losses,
+    offset_pool,
     optim,
     pool,
 )
+from .backend import Backend
 
 
 @cuda.jit
@@ -45,19 +45,6 @@ def non_finite_kernel(x, flag):
     if i < x.size:
         if math.isnan(x[i]) or math.isinf(x[i]):
             flag[0] = 1
-
-
-def offset_pool_module():
-    """:mod:`overfeat_scratch.cuda.offset_pool`, imported on first use."""
-    try:
-        return importlib.import_module(".offset_pool", __package__)
-    except ModuleNotFoundError as error:
-        if error.name != f"{__package__}.offset_pool":
-            raise
-        raise NotImplementedError(
-            "the CUDA backend has no offset pooling kernels yet "
-            "(overfeat_scratch/cuda/offset_pool.py is missing)"
-        ) from error
 
 
 class CudaBackend(Backend):
@@ -112,25 +99,23 @@ class CudaBackend(Backend):
     def max_pool2d_backward(self, dy, arg, x_shape, kernel, stride):
         return pool.max_pool2d_backward(dy, arg, x_shape, kernel, stride)
 
-    # Offset pooling (dense evaluation's fine stride) lives in its own module,
-    # overfeat_scratch.cuda.offset_pool, with the NumPy module's function names.
     def offset_max_pool2d(self, x, kernel, stride):
-        return offset_pool_module().offset_max_pool2d(x, kernel, stride)
+        return offset_pool.offset_max_pool2d(x, kernel, stride)
 
     def interleave_offsets(self, y, fine_h, fine_w):
-        return offset_pool_module().interleave_offsets(y, fine_h, fine_w)
+        return offset_pool.interleave_offsets(y, fine_h, fine_w)
 
     def relu_forward(self, x, inplace=False):
-        return elementwise.relu_forward(x, out=x if inplace else None)
+        return activations.relu_forward(x, out=x if inplace else None)
 
     def relu_backward(self, dy, y):
-        return elementwise.relu_backward(dy, y)
+        return activations.relu_backward(dy, y)
 
     def dropout_forward(self, x, p, seed):
-        return elementwise.dropout_forward(x, p, seed)
+        return activations.dropout_forward(x, p, seed)
 
     def dropout_backward(self, dy, keep, p):
-        return elementwise.dropout_backward(dy, keep, p)
+        return activations.dropout_backward(dy, keep, p)
 
     def linear_forward(self, x, w, b):
         return linear.linear_forward(x, w, b)
