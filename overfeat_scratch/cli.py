@@ -585,7 +585,6 @@ def localize_settings(args):
         threshold=args.threshold,
         score=args.score,
         average=args.average,
-        method=args.method,
         min_confidence=args.min_confidence,
     )
     return factors, settings
@@ -950,7 +949,6 @@ def add_merge_arguments(p, default) -> None:
     )
     p.add_argument("--score", default=default.score, choices=("center_iou", "iou", "center"))
     p.add_argument("--average", default=default.average, choices=("pair", "count", "confidence"))
-    p.add_argument("--method", default=default.method, choices=("fast", "literal", "cuda"))
     p.add_argument(
         "--min-confidence",
         type=probability,

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from overfeat_scratch.detect.evaluation import (
     COCO_IOU_THRESHOLDS,
     average_precision,
-    box_iou,
     crowd_overlap,
     evaluate_detections,
     evaluate_detections_main,
@@ -23,8 +22,8 @@ from overfeat_scratch.detect.evaluation import (
     parse_json,
     plot_pr_curves,
     precision_recall,
-    xywh_to_xyxy,
 )
+from overfeat_scratch.ops.boxes import iou_matrix, xywh_to_xyxy
 
 DIGITS = [{"id": d + 1, "name": str(d)} for d in range(10)]
 
@@ -56,16 +55,16 @@ def test_box_iou():
     a = [[0, 0, 10, 10]]
     b = [[5, 0, 15, 10], [10, 0, 20, 10], [0, 0, 10, 10], [2, 2, 2, 8], [0, 0, 10, 7]]
     # 50 / 150, touching, identical, zero width, 70 / 100.
-    np.testing.assert_allclose(box_iou(a, b)[0], [1 / 3, 0, 1, 0, 0.7])
-    assert box_iou(a, b)[0, 4] == 0.7
+    np.testing.assert_allclose(iou_matrix(a, b)[0], [1 / 3, 0, 1, 0, 0.7])
+    assert iou_matrix(a, b)[0, 4] == 0.7
     xywh = [[0, 0, 10, 10]], [[5, 0, 10, 10]]
-    assert box_iou(*xywh, box_format="xywh")[0, 0] == pytest.approx(1 / 3)
+    assert iou_matrix(*xywh, box_format="xywh")[0, 0] == pytest.approx(1 / 3)
     assert xywh_to_xyxy([[1, 2, 3, 4]]).tolist() == [[1, 2, 4, 6]]
-    assert box_iou(np.zeros((0, 4)), b).shape == (0, 5)
+    assert iou_matrix(np.zeros((0, 4)), b).shape == (0, 5)
     # A crowd region covering the detection's whole area: 1, however large the region.
     assert crowd_overlap([[2, 2, 4, 4], [0, 0, 0, 4]], [[0, 0, 100, 100]]).tolist() == [[1], [0]]
     with pytest.raises(ValueError, match="box_format"):
-        box_iou(a, b, box_format="cxcywh")
+        iou_matrix(a, b, box_format="cxcywh")
 
 
 # --------------------------------------------------------------------------------------
@@ -169,7 +168,7 @@ def test_each_detection_takes_the_best_free_box():
     gt = ground_truth([(1, 1, [0, 0, 10, 10]), (1, 1, [4, 0, 10, 10])])
     boxes = xywh_to_xyxy([[3, 0, 10, 10], [0, 0, 10, 10]])
     gt_boxes = xywh_to_xyxy([[0, 0, 10, 10], [4, 0, 10, 10]])
-    np.testing.assert_allclose(box_iou(boxes, gt_boxes), [[70 / 130, 90 / 110], [1, 60 / 140]])
+    np.testing.assert_allclose(iou_matrix(boxes, gt_boxes), [[70 / 130, 90 / 110], [1, 60 / 140]])
     status = match_detections(boxes, gt_boxes, None, (0.5,))
     assert status.tolist() == [[1, 1]]
     results = [det(1, 1, [3, 0, 10, 10], 0.9), det(1, 1, [0, 0, 10, 10], 0.8)]

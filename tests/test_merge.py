@@ -20,16 +20,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import cuda_available, cuda_settings, needs_cuda_marker
 
+from overfeat_scratch.nn.backend import get_backend
+from overfeat_scratch.ops.boxes import iou_matrix
 from overfeat_scratch.ops.merge import (
     AVERAGES,
     SCORES,
     MergeResult,
-    greedy_merge,
     match_scores,
     merge_fast,
     merge_literal,
     pair_score,
-    pairwise_iou,
 )
 
 AVAILABLE = cuda_available()
@@ -90,10 +90,11 @@ def merge_cases(draw, max_n=40):
 
 
 def merge(*args, method, **kwargs):
-    """:func:`greedy_merge`; on CUDA with blocks of 4 threads (the simulator is slow)."""
+    """The merge implemented by ``method``; on CUDA with blocks of 4 threads (the
+    simulator is slow)."""
     if method == "cuda":
         return merge_cuda(*args, **kwargs, threads=4, row_blocks=1)
-    return greedy_merge(*args, method=method, **kwargs)
+    return {"literal": merge_literal, "fast": merge_fast}[method](*args, **kwargs)
 
 
 def assert_same(got: MergeResult, want: MergeResult, atol=0.0):
@@ -199,9 +200,9 @@ def test_cuda_clusters_and_entry_point():
     want = merge_literal(*args)
     assert len(want) < n
     assert_same(merge_cuda(*args, threads=4, row_blocks=2), want)
-    # The entry point, with the default block size.
+    # The backend's entry point, with the default block size.
     args = ([A, B, A], [0, 0, 0], [1.0, 2.0, 3.0], 0.7, "iou")
-    assert_same(greedy_merge(*args, method="cuda"), merge_literal(*args))
+    assert_same(get_backend("cuda").greedy_merge(*args), merge_literal(*args))
     with pytest.raises(ValueError, match="threads: expected a power of two"):
         merge_cuda(*args, threads=6)
 
@@ -258,7 +259,7 @@ def test_zero_threshold_merges_exact_duplicates(score, method):
     np.testing.assert_array_equal(np.sort(result.counts), np.sort(copies))
     np.testing.assert_array_equal(result.boxes[result.members], boxes)
     # Below zero, not even duplicates merge.
-    assert len(greedy_merge(boxes, np.zeros(len(boxes), int), conf, -1e-12, score)) == len(boxes)
+    assert len(merge_fast(boxes, np.zeros(len(boxes), int), conf, -1e-12, score)) == len(boxes)
 
 
 def test_match_scores_is_pair_score_and_symmetric():
@@ -297,17 +298,22 @@ B = [1.0, 0.0, 3.0, 2.0]  # A shifted right by 1: intersection 2, union 6
         ([1.0, 0.0, 1.0, 2.0], A, 0.0, 0.0),
         # Two distinct points: union 0, IoU 0; diagonal floored at 1e-12.
         ([1.0, 1.0, 1.0, 1.0], [2.0, 2.0, 2.0, 2.0], 0.0, ROOT2 / 1e-12),
-        # Identical points and identical boxes: IoU 1, score 0.
-        ([1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], 1.0, 0.0),
+        # Identical points: IoU 0 (no area, the package's rule), yet score 0 (identical).
+        ([1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], 0.0, 0.0),
+        # Identical boxes: IoU 1, score 0.
         (B, B, 1.0, 0.0),
     ],
 )
 def test_scores_by_hand(a, b, iou, center):
+    identical = a == b
     a, b = np.array([a]), np.array([b])
-    np.testing.assert_allclose(pairwise_iou(a, b)[0, 0], iou, rtol=1e-15)
-    np.testing.assert_allclose(match_scores(a, b, "iou")[0, 0], 1 - iou, rtol=1e-15)
+    np.testing.assert_allclose(iou_matrix(a, b)[0, 0], iou, rtol=1e-15)
+    # Identical boxes score exactly 0 in every convention, whatever their IoU.
+    iou_score = 0.0 if identical else 1 - iou
+    np.testing.assert_allclose(match_scores(a, b, "iou")[0, 0], iou_score, rtol=1e-15)
     np.testing.assert_allclose(match_scores(a, b, "center")[0, 0], center, rtol=1e-15)
-    np.testing.assert_allclose(match_scores(a, b, "center_iou")[0, 0], center + 1 - iou, rtol=1e-15)
+    both = 0.0 if identical else center + 1 - iou
+    np.testing.assert_allclose(match_scores(a, b, "center_iou")[0, 0], both, rtol=1e-15)
     if iou == 1.0:
         for name in SCORES:
             assert match_scores(a, b, name)[0, 0] == 0.0
@@ -387,8 +393,8 @@ def test_classes_never_merge(method):
 
 def test_center_score_merges_concentric_boxes_at_zero():
     big = [-1.0, -1.0, 3.0, 3.0]
-    assert len(greedy_merge([A, big], [0, 0], [1, 1], 0.0, "center")) == 1
-    assert len(greedy_merge([A, big], [0, 0], [1, 1], 0.0, "center_iou")) == 2
+    assert len(merge_fast([A, big], [0, 0], [1, 1], 0.0, "center")) == 1
+    assert len(merge_fast([A, big], [0, 0], [1, 1], 0.0, "center_iou")) == 2
 
 
 def test_output_ties_by_slot_and_max_rounds():
@@ -447,7 +453,7 @@ GOOD = {"boxes": [A, B], "classes": [0, 0], "confidences": [1.0, 1.0]}
         (
             {"boxes": [A, [2, 0, 1, 1], [0, 3, 1, 1]], "classes": [0] * 3, "confidences": [1] * 3},
             ValueError,
-            r"2 box\(es\) have x1 < x0 or y1 < y0 \(first at index 1",
+            r"boxes: box 1 is inverted, x1 < x0 or y1 < y0 .*2 box\(es\) in all",
         ),
         ({"confidences": [1.0, -0.5]}, ValueError, r"confidences: 1 negative value\(s\)"),
         ({"confidences": [1.0, np.nan]}, ValueError, "confidences: 1 NaN or infinite"),
@@ -461,18 +467,18 @@ GOOD = {"boxes": [A, B], "classes": [0, 0], "confidences": [1.0, 1.0]}
 )
 def test_bad_input(method, change, error, match):
     with pytest.raises(error, match=match):
-        greedy_merge(**{**GOOD, **change}, method=method)
+        merge(**{**GOOD, **change}, method=method)
 
 
-def test_bad_method_and_matrix_input():
-    with pytest.raises(ValueError, match="method: expected one of 'literal', 'fast', 'cuda'"):
-        greedy_merge(**GOOD, method="gpu")
-    with pytest.raises(ValueError, match=r"match_scores b: 1 box\(es\) have x1 < x0"):
+def test_bad_backend_and_matrix_input():
+    with pytest.raises(ValueError, match="unknown backend 'gpu'; expected one of"):
+        get_backend("gpu").greedy_merge(**GOOD)
+    with pytest.raises(ValueError, match=r"match_scores b: box 0 is inverted, x1 < x0"):
         match_scores([A], [[1, 1, 0, 0]])
     with pytest.raises(ValueError, match="score: expected one of"):
         match_scores([A], [B], "area")
-    with pytest.raises(ValueError, match=r"pairwise_iou a: expected an \(n, 4\)"):
-        pairwise_iou(np.zeros((2, 5)), [B])
+    with pytest.raises(ValueError, match=r"iou_matrix a: expected an \(n, 4\)"):
+        iou_matrix(np.zeros((2, 5)), [B])
 
 
 def test_numpy_module_does_not_import_numba_cuda():

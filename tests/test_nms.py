@@ -14,13 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import cuda_available, cuda_settings, needs_cuda_marker
 
-from overfeat_scratch.ops.nms import (
-    box_iou_pair,
-    iou_row,
-    nms,
-    nms_naive,
-    non_max_suppression,
-)
+from overfeat_scratch.nn.backend import get_backend
+from overfeat_scratch.ops.boxes import iou, iou_matrix
+from overfeat_scratch.ops.nms import nms, nms_naive
 
 AVAILABLE = cuda_available()
 needs_cuda = needs_cuda_marker()
@@ -79,7 +75,7 @@ def test_a_suppressed_box_suppresses_nothing(rung):
 def test_iou_exactly_at_the_threshold_is_not_suppressed(rung):
     # Areas 2 and 1, intersection 1: IoU = 1 / 2, exactly.
     boxes = [[0, 0, 2, 1], [0, 0, 1, 1]]
-    assert box_iou_pair(boxes[0], boxes[1]) == 0.5
+    assert iou(*boxes[0], *boxes[1]) == 0.5
     assert rung(boxes, [1.0, 0.5], iou_threshold=0.5).tolist() == [0, 1]
     assert rung(boxes, [1.0, 0.5], iou_threshold=0.4999).tolist() == [0]
 
@@ -105,8 +101,8 @@ def test_classes_never_suppress_each_other(rung):
 def test_zero_area_boxes_have_iou_zero(rung):
     """An empty box (zero width or height) overlaps nothing, not even its copy."""
     line, point, big = [2, 1, 2, 5], [3, 3, 3, 3], [0, 0, 10, 10]
-    assert box_iou_pair(line, line) == 0.0 and box_iou_pair(line, big) == 0.0
-    assert iou_row(point, np.array([point, big, line], dtype=float)).tolist() == [0, 0, 0]
+    assert iou(*line, *line) == 0.0 and iou(*line, *big) == 0.0
+    assert iou_matrix([point], [point, big, line])[0].tolist() == [0, 0, 0]
     boxes = [big, line, line, point, point]
     assert rung(boxes, [0.9, 0.8, 0.7, 0.6, 0.5], iou_threshold=0.0).tolist() == [0, 1, 2, 3, 4]
 
@@ -180,15 +176,13 @@ def test_bad_arguments_are_clear_errors(rung, kwargs, error, message):
         rung(**args)
 
 
-def test_dispatcher():
+def test_the_numpy_backend_runs_the_numpy_rung():
     boxes = [[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]]
     scores = [0.9, 0.8, 0.7]
-    for method in ("numpy", "naive"):
-        assert non_max_suppression(boxes, scores, method=method).tolist() == [0, 2]
-    with pytest.raises(ValueError, match="method must be one of"):
-        non_max_suppression(boxes, scores, method="torch")
-    with pytest.raises(ValueError, match="block applies to method='cuda'"):
-        non_max_suppression(boxes, scores, block=4)
+    assert get_backend("numpy").non_max_suppression(boxes, scores).tolist() == [0, 2]
+    assert get_backend("numpy").non_max_suppression is nms
+    with pytest.raises(ValueError, match="unknown backend 'torch'"):
+        get_backend("torch")
 
 
 # --------------------------------------------------------------------------------------
@@ -220,12 +214,12 @@ def test_greedy_rule_properties(case):
     for a in kept:
         for b in kept:
             if a != b and classes[a] == classes[b]:
-                assert box_iou_pair(boxes[a], boxes[b]) <= threshold
+                assert iou(*boxes[a], *boxes[b]) <= threshold
     for j in set(range(n)) - kept_set:
         assert any(
             classes[i] == classes[j]
             and rank[i] < rank[j]
-            and box_iou_pair(boxes[i], boxes[j]) > threshold
+            and iou(*boxes[i], *boxes[j]) > threshold
             for i in kept
         )
 
@@ -253,14 +247,14 @@ def test_classes_are_independent_problems(case):
 
 @settings(max_examples=40)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 12))
-def test_iou_row_matches_the_pairwise_formula_bit_for_bit(seed, n):
+def test_the_iou_matrix_matches_the_scalar_rule_bit_for_bit(seed, n):
     rng = np.random.default_rng(seed)
     corners = rng.uniform(0, 10, size=(n + 1, 2))
     boxes = np.concatenate([corners, corners + rng.uniform(0, 6, size=(n + 1, 2))], axis=1)
     empty = rng.random(n + 1) < 0.2
     boxes[empty, 2] = boxes[empty, 0]  # zero width
-    row = iou_row(boxes[0], boxes[1:])
-    assert row.tolist() == [box_iou_pair(boxes[0].tolist(), b.tolist()) for b in boxes[1:]]
+    row = iou_matrix(boxes[:1], boxes[1:])[0]
+    assert row.tolist() == [iou(*boxes[0].tolist(), *b.tolist()) for b in boxes[1:]]
 
 
 # --------------------------------------------------------------------------------------
@@ -304,7 +298,10 @@ def test_cuda_masks_longer_than_one_word():
     classes = rng.integers(0, 2, 70)
     want = nms(boxes, scores, classes, 0.3)
     assert 10 < want.size < 70
-    got = non_max_suppression(boxes, scores, classes, 0.3, method="cuda", block=16)
+    got = cuda_nms.nms(boxes, scores, classes, 0.3, block=16)
+    np.testing.assert_array_equal(got, want)
+    # The CUDA backend's entry point, with the default block.
+    got = get_backend("cuda").non_max_suppression(boxes, scores, classes, 0.3)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(cuda_nms.nms(boxes, scores, classes, 0.3, max_output=5), want[:5])
 

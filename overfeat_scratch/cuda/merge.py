@@ -49,13 +49,14 @@ from ..ops.merge import (
     assemble,
     merge_weights,
     merged_coordinate,
-    pair_score,
+    pair_score_rule,
     prepare,
 )
 from . import SIMULATOR, THREADS, blocks_for
+from .boxes import iou_device
 
 # The scalar rules of the CPU code, compiled for the device.
-_pair_score = cuda.jit(device=True)(pair_score)
+_pair_score = cuda.jit(device=True)(pair_score_rule(iou_device))
 _merge_weights = cuda.jit(device=True)(merge_weights)
 _merged_coordinate = cuda.jit(device=True)(merged_coordinate)
 
@@ -236,7 +237,7 @@ def merge_cuda(
     row_blocks=None,
 ) -> MergeResult:
     """The greedy merge with Numba-CUDA kernels; same arguments and result as
-    :func:`overfeat_scratch.ops.merge.greedy_merge`.
+    :func:`overfeat_scratch.ops.merge.merge_fast`.
 
     ``threads``: threads per block of every kernel, a power of two (default
     ``THREADS``: 256, 32 on the simulator). ``row_blocks``: blocks of the row

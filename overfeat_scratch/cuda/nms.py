@@ -1,7 +1,8 @@
 """Greedy non-maximum suppression on the GPU: a suppression bitmask, then one host walk.
 
 Same definition and same answer as :func:`overfeat_scratch.ops.nms.nms` (read its
-module docstring for the rule, the IoU and the zero-area convention). With the
+module docstring for the rule; the IoU is :func:`overfeat_scratch.ops.boxes.iou`, compiled
+as a device function). With the
 boxes sorted by descending score (equal scores in input order):
 
 1. **The mask, on the device.** ``mask[i, w]`` is a 64-bit word whose bit ``b``
@@ -21,7 +22,7 @@ boxes sorted by descending score (equal scores in input order):
 
 The kernel computes in float64 like the NumPy rungs, so on the simulator the
 results are identical bit for bit. A GPU compiler may fuse a multiply and an add
-into one rounded operation (FMA) in the area and union sums; where boxes'
+into one rounded operation (FMA) in the union's sum of areas; where boxes'
 products are exact (pixel coordinates, small integers or halves) this changes
 nothing, and otherwise it can only flip a pair whose IoU lies within a rounding
 error of the threshold.
@@ -35,6 +36,7 @@ from numba import cuda, float64, int64, uint64
 from ..common.checks import check_positive_int
 from ..ops.nms import check_nms_args, score_order
 from . import SMALL_LAUNCHES, as_device, blocks_for, check_out
+from .boxes import iou_device
 
 # Columns per mask word (and per column tile of the kernel).
 WORD = 64
@@ -68,19 +70,14 @@ def suppression_mask_kernel(boxes, classes, threshold, mask):
 
     if row < n:
         x0, y0, x1, y1 = boxes[row, 0], boxes[row, 1], boxes[row, 2], boxes[row, 3]
-        area = (x1 - x0) * (y1 - y0)
         label = classes[row]
         word = uint64(0)
         # Only later boxes (j > row) can be suppressed by this one.
         for k in range(max(0, row + 1 - col0), count):
             if tile_class[k] == label:
-                iw = min(x1, tile[k, 2]) - max(x0, tile[k, 0])
-                ih = min(y1, tile[k, 3]) - max(y0, tile[k, 1])
-                if iw > 0 and ih > 0:
-                    inter = iw * ih
-                    other = (tile[k, 2] - tile[k, 0]) * (tile[k, 3] - tile[k, 1])
-                    if inter / ((area + other) - inter) > threshold:
-                        word |= uint64(1) << uint64(k)
+                overlap = iou_device(x0, y0, x1, y1, tile[k, 0], tile[k, 1], tile[k, 2], tile[k, 3])
+                if overlap > threshold:
+                    word |= uint64(1) << uint64(k)
         mask[row, cuda.blockIdx.x] = word
 
 

@@ -60,6 +60,7 @@ import numpy as np
 
 from ..common.checks import check_positive_int
 from ..common.fileio import atomic_write
+from ..ops.boxes import intersection_broadcast, iou, iou_broadcast
 from ..ops.image import pixels_8bit, resize_bilinear
 
 CLASS_NAMES = tuple(str(d) for d in range(10))
@@ -311,15 +312,11 @@ def render_digit(digit, height: int) -> np.ndarray:
 
 
 def box_overlap(a, b) -> tuple[float, float]:
-    """``(IoU, fraction of the smaller box covered)`` of two ``(x0, y0, x1, y1)`` boxes."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0, 0.0
-    inter = w * h
-    area_a = (a[2] - a[0]) * (a[3] - a[1])
-    area_b = (b[2] - b[0]) * (b[3] - b[1])
-    return inter / (area_a + area_b - inter), inter / min(area_a, area_b)
+    """``(IoU, fraction of the smaller box covered)`` of two ``(x0, y0, x1, y1)`` boxes,
+    by the package's one IoU rule (:mod:`overfeat_scratch.ops.boxes`)."""
+    inter = float(intersection_broadcast(*a, *b))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return iou(*a, *b), (inter / smaller if inter > 0 else 0.0)
 
 
 def check_digits(images, labels):
@@ -340,17 +337,17 @@ def free_positions(canvas_shape, size, placed, max_iou, max_covered) -> np.ndarr
     ``max_iou`` and ``max_covered`` (the same arithmetic as :func:`box_overlap`).
     """
     (h_canvas, w_canvas), (h, w) = canvas_shape, size
-    tops = np.arange(h_canvas - h + 1)
-    lefts = np.arange(w_canvas - w + 1)
+    tops = np.arange(h_canvas - h + 1)[:, None]
+    lefts = np.arange(w_canvas - w + 1)[None, :]
+    # The corners of the box at every position, broadcasting to (H - h + 1, W - w + 1).
+    at = (lefts, tops, lefts + w, tops + h)
     free = np.ones((tops.size, lefts.size), dtype=bool)
-    for x0, y0, x1, y1 in placed:
-        inter_h = np.clip(np.minimum(tops + h, y1) - np.maximum(tops, y0), 0, None)
-        inter_w = np.clip(np.minimum(lefts + w, x1) - np.maximum(lefts, x0), 0, None)
-        inter = inter_h[:, None] * inter_w[None, :]
-        area, other = h * w, (x1 - x0) * (y1 - y0)
-        iou = inter / (area + other - inter)
-        cover = inter / min(area, other)
-        free &= (iou <= max_iou) & (cover <= max_covered)
+    for box in placed:
+        inter = intersection_broadcast(*at, *box)
+        smaller = min(h * w, (box[2] - box[0]) * (box[3] - box[1]))
+        covered = np.zeros(inter.shape)
+        np.divide(inter, smaller, out=covered, where=inter > 0)
+        free &= (iou_broadcast(*at, *box) <= max_iou) & (covered <= max_covered)
     return free
 
 

@@ -395,7 +395,6 @@ def detect(localizer, image, factors=None, merge=None, settings=None, fine=True)
     """Detections of an ``(H, W)`` uint8 grey image: ``Localization`` with the boxes
     that survive, best first (paper Section 5). The localizer's classifier must have
     a background class (:func:`check_detector`)."""
-    from ..ops.nms import non_max_suppression
     from .localize import Localization, localize, window_candidates
 
     check_detector(localizer)
@@ -408,14 +407,16 @@ def detect(localizer, image, factors=None, merge=None, settings=None, fine=True)
         if settings.after_merge_iou is not None and len(result.boxes):
             classes = result.classes if settings.after_merge_classes else None
             result.keep(
-                non_max_suppression(
+                localizer.backend.non_max_suppression(
                     result.boxes, result.confidences, classes, settings.after_merge_iou
                 )
             )
     else:
         cand, dense_seconds = window_candidates(localizer, image, factors, merge, fine)
         t0 = time.perf_counter()
-        keep = non_max_suppression(cand.boxes, cand.confidences, cand.classes, settings.nms_iou)
+        keep = localizer.backend.non_max_suppression(
+            cand.boxes, cand.confidences, cand.classes, settings.nms_iou
+        )
         members = np.full(len(cand.boxes), -1, np.int64)
         members[keep] = np.arange(len(keep))
         result = Localization(

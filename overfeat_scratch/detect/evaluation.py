@@ -70,6 +70,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets.scenes import ANNOTATIONS_FILE, bbox_problem
+from ..ops.boxes import areas, intersection_matrix, iou_matrix, xywh_to_xyxy
 
 COCO_IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))
 INTERPOLATIONS = ("all-point", "coco101")
@@ -80,52 +81,13 @@ COCO_RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 # Boxes
 
 
-def xywh_to_xyxy(boxes) -> np.ndarray:
-    """``(n, 4)`` COCO boxes ``[x, y, w, h]`` as corners ``[x0, y0, x1, y1]`` (float64)."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
-
-
-def _intersections(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(m, n)`` intersection areas of corner boxes ``a (m, 4)`` and ``b (n, 4)``."""
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    return np.clip(iw, 0, None) * np.clip(ih, 0, None)
-
-
-def _areas(boxes: np.ndarray) -> np.ndarray:
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-
-
-def box_iou(a, b, box_format: str = "xyxy") -> np.ndarray:
-    """Intersection over union of every box of ``a (m, 4)`` with every box of ``b (n, 4)``.
-
-    ``box_format``: "xyxy" for corners ``x0, y0, x1, y1``, "xywh" for COCO's
-    ``x, y, w, h``. Returns ``(m, n)`` float64. Boxes that only touch have IoU 0,
-    and so does a box of zero area with any box (itself included).
-    """
-    if box_format not in ("xyxy", "xywh"):
-        raise ValueError(f"box_iou: box_format must be 'xyxy' or 'xywh', got {box_format!r}")
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    if box_format == "xywh":
-        a, b = xywh_to_xyxy(a), xywh_to_xyxy(b)
-    inter = _intersections(a, b)
-    union = _areas(a)[:, None] + _areas(b)[None, :] - inter
-    iou = np.zeros(inter.shape, dtype=np.float64)
-    np.divide(inter, union, out=iou, where=inter > 0)
-    return iou
-
-
 def crowd_overlap(detections, crowds) -> np.ndarray:
     """COCO's overlap of detections ``(m, 4)`` with crowd regions ``(n, 4)`` (corners):
     the intersection over the detection's own area, ``(m, n)`` (0 for empty detections).
     """
-    detections = np.asarray(detections, dtype=np.float64).reshape(-1, 4)
-    crowds = np.asarray(crowds, dtype=np.float64).reshape(-1, 4)
-    inter = _intersections(detections, crowds)
+    inter = intersection_matrix(detections, crowds, "crowd_overlap")
     overlap = np.zeros(inter.shape, dtype=np.float64)
-    np.divide(inter, _areas(detections)[:, None], out=overlap, where=inter > 0)
+    np.divide(inter, areas(detections)[:, None], out=overlap, where=inter > 0)
     return overlap
 
 
@@ -489,7 +451,7 @@ def match_detections(boxes, gt_boxes, gt_crowd=None, iou_thresholds=(0.5,)) -> n
     status = np.full((thresholds.size, len(boxes)), FALSE_POSITIVE, dtype=np.int8)
     if len(boxes) == 0 or len(gt_boxes) == 0:
         return status
-    iou = box_iou(boxes, gt_boxes[~crowd])
+    iou = iou_matrix(boxes, gt_boxes[~crowd], name="match_detections")
     inside = crowd_overlap(boxes, gt_boxes[crowd]).max(axis=1, initial=0.0)
     for t, threshold in enumerate(thresholds):
         taken = np.zeros(iou.shape[1], dtype=bool)

@@ -40,6 +40,7 @@ from ..common.fileio import SHIPPED_DIR
 from ..nn.dense import dense_evaluate_heads, last_pool_index, run_layers, softmax
 from ..nn.layers import Sequential
 from ..nn.train import CLASSIFICATION, TrainConfig, load_checkpoint, load_extra_network, train
+from ..ops.boxes import iou_pairs
 from ..ops.image import resize_bilinear
 
 # Six scales a third of an octave apart: a digit 20 to 64 pixels tall in the scene
@@ -94,21 +95,6 @@ def decode_boxes(t, centers, window: int) -> np.ndarray:
     """Inverse of :func:`encode_boxes`."""
     c = np.asarray(centers, np.float64)
     return np.asarray(t, np.float64) * window + np.concatenate([c, c], axis=1)
-
-
-def row_iou(a, b) -> np.ndarray:
-    """IoU of ``a[k]`` with ``b[k]`` for every row of two ``(N, 4)`` corner-box arrays.
-
-    Boxes with inverted edges count as empty; an empty union gives 0.
-    """
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = iw * ih
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a + area_b - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def scaled_size(height: int, width: int, factor: float) -> tuple[int, int]:
@@ -173,7 +159,7 @@ class BoxRegression:
         loss, grad = l2_loss(chosen, target)
         full = np.zeros_like(pred)
         full[rows, cols] = grad
-        right = int(np.sum(row_iou(chosen, target) >= 0.5))
+        right = int(np.sum(iou_pairs(chosen, target) >= 0.5))
         grad = backend.asarray(full.reshape(scores.shape), dtype=pred.dtype)
         return loss, grad, right, len(labels)
 
@@ -189,7 +175,7 @@ class BoxRegression:
             pred = net.backend.to_numpy(net.forward(examples[start : start + batch_size]))
             pred = pred.reshape(len(batch), -1)
             rows, cols = self.select(pred, batch[:, 0].astype(np.int64))
-            out[start : start + len(batch)] = row_iou(pred[rows, cols], batch[:, 1:5])
+            out[start : start + len(batch)] = iou_pairs(pred[rows, cols], batch[:, 1:5])
         net.train(was_training)
         return out
 
@@ -415,6 +401,11 @@ class Localizer:
     def class_specific(self) -> bool:
         return self.regressor.name == "mini-regressor"
 
+    @property
+    def backend(self):
+        """Where the networks run; the merge and NMS of their boxes run there too."""
+        return self.classifier.backend
+
     @classmethod
     def from_checkpoint(cls, path=None, backend="numpy") -> Localizer:
         """From a ``train-regressor`` checkpoint (default: the shipped one)."""
@@ -603,16 +594,15 @@ def candidates(
 
 @dataclass
 class MergeSettings:
-    """The merge's parameters (see :mod:`.merge`): ``top_k`` classes per scale, the
-    match ``score`` convention, the ``threshold`` t, the ``average`` rule, the
-    implementation ``method``, and ``min_confidence`` (windows whose class
-    probability is below it do not vote)."""
+    """The merge's parameters (see :mod:`overfeat_scratch.ops.merge`): ``top_k``
+    classes per scale, the match ``score`` convention, the ``threshold`` t, the
+    ``average`` rule, and ``min_confidence`` (windows whose class probability is below
+    it do not vote). The merge runs on the localizer's backend."""
 
     top_k: int = 1
     threshold: float = 0.15
     score: str = "center_iou"
     average: str = "pair"
-    method: str = "fast"
     min_confidence: float = 0.1
 
 
@@ -697,19 +687,16 @@ def localize(
     The boxes of every window (:func:`window_candidates`), then the greedy merge;
     the merged boxes come out ranked by their summed confidence.
     """
-    from ..ops.merge import greedy_merge
-
     settings = MergeSettings() if settings is None else settings
     cand, dense_seconds = window_candidates(localizer, image, factors, settings, fine)
     t0 = time.perf_counter()
-    merged = greedy_merge(
+    merged = localizer.backend.greedy_merge(
         cand.boxes,
         cand.classes,
         cand.confidences,
         threshold=settings.threshold,
         score=settings.score,
         average=settings.average,
-        method=settings.method,
     )
     return Localization(
         merged.boxes,
@@ -748,7 +735,7 @@ def localization_error(predictions, truths, top=(1, 5), iou=0.5) -> dict:
     for guesses, truth in zip(predictions, truths, strict=True):
         hits = [
             g["label"] == truth["label"]
-            and row_iou(np.array([g["box"]]), np.array([truth["box"]]))[0] >= iou
+            and iou_pairs(np.array([g["box"]]), np.array([truth["box"]]))[0] >= iou
             for g in guesses
         ]
         for k in top:

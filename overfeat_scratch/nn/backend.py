@@ -21,7 +21,7 @@ import importlib
 
 import numpy as np
 
-from ..ops import activations, conv, linear, losses, offset_pool, optim, pool
+from ..ops import activations, conv, linear, losses, merge, nms, offset_pool, optim, pool
 
 
 class Backend:
@@ -54,14 +54,16 @@ class Backend:
     def conv2d_forward(self, x, w, b, stride, padding):
         raise NotImplementedError
 
-    def conv2d_backward(self, dy, x, w, stride, padding, input_grad=True):
-        raise NotImplementedError
-
     def conv2d_forward_saving(self, x, w, b, stride, padding):
-        """``(y, saved)``: the forward pass and whatever its backward pass can reuse
-        (``saved`` goes back to ``conv2d_backward(..., saved=saved)`` when not None).
-        By default nothing is saved."""
+        """``(y, saved)``: the forward pass and whatever its backward pass can reuse,
+        handed back to :meth:`conv2d_backward` as ``saved``. By default nothing
+        (``None``)."""
         return self.conv2d_forward(x, w, b, stride, padding), None
+
+    def conv2d_backward(self, dy, x, w, stride, padding, input_grad=True, saved=None):
+        """``(dx, dw, db)``; ``dx`` is None with ``input_grad=False``. ``saved``: what
+        :meth:`conv2d_forward_saving` returned for this ``x`` (or None)."""
+        raise NotImplementedError
 
     def max_pool2d_forward(self, x, kernel, stride):
         raise NotImplementedError
@@ -107,6 +109,19 @@ class Backend:
         """A view (or copy) of ``x`` with a new shape, on this backend."""
         return x.reshape(shape)
 
+    # Boxes: host arrays in, host arrays out (see ops.merge and ops.nms).
+    def greedy_merge(
+        self, boxes, classes, confidences, threshold=0.5, score="center_iou", average="pair"
+    ):
+        """The paper's greedy merge of predicted boxes: a ``MergeResult``."""
+        raise NotImplementedError
+
+    def non_max_suppression(
+        self, boxes, scores, classes=None, iou_threshold=0.5, max_output=None
+    ):
+        """Greedy per-class NMS: the kept indices (int64), by descending score."""
+        raise NotImplementedError
+
     def __repr__(self):
         return f"<{type(self).__name__} {self.name!r}>"
 
@@ -151,6 +166,8 @@ class NumpyBackend(Backend):
     softmax_cross_entropy = staticmethod(losses.softmax_cross_entropy)
     l2_loss = staticmethod(losses.l2_loss)
     sgd_step = staticmethod(optim.sgd_step)
+    greedy_merge = staticmethod(merge.merge_fast)
+    non_max_suppression = staticmethod(nms.nms)
 
 
 # name -> a Backend subclass, or "module:Class" imported on first use (so that the

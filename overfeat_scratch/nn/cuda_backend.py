@@ -6,9 +6,10 @@ the host except what must be (the loss scalar, :meth:`CudaBackend.all_finite`'s
 flag, and :meth:`CudaBackend.to_numpy` when asked). Host arrays passed in (an
 input batch, labels, weights of the L2 loss) are uploaded.
 
-The operations are the host wrappers of :mod:`.conv`, :mod:`.pool`,
-:mod:`.activations`, :mod:`.linear` and :mod:`.losses`, with their default tile
-sizes; they validate their arguments with the NumPy backend's checks (which only
+The operations are the host wrappers of :mod:`overfeat_scratch.cuda`'s modules (one
+per operation, named as in :mod:`overfeat_scratch.ops`), with their default tile
+sizes; the greedy merge and NMS take and return host arrays, as on the NumPy
+backend. They validate their arguments with the NumPy backend's checks (which only
 look at ``.shape`` and ``.dtype``), so bad input gives the same errors on both.
 """
 
@@ -28,6 +29,8 @@ from ..cuda import (
     is_device_array,
     linear,
     losses,
+    merge,
+    nms,
     offset_pool,
     optim,
     pool,
@@ -90,7 +93,8 @@ class CudaBackend(Backend):
     def conv2d_forward(self, x, w, b, stride, padding):
         return conv.conv2d_forward(x, w, b, stride, padding)
 
-    def conv2d_backward(self, dy, x, w, stride, padding, input_grad=True):
+    def conv2d_backward(self, dy, x, w, stride, padding, input_grad=True, saved=None):
+        # The GEMM kernels read x directly: the forward pass saves nothing.
         return conv.conv2d_backward(dy, x, w, stride, padding, input_grad=input_grad)
 
     def max_pool2d_forward(self, x, kernel, stride):
@@ -135,3 +139,13 @@ class CudaBackend(Backend):
     def reshape(self, x, shape):
         """A view with a new shape (device arrays must be C-contiguous: they are)."""
         return x.reshape(tuple(shape))
+
+    def greedy_merge(
+        self, boxes, classes, confidences, threshold=0.5, score="center_iou", average="pair"
+    ):
+        return merge.merge_cuda(boxes, classes, confidences, threshold, score, average)
+
+    def non_max_suppression(
+        self, boxes, scores, classes=None, iou_threshold=0.5, max_output=None
+    ):
+        return nms.nms(boxes, scores, classes, iou_threshold, max_output)

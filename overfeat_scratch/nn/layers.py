@@ -131,6 +131,8 @@ class Conv2d(Layer):
             w = rng.standard_normal(shape, dtype=np.float32)
             w *= np.float32(init_std)
         self.params = {"w": w, "b": np.zeros(self.out_channels, np.float32)}
+        # What the last training forward pass kept for the backward pass (or None).
+        self.saved = None
 
     def output_shape(self, in_shape):
         c, h, w = in_shape
@@ -163,10 +165,8 @@ class Conv2d(Layer):
     def backward(self, dy, input_grad: bool = True):
         """``dx`` (``None`` with ``input_grad=False``); sets ``grads["w"]``, ``grads["b"]``."""
         (x,) = self.forward_state("x")
-        saved = getattr(self, "saved", None)
-        extra = {} if saved is None else {"saved": saved}
         dx, dw, db = self.backend.conv2d_backward(
-            dy, x, self.params["w"], self.stride, self.padding, input_grad=input_grad, **extra
+            dy, x, self.params["w"], self.stride, self.padding, input_grad, self.saved
         )
         self.saved = None  # used once: the next backward pass follows a new forward pass
         self.grads = {"w": dw, "b": db}

@@ -48,8 +48,9 @@ Degenerate boxes get a definite answer rather than a NaN:
 - identical boxes score exactly 0 in every convention (tested first, so no
   rounding can spoil it); hence ``t = 0`` merges exact duplicates and nothing else
   (except, for ``"center"``, boxes that share a centre exactly);
-- the IoU of two boxes whose union has zero area (two zero-size boxes) is 0 unless
-  they are identical (then 1, by the rule above);
+- the IoU is the package's one rule (:mod:`.boxes`): 0 unless the boxes share an
+  area greater than zero, so two zero-size boxes have IoU 0 (and, being identical,
+  score 0 by the rule above when they are the same box);
 - the mean diagonal is floored at ``TINY`` (1e-12 pixels) so that two zero-size boxes
   do not divide by zero: two distinct points score ``distance / 1e-12``, huge, and
   never merge.
@@ -92,14 +93,15 @@ In that order:
 - a pair's score is always evaluated as ``score(box[i], box[j])`` with ``i < j``;
 - the outputs are sorted by confidence, largest first, ties by slot.
 
-All scores are float64, computed by one plain Python function, :func:`pair_score`,
-compiled twice: with ``numba.njit`` for the CPU and ``numba.cuda.jit(device=True)``
-for the GPU. The literal reference computes the same operations in the same order
-on whole NumPy arrays (:func:`match_scores`). Each operation (``+ - * /``, ``sqrt``,
-``min``, ``max``) is correctly rounded in IEEE arithmetic, so the three make the
-same decisions and return the same floats. On the CUDA simulator this holds
-exactly. A real GPU compiler may contract ``a * b + c`` into one fused multiply-add
-(one rounding instead of two), so there a score can differ in its last bit, and a
+All scores are float64, computed by one plain Python function, :func:`pair_score`
+(built by :func:`pair_score_rule` on :func:`.boxes.iou`), compiled twice: with
+``numba.njit`` for the CPU and ``numba.cuda.jit(device=True)`` for the GPU. The
+literal reference computes the same operations in the same order on whole NumPy
+arrays (:func:`match_scores`). Each operation (``+ - * /``, ``sqrt``, ``min``,
+``max``) is correctly rounded in IEEE arithmetic, so the three make the same
+decisions and return the same floats. On the CUDA simulator this holds exactly. A
+real GPU compiler may contract ``a * b + c`` into one fused multiply-add (one
+rounding instead of two), so there a score can differ in its last bit, and a
 near-tie between two pairs could then be resolved the other way.
 
 Implementations
@@ -117,8 +119,10 @@ Implementations
 3. :func:`overfeat_scratch.cuda.merge.merge_cuda`: the same bookkeeping on the GPU,
    one round per host iteration.
 
-:func:`greedy_merge` is the one entry point (``method="literal" | "fast" | "cuda"``).
-:func:`match_scores` and :func:`pairwise_iou` give whole score and IoU matrices.
+The backends choose: ``get_backend(name).greedy_merge(...)`` is :func:`merge_fast` on
+``"numpy"`` and :func:`~overfeat_scratch.cuda.merge.merge_cuda` on ``"cuda"``, so a
+network and its merge run in one place. :func:`match_scores` gives the whole score
+matrix; the IoU matrix is :func:`.boxes.iou_matrix`.
 """
 
 from __future__ import annotations
@@ -131,11 +135,12 @@ import numba
 import numpy as np
 
 from ..common.checks import check_positive_int
+from . import boxes as box_rules
+from .boxes import check_boxes, columns, iou_broadcast
 
 # Codes of the score and averaging conventions, as the compiled loops see them.
 SCORES = {"center_iou": 0, "iou": 1, "center": 2}
 AVERAGES = {"pair": 0, "count": 1, "confidence": 2}
-METHODS = ("literal", "fast", "cuda")
 SCORE_CENTER_IOU, SCORE_IOU, SCORE_CENTER = 0, 1, 2
 AVERAGE_PAIR, AVERAGE_COUNT, AVERAGE_CONFIDENCE = 0, 1, 2
 
@@ -177,35 +182,37 @@ class MergeResult:
 # other function of this module (a compiled function can only call compiled ones).
 
 
-def pair_score(ax0, ay0, ax1, ay1, bx0, by0, bx1, by1, kind):
-    """The match score of boxes ``a`` and ``b`` (float64); ``kind``: a ``SCORES`` code.
+def pair_score_rule(iou):
+    """The match score as a function of boxes ``a`` and ``b``, built on the IoU rule
+    ``iou``: the plain :func:`.boxes.iou` for the reference, its ``njit`` or CUDA
+    device compilation for the compiled loops (a compiled function can only call
+    compiled ones, so each compilation gets the IoU compiled the same way)."""
 
-    :func:`match_scores` computes the same operations in the same order on arrays.
-    """
-    if ax0 == bx0 and ay0 == by0 and ax1 == bx1 and ay1 == by1:
-        return 0.0
-    wa = ax1 - ax0
-    ha = ay1 - ay0
-    wb = bx1 - bx0
-    hb = by1 - by0
-    result = 0.0
-    if kind != SCORE_IOU:
-        dx = (ax0 + ax1) * 0.5 - (bx0 + bx1) * 0.5
-        dy = (ay0 + ay1) * 0.5 - (by0 + by1) * 0.5
-        dist = math.sqrt(dx * dx + dy * dy)
-        norm = (math.sqrt(wa * wa + ha * ha) + math.sqrt(wb * wb + hb * hb)) * 0.5
-        norm = max(norm, TINY)
-        result = dist / norm
-    if kind != SCORE_CENTER:
-        iw = max(min(ax1, bx1) - max(ax0, bx0), 0.0)
-        ih = max(min(ay1, by1) - max(ay0, by0), 0.0)
-        inter = iw * ih
-        union = wa * ha + wb * hb - inter
-        iou = 0.0
-        if union > 0.0:
-            iou = inter / union
-        result = result + (1.0 - iou)
-    return result
+    def pair_score(ax0, ay0, ax1, ay1, bx0, by0, bx1, by1, kind):
+        """The match score of boxes ``a`` and ``b`` (float64); ``kind``: a ``SCORES``
+        code. :func:`match_scores` computes the same operations in the same order."""
+        if ax0 == bx0 and ay0 == by0 and ax1 == bx1 and ay1 == by1:
+            return 0.0
+        result = 0.0
+        if kind != SCORE_IOU:
+            wa = ax1 - ax0
+            ha = ay1 - ay0
+            wb = bx1 - bx0
+            hb = by1 - by0
+            dx = (ax0 + ax1) * 0.5 - (bx0 + bx1) * 0.5
+            dy = (ay0 + ay1) * 0.5 - (by0 + by1) * 0.5
+            dist = math.sqrt(dx * dx + dy * dy)
+            norm = (math.sqrt(wa * wa + ha * ha) + math.sqrt(wb * wb + hb * hb)) * 0.5
+            norm = max(norm, TINY)
+            result = dist / norm
+        if kind != SCORE_CENTER:
+            result = result + (1.0 - iou(ax0, ay0, ax1, ay1, bx0, by0, bx1, by1))
+        return result
+
+    return pair_score
+
+
+pair_score = pair_score_rule(box_rules.iou)
 
 
 def merge_weights(average, count_a, count_b, conf_a, conf_b):
@@ -225,7 +232,7 @@ def merged_coordinate(a, b, wa, wb):
     return min(max(value, min(a, b)), max(a, b))
 
 
-_pair_score = numba.njit(cache=False, nogil=True)(pair_score)
+_pair_score = numba.njit(cache=False, nogil=True)(pair_score_rule(box_rules.iou_compiled))
 _merge_weights = numba.njit(cache=False, nogil=True)(merge_weights)
 _merged_coordinate = numba.njit(cache=False, nogil=True)(merged_coordinate)
 
@@ -259,33 +266,6 @@ def _numeric(x, name: str, ndim: int | None, kinds: str, what: str) -> np.ndarra
         raise TypeError(f"{name}: expected {what}, got dtype {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name}: expected {what}, got shape {arr.shape}")
-    return arr
-
-
-def check_boxes(boxes, name: str = "boxes") -> np.ndarray:
-    """``boxes`` as a fresh ``(n, 4)`` float64 array of finite, non-inverted boxes."""
-    what = "an (n, 4) array of [x0, y0, x1, y1] boxes"
-    arr = _numeric(boxes, name, None, "iuf", what)
-    if arr.ndim == 1 and arr.size == 0:
-        arr = arr.reshape(0, 4)  # no boxes, given as []
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"{name}: expected {what}, got shape {arr.shape}")
-    # + 0.0 turns -0.0 into 0.0, so that sorting cannot tell them apart.
-    arr = np.array(arr, dtype=np.float64, order="C") + 0.0
-    finite = np.isfinite(arr)
-    if not finite.all():
-        bad = np.flatnonzero(~finite.all(axis=1))
-        raise ValueError(
-            f"{name}: {bad.size} box(es) contain NaN or infinite values "
-            f"(first at index {bad[0]}: {arr[bad[0]].tolist()}); expected finite coordinates"
-        )
-    inverted = (arr[:, 2] < arr[:, 0]) | (arr[:, 3] < arr[:, 1])
-    if inverted.any():
-        bad = np.flatnonzero(inverted)
-        raise ValueError(
-            f"{name}: {bad.size} box(es) have x1 < x0 or y1 < y0 (first at index {bad[0]}: "
-            f"{arr[bad[0]].tolist()}); expected [x0, y0, x1, y1] with x0 <= x1 and y0 <= y1"
-        )
     return arr
 
 
@@ -388,14 +368,14 @@ def _score_matrix(a, b, kind):
     only (centres, diagonals, areas) is computed once per box, which gives the same
     numbers. Whole-matrix steps are done in place to keep few temporaries.
     """
-    ax0, ay0, ax1, ay1 = (a[:, k, None] for k in range(4))
-    bx0, by0, bx1, by1 = (b[None, :, k] for k in range(4))
-    wa = ax1 - ax0
-    ha = ay1 - ay0
-    wb = bx1 - bx0
-    hb = by1 - by0
+    ax0, ay0, ax1, ay1 = columns(a, 0)
+    bx0, by0, bx1, by1 = columns(b, 1)
     result = np.zeros((a.shape[0], b.shape[0]))
     if kind != SCORE_IOU:
+        wa = ax1 - ax0
+        ha = ay1 - ay0
+        wb = bx1 - bx0
+        hb = by1 - by0
         dx = (ax0 + ax1) * 0.5 - (bx0 + bx1) * 0.5
         dx *= dx
         dy = (ay0 + ay1) * 0.5 - (by0 + by1) * 0.5
@@ -407,7 +387,7 @@ def _score_matrix(a, b, kind):
         np.maximum(norm, TINY, out=norm)
         np.divide(dist, norm, out=result)
     if kind != SCORE_CENTER:
-        iou = _iou_matrix(ax0, ay0, ax1, ay1, bx0, by0, bx1, by1, wa, ha, wb, hb)
+        iou = iou_broadcast(ax0, ay0, ax1, ay1, bx0, by0, bx1, by1)
         np.subtract(1.0, iou, out=iou)
         result += iou
     identical = ax0 == bx0
@@ -416,21 +396,6 @@ def _score_matrix(a, b, kind):
     identical &= ay1 == by1
     result[identical] = 0.0
     return result
-
-
-def _iou_matrix(ax0, ay0, ax1, ay1, bx0, by0, bx1, by1, wa, ha, wb, hb):
-    iw = np.minimum(ax1, bx1)
-    iw -= np.maximum(ax0, bx0)
-    np.maximum(iw, 0.0, out=iw)
-    ih = np.minimum(ay1, by1)
-    ih -= np.maximum(ay0, by0)
-    np.maximum(ih, 0.0, out=ih)
-    inter = np.multiply(iw, ih, out=iw)
-    union = wa * ha + wb * hb
-    union -= inter
-    iou = np.zeros(inter.shape)
-    np.divide(inter, union, out=iou, where=union > 0.0)
-    return iou
 
 
 def match_scores(a, b, score: str = "center_iou") -> np.ndarray:
@@ -443,24 +408,6 @@ def match_scores(a, b, score: str = "center_iou") -> np.ndarray:
     a = check_boxes(a, "match_scores a")
     b = check_boxes(b, "match_scores b")
     return _score_matrix(a, b, check_code(score, SCORES, "score"))
-
-
-def pairwise_iou(a, b) -> np.ndarray:
-    """The ``(len(a), len(b))`` float64 matrix of intersection over union.
-
-    ``IoU = area(a & b) / area(a | b)``; where the union has zero area (two zero-size
-    boxes) it is 0, unless the boxes are identical: then 1.
-    """
-    a = check_boxes(a, "pairwise_iou a")
-    b = check_boxes(b, "pairwise_iou b")
-    ax0, ay0, ax1, ay1 = (a[:, k, None] for k in range(4))
-    bx0, by0, bx1, by1 = (b[None, :, k] for k in range(4))
-    iou = _iou_matrix(
-        ax0, ay0, ax1, ay1, bx0, by0, bx1, by1, ax1 - ax0, ay1 - ay0, bx1 - bx0, by1 - by0
-    )
-    identical = (ax0 == bx0) & (ay0 == by0) & (ax1 == bx1) & (ay1 == by1)
-    iou[identical] = 1.0
-    return iou
 
 
 # --------------------------------------------------------------------------------------
@@ -704,32 +651,3 @@ def merge_fast(
         b, conf, counts, first, prep.score, prep.average, prep.threshold, parent
     )
     return assemble(prep, b, conf, counts, alive, parent)
-
-
-def greedy_merge(
-    boxes,
-    classes,
-    confidences,
-    threshold=0.5,
-    score="center_iou",
-    average="pair",
-    method="fast",
-) -> MergeResult:
-    """OverFeat's greedy merge of predicted boxes (paper Sec. 4.3): see the module docstring.
-
-    ``boxes``: ``(n, 4)`` ``[x0, y0, x1, y1]`` in pixels; ``classes``: ``(n,)`` integer
-    labels; ``confidences``: ``(n,)`` >= 0. ``threshold``: merge while the best
-    score is ``<= threshold``. ``score``: ``"center_iou"``, ``"iou"`` or ``"center"``.
-    ``average``: ``"pair"``, ``"count"`` or ``"confidence"``. ``method``:
-    ``"literal"`` (the reference), ``"fast"`` (compiled loops) or ``"cuda"`` (Numba-CUDA).
-    All three return the same :class:`MergeResult`.
-    """
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method: expected one of {', '.join(map(repr, METHODS))}, got {method!r}")
-    if method == "literal":
-        return merge_literal(boxes, classes, confidences, threshold, score, average)
-    if method == "fast":
-        return merge_fast(boxes, classes, confidences, threshold, score, average)
-    from ..cuda.merge import merge_cuda
-
-    return merge_cuda(boxes, classes, confidences, threshold, score, average)

@@ -14,19 +14,11 @@ The result is the kept boxes' indices into the input, in that walk's order
 which gives the same boxes as keeping all and cutting the list.
 
 Boxes are corners ``(x0, y0, x1, y1)`` with ``x0 <= x1`` and ``y0 <= y1``. The
-intersection over union of two boxes is, in this order of operations (every rung
-computes it the same way, in float64, so they agree to the bit)::
-
-    iw = min(a.x1, b.x1) - max(a.x0, b.x0)
-    ih = min(a.y1, b.y1) - max(a.y0, b.y0)
-    IoU = 0                                          if iw <= 0 or ih <= 0
-    IoU = iw*ih / ((area(a) + area(b)) - iw*ih)      otherwise
-
-Boxes that only touch have IoU 0, and so does a box of zero area with any box,
-itself included: a zero-area box never suppresses and is never suppressed. (The
-formula would give 0/0 for two identical empty boxes; 0 is the natural value,
-since they share no area.) Classes are integers; boxes of different classes never
-suppress each other.
+intersection over union is the package's one rule, :func:`.boxes.iou` (every rung
+computes it with the same operations in float64, so they agree to the bit): boxes
+that only touch have IoU 0, and so does a box of zero area with any box, itself
+included, so a zero-area box never suppresses and is never suppressed. Classes are
+integers; boxes of different classes never suppress each other.
 
 Three rungs, one answer:
 
@@ -41,7 +33,8 @@ Three rungs, one answer:
   anything depends on whether it was itself suppressed), so GPU implementations
   commonly leave it to the host; it touches ``n/64`` words per kept box.
 
-:func:`non_max_suppression` picks a rung with ``method=``.
+The backends choose: ``get_backend(name).non_max_suppression(...)`` is :func:`nms` on
+``"numpy"`` and :func:`overfeat_scratch.cuda.nms.nms` on ``"cuda"``.
 """
 
 from __future__ import annotations
@@ -49,8 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..common.checks import check_positive_int
-
-METHODS = ("numpy", "naive", "cuda")
+from .boxes import check_boxes, iou, iou_broadcast
 
 
 def _real_array(x, name: str, dtype) -> np.ndarray:
@@ -74,14 +66,7 @@ def check_nms_args(boxes, scores, classes=None, iou_threshold=0.5, max_output=No
     infinite values, inverted boxes (``x1 < x0`` or ``y1 < y0``, with the first
     such index) and thresholds outside ``[0, 1]``.
     """
-    boxes = _real_array(boxes, "nms boxes", np.float64)
-    if boxes.ndim == 1 and boxes.size == 0:
-        boxes = boxes.reshape(0, 4)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(
-            f"nms boxes: expected an (n, 4) array of corners x0, y0, x1, y1, "
-            f"got shape {boxes.shape}"
-        )
+    boxes = check_boxes(boxes, "nms boxes")
     n = boxes.shape[0]
     scores = _real_array(scores, "nms scores", np.float64)
     if scores.shape != (n,):
@@ -97,20 +82,12 @@ def check_nms_args(boxes, scores, classes=None, iou_threshold=0.5, max_output=No
                 f"nms classes: expected shape ({n},) for {n} boxes, got {classes.shape}"
             )
         classes = classes.astype(np.int64, copy=False)
-    for name, array in (("boxes", boxes), ("scores", scores)):
-        bad = ~np.isfinite(array)
-        if bad.any():
-            first = int(np.argwhere(bad)[0][0])
-            raise ValueError(
-                f"nms {name}: {int(bad.sum())} NaN or infinite value(s), the first in box "
-                f"{first}; expected finite numbers"
-            )
-    inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
-    if inverted.any():
-        first = int(np.flatnonzero(inverted)[0])
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"nms boxes: box {first} is inverted ({boxes[first].tolist()}); expected corners "
-            "x0 <= x1 and y0 <= y1 (convert [x, y, w, h] boxes to corners first)"
+            f"nms scores: {int(bad.sum())} NaN or infinite value(s), the first for box "
+            f"{first}; expected finite numbers"
         )
     if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float, np.number)):
         raise TypeError(f"nms iou_threshold: expected a number, got {iou_threshold!r}")
@@ -129,18 +106,6 @@ def score_order(scores: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------
 # 1. The reference: loops
-
-
-def box_iou_pair(a, b) -> float:
-    """IoU of two corner boxes (sequences of four floats), as the module defines it."""
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    area_a = (a[2] - a[0]) * (a[3] - a[1])
-    area_b = (b[2] - b[0]) * (b[3] - b[1])
-    return inter / ((area_a + area_b) - inter)
 
 
 def nms_naive(boxes, scores, classes=None, iou_threshold=0.5, max_output=None) -> np.ndarray:
@@ -163,7 +128,7 @@ def nms_naive(boxes, scores, classes=None, iou_threshold=0.5, max_output=None) -
             if (
                 not suppressed[j]
                 and class_list[j] == class_list[i]
-                and box_iou_pair(box_list[i], box_list[j]) > threshold
+                and iou(*box_list[i], *box_list[j]) > threshold
             ):
                 suppressed[j] = True
     return np.array(keep, dtype=np.int64)
@@ -171,20 +136,6 @@ def nms_naive(boxes, scores, classes=None, iou_threshold=0.5, max_output=None) -
 
 # --------------------------------------------------------------------------------------
 # 2. NumPy: one vectorised IoU row per kept box
-
-
-def iou_row(box, boxes) -> np.ndarray:
-    """IoU of one corner box ``(4,)`` with each of ``boxes (m, 4)``: ``(m,)`` float64."""
-    box, boxes = np.asarray(box, dtype=np.float64), np.asarray(boxes, dtype=np.float64)
-    iw = np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0])
-    ih = np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])
-    inter = iw * ih
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = (area + areas) - inter
-    iou = np.zeros(boxes.shape[0], dtype=np.float64)
-    np.divide(inter, union, out=iou, where=(iw > 0) & (ih > 0))
-    return iou
 
 
 def nms(boxes, scores, classes=None, iou_threshold=0.5, max_output=None) -> np.ndarray:
@@ -218,45 +169,6 @@ def nms(boxes, scores, classes=None, iou_threshold=0.5, max_output=None) -> np.n
         keep.append(p)
         later = p + 1 + np.flatnonzero(alive[p + 1 :] & (classes[p + 1 :] == classes[p]))
         if later.size:
-            alive[later[iou_row(boxes[p], boxes[later]) > threshold]] = False
+            overlap = iou_broadcast(*boxes[p], *boxes[later].T)
+            alive[later[overlap > threshold]] = False
     return order[np.array(keep, dtype=np.int64)].astype(np.int64)
-
-
-# --------------------------------------------------------------------------------------
-# The dispatcher
-
-
-def non_max_suppression(
-    boxes,
-    scores,
-    classes=None,
-    iou_threshold: float = 0.5,
-    max_output: int | None = None,
-    method: str = "numpy",
-    block: int | None = None,
-) -> np.ndarray:
-    """Greedy per-class NMS by ``method``: "numpy" (:func:`nms`), "naive"
-    (:func:`nms_naive`) or "cuda" (:func:`overfeat_scratch.cuda.nms.nms`).
-
-    All three return the same kept indices (int64, descending score). ``block``:
-    threads per block of the CUDA mask kernel (``method="cuda"`` only; None: its
-    default). "cuda" needs a GPU or ``NUMBA_ENABLE_CUDASIM=1`` set before Numba is
-    imported.
-    """
-    if method not in METHODS:
-        raise ValueError(f"non_max_suppression: method must be one of {METHODS}, got {method!r}")
-    if method != "cuda":
-        if block is not None:
-            raise ValueError(f"non_max_suppression: block applies to method='cuda', not {method!r}")
-        rung = nms if method == "numpy" else nms_naive
-        return rung(boxes, scores, classes, iou_threshold, max_output)
-    from numba import cuda
-
-    if not cuda.is_available():
-        raise RuntimeError(
-            "non_max_suppression: method='cuda' needs a CUDA GPU, or NUMBA_ENABLE_CUDASIM=1 "
-            "set before numba is imported (the simulator)"
-        )
-    from ..cuda import nms as cuda_nms
-
-    return cuda_nms.nms(boxes, scores, classes, iou_threshold, max_output, block=block)
