@@ -47,7 +47,7 @@ from overfeat_scratch.detect.localize import (  # noqa: E402
     scene_border,
 )
 from overfeat_scratch.nn.dense import dense_evaluate_heads  # noqa: E402
-from overfeat_scratch.ops.merge import greedy_merge  # noqa: E402
+from overfeat_scratch.ops.merge import merge_fast  # noqa: E402
 
 DEFAULT_MERGE = detect_merge_settings()
 
@@ -91,7 +91,7 @@ def stage_times(localizer, repeats=7, size=160, seed=3):
         outputs = [scale_outputs(localizer, image, f) for f in localizer.factors]
         t0 = time.perf_counter()
         cand = candidates(outputs, DEFAULT_MERGE.top_k, localizer.class_specific, image.shape, 0.1)
-        greedy_merge(cand.boxes, cand.classes, cand.confidences, threshold=DEFAULT_MERGE.threshold)
+        merge_fast(cand.boxes, cand.classes, cand.confidences, threshold=DEFAULT_MERGE.threshold)
         times["candidates + merge"].append(time.perf_counter() - t0)
         times["features + classifier"].append(t_cls)
         times["regression"].append(max(t_reg, 0.0))

@@ -322,3 +322,34 @@ def test_evaluate_refuses_scores_that_overflow():
     images, labels = tiny_data(8)
     with pytest.raises(ValueError, match=r"mini: the scores of examples 0\.\.: \d+ of 80 values"):
         evaluate(net, images + 1.0, labels)
+
+
+def test_every_objective_implements_the_protocol():
+    """The training loop's interface is declared once (:class:`Objective`); each
+    objective has its members with the same parameters."""
+    import inspect
+
+    from overfeat_scratch.detect.detection import MinedDetection
+    from overfeat_scratch.detect.localize import BoxRegression
+    from overfeat_scratch.nn.train import CLASSIFICATION, Objective
+
+    members = ("example_size", "start_epoch", "loss", "error")
+    for objective in (CLASSIFICATION, BoxRegression(class_specific=True), MinedDetection()):
+        assert isinstance(objective, Objective)
+        assert isinstance(objective.name, str) and objective.name
+        for member in members:
+            want = list(inspect.signature(getattr(Objective, member)).parameters)[1:]
+            got = list(inspect.signature(getattr(objective, member)).parameters)
+            assert got == want, (type(objective).__name__, member, got, want)
+
+
+def test_an_object_without_the_protocol_is_not_an_objective():
+    from overfeat_scratch.nn.train import CLASSIFICATION, Objective
+
+    class NoError:
+        name = "broken"
+        example_size = CLASSIFICATION.example_size
+        start_epoch = CLASSIFICATION.start_epoch
+        loss = CLASSIFICATION.loss
+
+    assert not isinstance(NoError(), Objective)

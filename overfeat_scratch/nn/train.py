@@ -26,6 +26,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -147,6 +148,40 @@ def evaluate(net: Sequential, images: np.ndarray, labels: np.ndarray, batch_size
         predictions[start : start + batch_size] = scores.reshape(scores.shape[0], -1).argmax(1)
     net.train(was_training)
     return float(np.mean(predictions != labels)), predictions
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """What :func:`train` needs to know about what is learnt from the labels.
+
+    The loop itself knows nothing of classes or boxes: it crops and batches the
+    examples, runs the network and updates it, and asks the objective everything
+    else. Three objectives implement it: :class:`Classification` (here), the box
+    regression of :mod:`overfeat_scratch.detect.localize` and the detector with its
+    background class in :mod:`overfeat_scratch.detect.detection`.
+    """
+
+    #: Recorded in checkpoints; a run resumes only with the objective it started with.
+    name: str
+
+    def example_size(self, net: Sequential, examples: np.ndarray) -> int:
+        """The side of the square crops trained on; raises if ``examples`` (N, C, H, W)
+        do not fit ``net``."""
+        ...
+
+    def start_epoch(self, seed: int, epoch: int) -> None:
+        """Called before each epoch; an objective that draws random numbers (negative
+        examples, say) reseeds from ``(seed, epoch)`` here, so resuming is exact."""
+        ...
+
+    def loss(self, backend, scores, labels) -> tuple[float, object, int, int]:
+        """``(loss, gradient of the loss by scores, number right, number scored)`` of
+        one batch; ``scores`` and the gradient are ``backend`` arrays."""
+        ...
+
+    def error(self, net: Sequential, examples, labels, batch_size: int = 500) -> float:
+        """The test error (a fraction) after an epoch."""
+        ...
 
 
 class Classification:
@@ -452,7 +487,7 @@ def train(
     data_checksum: str = "",
     progress: bool = True,
     log=print,
-    objective=CLASSIFICATION,
+    objective: Objective = CLASSIFICATION,
     extra_networks: dict | None = None,
     meta: dict | None = None,
 ) -> TrainResult:
@@ -463,8 +498,8 @@ def train(
     ``log``: called with one line per epoch (``None``: silent).
     ``resume``: from :func:`resume_state` of a checkpoint; training continues at its
     epoch with its velocities and dropout streams.
-    ``objective``: what is learnt from the labels: :data:`CLASSIFICATION` (labels are
-    class indices) or a box regression (:class:`overfeat_scratch.detect.localize.BoxRegression`).
+    ``objective``: what is learnt from the labels, an :class:`Objective`:
+    :data:`CLASSIFICATION` (labels are class indices), a box regression or a detector.
     ``extra_networks``: ``{key: network}`` stored beside ``net`` in every checkpoint
     (a regressor's checkpoint carries the classifier whose features it reads);
     ``meta``: more JSON-able fields for the checkpoint's record.

@@ -1,0 +1,103 @@
+"""The package's layers: every import points down (or sideways), never up.
+
+``common`` < ``ops`` < ``cuda`` < ``nn`` < ``datasets`` < ``detect`` < the command line,
+demo and PTX check at the top. A lower layer that imported a higher one would tie the
+NumPy operations to the networks, or the networks to the scenes; this test reads
+every import statement of the package (those inside functions too) and fails on any
+that climbs.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import overfeat_scratch
+
+PACKAGE = Path(overfeat_scratch.__file__).parent
+LAYERS = ["common", "ops", "cuda", "nn", "datasets", "detect"]
+TOP = len(LAYERS)  # modules directly in the package: cli, demo, arguments, ptx
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def rank(module: str) -> int:
+    parts = module.split(".")
+    if len(parts) > 1 and parts[1] in LAYERS:
+        return LAYERS.index(parts[1])
+    return TOP
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """``(line, module)`` for every import of the package in ``path``."""
+    here = module_name(path)
+    package = here if path.name == "__init__.py" else here.rsplit(".", 1)[0]
+    return imports_in(path.read_text(), package)
+
+
+def imports_in(text: str, package: str) -> list[tuple[int, str]]:
+    """``(line, module)`` for every import of the package in ``text``, the source of a
+    module of ``package`` (relative imports resolve against it)."""
+    found = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            # ``from . import x`` imports the submodule x when there is one.
+            for alias in node.names:
+                sub = f"{target}.{alias.name}"
+                as_module = PACKAGE.parent / (sub.replace(".", "/") + ".py")
+                as_package = PACKAGE.parent / sub.replace(".", "/") / "__init__.py"
+                found.append(
+                    (node.lineno, sub if as_module.exists() or as_package.exists() else target)
+                )
+    return [(line, m) for line, m in found if m.split(".")[0] == PACKAGE.name]
+
+
+def test_no_module_imports_from_a_layer_above():
+    upward = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = module_name(path)
+        for line, target in imports(path):
+            if rank(target) > rank(source):
+                upward.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {target}")
+    assert not upward, "imports that climb a layer:\n" + "\n".join(upward)
+
+
+def test_every_module_sits_in_a_layer():
+    """Each subpackage is a known layer, so the rule above covers every file."""
+    folders = {p.parent.name for p in PACKAGE.rglob("*.py") if p.parent != PACKAGE}
+    assert folders <= set(LAYERS), folders - set(LAYERS)
+    top = sorted(p.stem for p in PACKAGE.glob("*.py"))
+    assert top == ["__init__", "arguments", "cli", "demo", "ptx"], top
+
+
+def test_the_checker_resolves_and_ranks_imports():
+    """The checker itself: relative and absolute imports, inside functions too, resolve
+    to modules, and an ops module importing the networks would rank as climbing."""
+    source = (
+        "from ..nn import layers\n"
+        "from . import pool\n"
+        "from .boxes import iou\n"
+        "def f():\n"
+        "    import overfeat_scratch.detect.localize\n"
+        "    import numpy\n"
+    )
+    found = imports_in(source, "overfeat_scratch.ops")
+    assert found == [
+        (1, "overfeat_scratch.nn.layers"),
+        (2, "overfeat_scratch.ops.pool"),
+        (3, "overfeat_scratch.ops.boxes"),
+        (5, "overfeat_scratch.detect.localize"),
+    ]
+    ops = rank("overfeat_scratch.ops.conv")
+    assert [rank(m) > ops for _, m in found] == [True, False, False, True]
+    assert rank("overfeat_scratch.cli") > rank("overfeat_scratch.detect.localize")
