@@ -38,7 +38,7 @@ def scene_figure(net, out: Path, seed: int) -> tuple[Path, list]:
     from matplotlib.patches import Rectangle
 
     from .common.plots import new_figure, save_figure
-    from .datasets.digits import to_input
+    from .datasets.digits import DIGITS, to_input
     from .datasets.scenes import SceneConfig, generate_scenes
     from .nn.dense import dense_evaluate, softmax
 
@@ -77,7 +77,7 @@ def scene_figure(net, out: Path, seed: int) -> tuple[Path, list]:
         )
         axes[0, 0].text(x0, y0 - 2, str(ann["label"]), color="lime", fontsize=9)
     axes[0, 0].set_title(f"test scene {image.shape[0]}x{image.shape[1]}")
-    for digit in range(10):
+    for digit in range(DIGITS):
         ax = axes[(digit + 1) // 6, (digit + 1) % 6]
         ax.imshow(image, cmap="gray", vmin=0, vmax=255)
         ax.imshow(probabilities[digit], cmap="magma", vmin=0, vmax=1, alpha=0.7, extent=extent)

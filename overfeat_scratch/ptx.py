@@ -747,16 +747,6 @@ def problems(report: dict) -> list[str]:
     return found
 
 
-def _uses(row: dict, limit: int = 3) -> str:
-    """The layers that select this kernel (dry run), else the operations that ran it."""
-    layers = [u for u in row["uses"] if u.endswith((" fwd", " bwd"))]
-    uses = layers or row["uses"]
-    text = ", ".join(uses[:limit])
-    if len(uses) > limit:
-        text += f" +{len(uses) - limit}"
-    return text
-
-
 def format_table(rows: list[dict], target: str) -> str:
     """One line per kernel and configuration on ``target`` (plain text; the docs' table
     with the targets side by side is :func:`markdown_table`)."""

@@ -34,7 +34,7 @@ needs_cuda = needs_cuda_marker()
 pytestmark = pytest.mark.cuda
 
 if AVAILABLE:
-    from overfeat_scratch.cuda import activations as cuda_elementwise
+    from overfeat_scratch.cuda import activations as cuda_activations
     from overfeat_scratch.cuda import conv as cuda_conv
     from overfeat_scratch.cuda import linear as cuda_linear
     from overfeat_scratch.cuda import losses as cuda_losses
@@ -233,10 +233,10 @@ def test_relu_matches_numpy_exactly(shape, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape).astype(np.float32)
     x.flat[0] = 0.0
-    y = cuda_elementwise.relu_forward(x, out=poisoned(shape))
+    y = cuda_activations.relu_forward(x, out=poisoned(shape))
     np.testing.assert_array_equal(host(y), activations.relu_forward(x))
     dy = rng.standard_normal(shape).astype(np.float32)
-    dx = cuda_elementwise.relu_backward(dy, y, out=poisoned(shape))
+    dx = cuda_activations.relu_backward(dy, y, out=poisoned(shape))
     np.testing.assert_array_equal(host(dx), activations.relu_backward(dy, host(y)))
 
 
@@ -252,12 +252,12 @@ def test_dropout_masks_are_identical_to_numpy(shape, p, seed):
     x = rng.standard_normal(shape).astype(np.float32)
     y_want, keep_want = activations.dropout_forward(x, p, seed)
     out = (poisoned(shape), poisoned(shape, np.uint8, 7))
-    y, keep = cuda_elementwise.dropout_forward(x, p, seed, out=out)
+    y, keep = cuda_activations.dropout_forward(x, p, seed, out=out)
     assert keep.dtype == np.uint8
     np.testing.assert_array_equal(host(keep), keep_want)
     np.testing.assert_array_equal(host(y), y_want)
     dy = rng.standard_normal(shape).astype(np.float32)
-    dx = cuda_elementwise.dropout_backward(dy, keep, p, out=poisoned(shape))
+    dx = cuda_activations.dropout_backward(dy, keep, p, out=poisoned(shape))
     np.testing.assert_array_equal(host(dx), activations.dropout_backward(dy, keep_want, p))
 
 
@@ -265,7 +265,7 @@ def test_dropout_masks_are_identical_to_numpy(shape, p, seed):
 def test_dropout_mask_for_large_seeds_and_many_elements():
     x = np.ones(1000, np.float32)
     for seed in (0, 2**32 - 1, 2**40 + 3):
-        _, keep = cuda_elementwise.dropout_forward(x, 0.5, seed)
+        _, keep = cuda_activations.dropout_forward(x, 0.5, seed)
         np.testing.assert_array_equal(host(keep), activations.dropout_keep_mask(x.size, 0.5, seed))
 
 

@@ -82,17 +82,6 @@ def check_std(value, name: str) -> float:
     return float(value)
 
 
-def check_shape(x, expected: tuple, name: str):
-    """Check ``x.shape == expected``; ``None`` entries in ``expected`` match any size."""
-    shape = tuple(x.shape)
-    if len(shape) != len(expected) or any(
-        e is not None and e != s for e, s in zip(expected, shape, strict=False)
-    ):
-        want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
-        raise ValueError(f"{name}: expected shape {want}, got {shape}")
-    return x
-
-
 def check_same_dtype(name: str, *arrays):
     """Check that all arrays share one dtype (mixing float32 and float64 is a bug)."""
     dtypes = {np.dtype(a.dtype) for a in arrays}

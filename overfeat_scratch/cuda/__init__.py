@@ -1,19 +1,24 @@
-"""Numba-CUDA kernels for every layer, and the :class:`~.backend.CudaBackend` using them.
+"""Numba-CUDA kernels: each operation of :mod:`overfeat_scratch.ops`, on the GPU.
 
 Importing this subpackage imports ``numba.cuda``; ``overfeat_scratch`` itself never
-does, so the NumPy path does not pay for it. ``get_backend("cuda")`` imports
-:mod:`.backend` on first use.
-
-Modules, each a host wrapper per operation over one or more kernels:
+does, so the NumPy path does not pay for it. The CUDA backend
+(:class:`overfeat_scratch.nn.cuda_backend.CudaBackend`, imported on the first
+``get_backend("cuda")``) calls these modules, one per operation, each named after its
+NumPy twin and holding the host wrappers over its kernels:
 
 - :mod:`.conv`: convolution forward and backward as tiled implicit GEMMs;
 - :mod:`.pool`: max pooling forward (values and winners) and backward;
-- :mod:`.elementwise`: ReLU and dropout;
+- :mod:`.offset_pool`: offset max pooling and the interleaving of its outputs;
+- :mod:`.activations`: ReLU and dropout;
 - :mod:`.linear`: the fully connected layer, through the convolution GEMMs;
 - :mod:`.losses`: softmax cross-entropy and L2, reduced on the device;
-- :mod:`.backend`: the backend class that layers call;
-- :mod:`.ptx`: every kernel compiled by NVIDIA's compiler for A100 and H100 without
-  a GPU, with its registers, spills, shared memory and occupancy.
+- :mod:`.optim`: the momentum SGD update;
+- :mod:`.boxes`: the package's IoU rule as a device function;
+- :mod:`.merge`: the greedy merge of boxes, one round per launch sequence;
+- :mod:`.nms`: non-maximum suppression through a bitmask.
+
+:mod:`overfeat_scratch.ptx` compiles every kernel with NVIDIA's compiler for A100 and
+H100 without a GPU, with its registers, spills, shared memory and occupancy.
 
 This file holds what they share: the launch settings, the argument checks that
 bring arrays onto the device as float32, and the block-wide sum of the reduction
@@ -23,8 +28,8 @@ With ``NUMBA_ENABLE_CUDASIM=1`` set before Numba is imported, every kernel runs 
 the Numba CUDA simulator: one Python thread per CUDA thread, correct and very slow,
 so the launch sizes below shrink there. ``OVERFEAT_CUDA_SIZES=gpu`` (also read at
 import) keeps a GPU's launch sizes on the simulator: every launch then has exactly
-the block shape and tile a GPU would get, slowly (:mod:`.ptx` records launches this
-way).
+the block shape and tile a GPU would get, slowly (:mod:`overfeat_scratch.ptx`
+records launches this way).
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ def kernel_jit(threads: int, registers: int):
     as leave each thread ``registers`` of the SM's 65,536, which ptxas must then fit
     (spilling if it cannot). Without them it spends registers freely on hoisted
     loads: a register-blocked GEMM ended at 144, one block of 256 threads per SM.
-    :mod:`.ptx` reports what each kernel gets. The simulator takes no launch bounds.
+    :mod:`overfeat_scratch.ptx` reports what each kernel gets. The simulator takes no launch bounds.
     """
     if SIMULATOR:
         return cuda.jit

@@ -13,6 +13,8 @@ import numpy as np
 
 from ..common.fileio import SHIPPED_DIR
 
+# The ten classes, digits 0 to 9: class k is the digit k, everywhere in the package.
+DIGITS = 10
 WINDOW = 32
 MNIST_SIDE = 28
 # The trained ``mini`` weights shipped with the package (written by `overfeat-scratch

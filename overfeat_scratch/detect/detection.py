@@ -29,12 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..datasets.digits import DIGITS
 from ..nn.layers import Sequential
 from ..nn.train import TrainConfig, train
 from .localize import SCALE_FACTORS, resize_scene, scene_border, scene_input
 
-BACKGROUND = 10  # the extra output of mini-detector
-DIGITS = 10
+BACKGROUND = DIGITS  # the extra output of mini-detector, after the ten digits
 PATCH = 64  # side of the training patches cut from resized scenes
 
 

@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..common.checks import check_finite
 from ..common.fileio import SHIPPED_DIR
+from ..datasets.digits import DIGITS
 from ..nn.dense import dense_evaluate_heads, last_pool_index, run_layers, softmax
 from ..nn.layers import Sequential
 from ..nn.train import CLASSIFICATION, TrainConfig, load_checkpoint, load_extra_network, train
@@ -549,7 +550,7 @@ class Candidates:
 
 
 def candidates(
-    outputs, top_k: int, class_specific: bool, image_size, min_confidence=0.0, classes=10
+    outputs, top_k: int, class_specific: bool, image_size, min_confidence=0.0, classes=DIGITS
 ):
     """The paper's ``B``: for each scale its top-k classes (by their maximum over
     the map) and the regressed box for each at every window.
@@ -777,10 +778,6 @@ def evaluate_localization(
     out = localization_error(predictions, truths, top=(1, top))
     out["seconds"] = seconds
     return out
-
-
-def settings_record(settings: MergeSettings) -> dict:
-    return asdict(settings)
 
 
 def dumps(record: dict) -> str:

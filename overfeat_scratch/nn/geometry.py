@@ -149,7 +149,3 @@ class Geometry:
                 return None
         b = min(size, start - p + self.receptive_field)
         return a, b, (start - a) // big
-
-    def split_at(self, index: int) -> tuple[Geometry, Geometry]:
-        """The geometries of ``stages[:index]`` and ``stages[index:]``."""
-        return Geometry(self.stages[:index]), Geometry(self.stages[index:])

@@ -127,12 +127,6 @@ def random_crops(padded: np.ndarray, size: int, rng: np.random.Generator, flips:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def center_crops(padded: np.ndarray, size: int) -> np.ndarray:
-    h = padded.shape[2]
-    top = (h - size) // 2
-    return np.ascontiguousarray(padded[:, :, top : top + size, top : top + size], np.float32)
-
-
 def evaluate(net: Sequential, images: np.ndarray, labels: np.ndarray, batch_size=500):
     """``(error rate, predictions)`` of ``net`` (in eval mode) on window-sized examples.
 
