@@ -10,6 +10,17 @@ from pathlib import Path
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data"
 
 
+def shipped_file(path: Path, what: str, command: str) -> Path:
+    """``path`` (a file of :data:`SHIPPED_DIR`) if it is there; otherwise a
+    ``FileNotFoundError`` saying that ``what`` is missing and that ``command`` makes it."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the shipped {what} are missing ({path}); train them with `{command}` and "
+            "pass --checkpoint"
+        )
+    return path
+
+
 def atomic_write(path, write) -> Path:
     """Call ``write(f)`` on a temporary binary file beside ``path``, then rename it.
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.fileio import SHIPPED_DIR
+from ..common.fileio import SHIPPED_DIR, shipped_file
 
 # The ten classes, digits 0 to 9: class k is the digit k, everywhere in the package.
 DIGITS = 10
@@ -39,9 +39,4 @@ def mnist_windows(images) -> np.ndarray:
 
 
 def shipped_checkpoint() -> Path:
-    if not SHIPPED.is_file():
-        raise FileNotFoundError(
-            f"the shipped mini weights are missing ({SHIPPED}); train them with "
-            "`overfeat-scratch train --model mini --out DIR` and pass --checkpoint"
-        )
-    return SHIPPED
+    return shipped_file(SHIPPED, "mini weights", "overfeat-scratch train --model mini --out DIR")

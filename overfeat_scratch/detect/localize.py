@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..common.checks import check_finite
-from ..common.fileio import SHIPPED_DIR
+from ..common.fileio import SHIPPED_DIR, shipped_file
 from ..datasets.digits import DIGITS
 from ..nn.dense import dense_evaluate_heads, last_pool_index, run_layers, softmax
 from ..nn.layers import Sequential
@@ -467,12 +467,9 @@ def input_settings(meta: dict, path="checkpoint") -> tuple[bool, tuple]:
 
 
 def shipped_regressor() -> Path:
-    if not SHIPPED_REGRESSOR.is_file():
-        raise FileNotFoundError(
-            f"the shipped regressor weights are missing ({SHIPPED_REGRESSOR}); train them "
-            "with `overfeat-scratch train-regressor --out DIR` and pass --checkpoint"
-        )
-    return SHIPPED_REGRESSOR
+    return shipped_file(
+        SHIPPED_REGRESSOR, "regressor weights", "overfeat-scratch train-regressor --out DIR"
+    )
 
 
 @dataclass
