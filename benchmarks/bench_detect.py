@@ -37,15 +37,12 @@ from overfeat_scratch.detect.detection import (  # noqa: E402
 )
 from overfeat_scratch.detect.evaluation import evaluate_detections  # noqa: E402
 from overfeat_scratch.detect.localize import (  # noqa: E402
-    SCALE_FACTORS,
-    SCALE_SETS,
     Localizer,
     candidates,
     head_layers,
-    resize_scene,
     scale_outputs,
-    scene_border,
 )
+from overfeat_scratch.detect.pyramid import SCALE_FACTORS, SCALE_SETS, resize_scene, scene_border  # noqa: E402
 from overfeat_scratch.nn.dense import dense_evaluate_heads  # noqa: E402
 from overfeat_scratch.ops.merge import merge_fast  # noqa: E402
 

@@ -24,13 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from overfeat_scratch.datasets.scenes import generate_scenes  # noqa: E402
 from overfeat_scratch.detect.localize import (  # noqa: E402
-    SCALE_FACTORS,
-    SCALE_SETS,
     Localizer,
     MergeSettings,
     evaluate_localization,
     single_digit_config,
 )
+from overfeat_scratch.detect.pyramid import SCALE_FACTORS, SCALE_SETS  # noqa: E402
 
 
 def main(argv=None) -> int:

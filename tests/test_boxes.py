@@ -114,6 +114,13 @@ def test_hand_cases():
     np.testing.assert_allclose(grid[:, 0], [1, 1 / 3, 0])
 
 
+def test_iou_pairs_hand_cases():
+    """Row by row; an inverted box (the last row's first) is empty."""
+    a = np.array([[0, 0, 2, 2], [0, 0, 2, 2], [0, 0, 1, 1], [0, 0, 0, 0], [3, 3, 1, 1]])
+    b = np.array([[1, 1, 3, 3], [0, 0, 2, 2], [2, 2, 3, 3], [0, 0, 0, 0], [0, 0, 4, 4]])
+    np.testing.assert_allclose(iou_pairs(a, b), [1 / 7, 1, 0, 0, 0])
+
+
 @given(boxes=grid_boxes())
 def test_formats_round_trip(boxes):
     np.testing.assert_array_equal(xywh_to_xyxy(xyxy_to_xywh(boxes)), boxes)

@@ -15,7 +15,8 @@ from overfeat_scratch.detect.detection import (
     train_detector,
     window_labels,
 )
-from overfeat_scratch.detect.localize import Localizer, MergeSettings, build_regressor, scene_input
+from overfeat_scratch.detect.localize import Localizer, MergeSettings, build_regressor
+from overfeat_scratch.detect.pyramid import scene_input
 from overfeat_scratch.nn.backend import get_backend
 from overfeat_scratch.nn.dense import softmax
 from overfeat_scratch.nn.networks import build_network
@@ -190,9 +191,9 @@ def test_detect_with_merge_and_with_nms():
     merged = detect(loc, image, (1.0,), merge, whole)
     cleaned = detect(loc, image, (1.0,), merge, DetectSettings(max_detections=10**6))
     assert 0 < len(cleaned.boxes) <= len(merged.boxes)
-    from overfeat_scratch.ops.merge import pairwise_iou
+    from overfeat_scratch.ops.boxes import iou_matrix
 
-    overlap = pairwise_iou(cleaned.boxes, cleaned.boxes)
+    overlap = iou_matrix(cleaned.boxes, cleaned.boxes)
     np.fill_diagonal(overlap, 0)
     # what the merge left overlapping is gone
     assert overlap.max(initial=0) <= DetectSettings().after_merge_iou

@@ -7,7 +7,6 @@ from hypothesis import strategies as st
 
 from overfeat_scratch.datasets.scenes import Scene
 from overfeat_scratch.detect.localize import (
-    BORDER,
     MIN_COVERAGE,
     BoxRegression,
     Localizer,
@@ -21,13 +20,10 @@ from overfeat_scratch.detect.localize import (
     localization_error,
     localize,
     regression_examples,
-    resize_scene,
-    row_iou,
     scale_outputs,
-    scene_border,
-    scene_input,
     train_regressor,
 )
+from overfeat_scratch.detect.pyramid import BORDER, resize_scene, scene_border, scene_input
 from overfeat_scratch.nn.dense import dense_evaluate_heads, last_pool_index, run_layers
 from overfeat_scratch.nn.networks import build_network
 from overfeat_scratch.nn.train import TrainConfig, save_checkpoint
@@ -46,12 +42,6 @@ def test_encode_then_decode_gives_the_boxes_back(rows):
 def test_encoding_is_relative_to_the_window_centre_in_window_units():
     t = encode_boxes([[10, 20, 26, 52]], [[16, 36]], 32)
     np.testing.assert_allclose(t, [[-6 / 32, -16 / 32, 10 / 32, 16 / 32]])
-
-
-def test_row_iou_hand_cases():
-    a = np.array([[0, 0, 2, 2], [0, 0, 2, 2], [0, 0, 1, 1], [0, 0, 0, 0], [3, 3, 1, 1]])
-    b = np.array([[1, 1, 3, 3], [0, 0, 2, 2], [2, 2, 3, 3], [0, 0, 0, 0], [0, 0, 4, 4]])
-    np.testing.assert_allclose(row_iou(a, b), [1 / 7, 1, 0, 0, 0])
 
 
 def test_box_regression_trains_only_the_true_class_outputs():
@@ -299,12 +289,11 @@ def test_keeping_some_merged_boxes_keeps_members_pointing_at_them():
 
 
 def test_input_settings_from_checkpoint_metadata():
-    from overfeat_scratch.detect.localize import (
+    from overfeat_scratch.detect.localize import input_record, input_settings
+    from overfeat_scratch.detect.pyramid import (
         LEGACY_SCALE_FACTORS,
         SCALE_FACTORS,
         WIDE_SCALE_FACTORS,
-        input_record,
-        input_settings,
     )
 
     assert input_settings({}) == (False, LEGACY_SCALE_FACTORS)
@@ -336,7 +325,8 @@ def test_scene_input_normalises_unless_told_not_to():
 
 
 def test_localizer_reads_its_input_mode_from_the_checkpoint(tmp_path):
-    from overfeat_scratch.detect.localize import LEGACY_SCALE_FACTORS, input_record
+    from overfeat_scratch.detect.localize import input_record
+    from overfeat_scratch.detect.pyramid import LEGACY_SCALE_FACTORS
 
     classifier = build_network("mini-detector", seed=0)
     regressor = build_regressor(seed=1)

@@ -32,7 +32,7 @@ import numpy as np
 from ..datasets.digits import DIGITS
 from ..nn.layers import Sequential
 from ..nn.train import TrainConfig, train
-from .localize import SCALE_FACTORS, resize_scene, scene_border, scene_input
+from .pyramid import SCALE_FACTORS, resize_scene, scene_border, scene_input
 
 BACKGROUND = DIGITS  # the extra output of mini-detector, after the ten digits
 PATCH = 64  # side of the training patches cut from resized scenes
@@ -133,10 +133,10 @@ def detection_patches(
     Each patch is cut from a scene resized by one of ``factors``: half of them
     centred (with jitter) on a random digit at a factor that brings it to the size
     the positives need, the others anywhere at a random factor. Resized scenes get
-    the border that dense evaluation adds (:data:`~.localize.BORDER`); those still
+    the border that dense evaluation adds (:data:`~.pyramid.BORDER`); those still
     smaller than the patch are padded with the scene's median grey. Labels are
     :func:`window_labels` of the ``h = w = (patch - window) // stride + 1`` windows.
-    ``normalize``: scenes as :func:`~.localize.scene_input` makes them.
+    ``normalize``: scenes as :func:`~.pyramid.scene_input` makes them.
     """
     from tqdm import tqdm
 
