@@ -33,11 +33,19 @@ pytestmark = pytest.mark.cuda
 
 
 def load_script():
-    """The script as a module (it imports ``numba.cuda``; no kernel runs here)."""
+    """The script as a module (it imports ``numba.cuda``; no kernel runs here). Loading
+    it puts ``benchmarks`` on ``sys.path``, where its checks are the package
+    ``gpu_checks``."""
     spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_check(name):
+    """The module ``gpu_checks.<name>`` of the script's checks."""
+    load_script()
+    return importlib.import_module(f"gpu_checks.{name}")
 
 
 def table_rows(stdout, first_word):
@@ -85,14 +93,14 @@ def test_merge_and_nms_sections_tiny(tmp_path):
 
 def test_nms_mask_reference_gives_numpy_nms():
     """The NumPy mask that the kernel is checked against, walked, is NumPy's NMS."""
-    script = load_script()
+    check = load_check("nms")
     from overfeat_scratch.ops import nms
 
-    boxes, scores, classes = script.nms_boxes(300)
+    boxes, scores, classes = check.nms_boxes(300)
     order = nms.score_order(scores)
-    mask = script.nms_mask_numpy(boxes[order], classes[order], script.NMS_IOU, chunk=64)
+    mask = check.nms_mask_numpy(boxes[order], classes[order], check.NMS_IOU, chunk=64)
     assert mask.shape == (300, 5) and mask.dtype == np.uint64
-    assert script.set_bits(mask) > 0
+    assert check.set_bits(mask) > 0
     assert not np.any(mask[:, 0] & np.uint64(1))  # box 0 comes first: never suppressed
     # The walk of cuda.nms, written out here so that no CUDA module is needed.
     removed, keep = np.zeros(mask.shape[1], np.uint64), []
@@ -100,7 +108,7 @@ def test_nms_mask_reference_gives_numpy_nms():
         if not (int(removed[i // 64]) >> (i % 64)) & 1:
             keep.append(i)
             removed |= mask[i]
-    np.testing.assert_array_equal(order[keep], nms.nms(boxes, scores, classes, script.NMS_IOU))
+    np.testing.assert_array_equal(order[keep], nms.nms(boxes, scores, classes, check.NMS_IOU))
 
 
 def test_summary_fails_on_a_wrong_merge_or_nms():
