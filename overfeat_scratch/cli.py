@@ -565,7 +565,8 @@ def cmd_train_regressor(args) -> int:
 
 
 def localize_settings(args):
-    from .detect.localize import SCALE_FACTORS, SCALE_SETS, MergeSettings
+    from .detect.localize import MergeSettings
+    from .detect.pyramid import SCALE_FACTORS, SCALE_SETS
 
     if args.factors:
         try:
@@ -595,7 +596,8 @@ def read_inputs(path):
     folder (its categories and annotations too) or one image file."""
     from pathlib import Path
 
-    from .datasets.scenes import ANNOTATIONS_FILE, read_coco
+    from .datasets.coco import ANNOTATIONS_FILE
+    from .datasets.scenes import read_coco
     from .ops.image import load_image
 
     path = Path(path)
@@ -623,14 +625,11 @@ def write_results(path, rows, label_to_id) -> int:
     that lists some of the digits has no id for the others, and a result of a
     category that is not in the ground truth would only be refused by the evaluator.
     """
-    import json
-
-    from .common.fileio import atomic_write
-    from .detect.detection import coco_results
+    from .datasets.coco import write_results as write_coco_results
+    from .detect.detection import coco_detections
 
     kept = [(image_id, pred) for image_id, pred in rows if pred["label"] in label_to_id]
-    out = coco_results(kept, label_to_id, digits=2)
-    atomic_write(path, lambda f: f.write(json.dumps(out, indent=1).encode("utf-8")))
+    write_coco_results(path, coco_detections(kept, label_to_id, digits=2))
     return len(kept)
 
 
@@ -699,7 +698,8 @@ def localize_memory(localizer, height, width, factors, fine: bool, top_k: int) -
     its class probabilities, boxes and windows (float64), and the candidate boxes
     of its ``top_k`` classes.
     """
-    from .detect.localize import head_layers, scaled_size, scene_border
+    from .detect.localize import head_layers
+    from .detect.pyramid import scaled_size, scene_border
     from .nn.dense import dense_memory, offset_plan
 
     classifier = localizer.classifier
@@ -802,7 +802,8 @@ def cmd_train_detector(args) -> int:
         detector_from_classifier,
         train_detector,
     )
-    from .detect.localize import SCALE_FACTORS, WIDE_SCALE_FACTORS, input_record, input_settings
+    from .detect.localize import input_record, input_settings
+    from .detect.pyramid import SCALE_FACTORS, WIDE_SCALE_FACTORS
 
     changes = config_changes(args)
     if args.resume:
@@ -919,14 +920,28 @@ def check_evaluate_detections(args) -> None:
 
 
 def cmd_evaluate_detections(args) -> int:
-    from .detect.evaluation import evaluate_detections_main
+    """Print the evaluation's table (or, with ``--json``, one JSON object); ``--plot``:
+    also save the precision-recall curves. Malformed input raises ``ValueError``."""
+    import json
 
-    return evaluate_detections_main(args.ground_truth, args.predictions, args.json, plot=args.plot)
+    from .detect.evaluation import evaluate_detections, plot_pr_curves
+
+    result = evaluate_detections(args.ground_truth, args.predictions)
+    if args.plot:
+        plot_pr_curves(result, args.plot)
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(f"ground truth {args.ground_truth}, results {args.predictions}")
+        print(result.summary())
+        if args.plot:
+            print(f"precision-recall curves: {args.plot}")
+    return 0
 
 
 def add_merge_arguments(p, default) -> None:
     """The merge's flags; ``default``: the :class:`~.localize.MergeSettings` they start from."""
-    from .detect.localize import SCALE_SETS
+    from .detect.pyramid import SCALE_SETS
 
     p.add_argument(
         "--scales",

@@ -7,6 +7,7 @@ import pytest
 
 from overfeat_scratch.cli import main
 from overfeat_scratch.datasets.scenes import generate_scenes, write_coco
+from overfeat_scratch.detect.localize import single_digit_config
 from overfeat_scratch.nn.networks import build_network
 from overfeat_scratch.nn.train import save_checkpoint
 
@@ -49,9 +50,7 @@ def workdir(tmp_path_factory):
     )
     scenes = generate_scenes(2, 5, "test")
     write_coco(root / "scenes", scenes)
-    singles = generate_scenes(
-        2, 6, "test", __import__("overfeat_scratch.detect.localize").localize.single_digit_config()
-    )
+    singles = generate_scenes(2, 6, "test", single_digit_config())
     write_coco(root / "singles", singles)
     return root
 
@@ -67,7 +66,8 @@ def test_train_commands_write_checkpoints_and_logs(workdir):
     assert meta["extra_networks"]["classifier"]["name"] == "mini-detector"
     # Both record how they read scenes, and the ranges their scenes were drawn from.
     from overfeat_scratch.datasets.scenes import TRAINING_RANGES, scene_config_from_record
-    from overfeat_scratch.detect.localize import INPUT_NORMALIZED, WIDE_SCALE_FACTORS, Localizer
+    from overfeat_scratch.detect.localize import INPUT_NORMALIZED, Localizer
+    from overfeat_scratch.detect.pyramid import WIDE_SCALE_FACTORS
 
     detector_meta = json.loads(
         np.load(workdir / "detector" / "checkpoint.npz")["metadata"].tobytes().decode()

@@ -325,7 +325,8 @@ def test_detect_refuses_a_regressor_on_plain_mini(work, capsys):
 
 def test_huge_images_are_refused_with_the_estimate_and_a_way_out(work, tmp_path, capsys):
     from overfeat_scratch.cli import localize_memory
-    from overfeat_scratch.detect.localize import SCALE_FACTORS, SCALE_SETS, Localizer
+    from overfeat_scratch.detect.localize import Localizer
+    from overfeat_scratch.detect.pyramid import SCALE_FACTORS, SCALE_SETS
 
     # The reported case: 6000 x 6000 at one scale is far above the default 4 GiB.
     localizer = Localizer.from_checkpoint()

@@ -11,15 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from overfeat_scratch.cli import main
 from overfeat_scratch.detect.evaluation import (
     COCO_IOU_THRESHOLDS,
     average_precision,
     crowd_overlap,
     evaluate_detections,
-    evaluate_detections_main,
     load_ground_truth,
+    load_results,
     match_detections,
-    parse_json,
     plot_pr_curves,
     precision_recall,
 )
@@ -316,11 +316,11 @@ def test_summary_and_main(files, tmp_path, capsys):
     rows = {line.split()[0]: line.split() for line in text.splitlines()}
     assert rows["0"][1:4] == ["3", "5", "0.756"] and rows["5"][3] == "-"
 
-    assert evaluate_detections_main(folder, results_path, as_json=True) == 0
+    assert main(["evaluate-detections", str(folder), str(results_path), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == result.to_json()
     plot = tmp_path / "pr.png"
-    assert evaluate_detections_main(folder, results_path, as_json=False, plot=plot) == 0
+    assert main(["evaluate-detections", str(folder), str(results_path), "--plot", str(plot)]) == 0
     out = capsys.readouterr().out
     assert "AP50" in out and str(plot) in out
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -332,10 +332,22 @@ def test_plot_with_a_class_without_detections(tmp_path):
     assert plot_pr_curves(result, tmp_path / "a" / "pr.png").is_file()
 
 
-def test_parse_json_matches_json_loads():
-    data = {"images": [{"id": 1}, {"id": 2, "x": [1, [2, {"a": None}]]}], "n": 3, "e": []}
-    for text in (json.dumps(data), json.dumps(data, indent=2), json.dumps([data, 1, "s", []])):
-        assert parse_json(text, "t", "results") == json.loads(text)
+def test_files_read_as_the_parsed_data_reads(tmp_path):
+    """A file, however laid out, and with keys and nesting the format does not define,
+    reads as the data ``json.loads`` gives."""
+    gt, results = three_objects_five_detections()
+    gt["info"] = {"x": [1, [2, {"a": None}]], "n": 3, "e": []}
+    gt["annotations"][1]["note"] = [{"deep": [[], {}]}]
+    want = evaluate_detections(gt, results).to_json(curves=True)
+    for indent in (None, 2):
+        (tmp_path / "gt.json").write_text(json.dumps(gt, indent=indent))
+        (tmp_path / "results.json").write_text(json.dumps(results, indent=indent))
+        got = evaluate_detections(tmp_path / "gt.json", tmp_path / "results.json")
+        assert got.to_json(curves=True) == want
+        truth = load_ground_truth(tmp_path / "gt.json")
+        np.testing.assert_array_equal(truth.boxes, load_ground_truth(gt).boxes)
+        dets = load_results(tmp_path / "results.json", truth)
+        np.testing.assert_array_equal(dets.scores, [r["score"] for r in results])
 
 
 # --------------------------------------------------------------------------------------
@@ -420,20 +432,30 @@ def test_bad_json_files_name_the_file_and_entry(tmp_path):
         with pytest.raises(ValueError, match=message):
             evaluate_detections(gt_path, results_path)
 
+    # Syntax errors are placed by line and column (the entry of a file that does not
+    # parse is not known); a file that stops short says so.
+    early = r"results\.json: the JSON ends early, at line 1 column {}; is the file truncated\?"
     cut = text.index('"score"', text.index("}, {", text.index("}, {") + 1))
-    fails(text[:cut], r"results\.json: the JSON ends early in results\[2\].*truncated")
-    fails(text[: cut + 4], r"results\.json: the JSON ends early in results\[2\]")
-    fails(text[: text.index("}, {") + 1], r"results\.json: the JSON ends early after results\[0\]")
-    fails(text.replace('"score": 0.8', '"score": 0.8,'), r"not valid JSON in results\[4\] at line")
-    fails(text.replace("}, {", "} {", 1), r"not valid JSON after results\[0\] at line 1 column")
-    fails(text + " []", r"not valid JSON after the end of the document")
+    fails(text[:cut], early.format(len(text[:cut].rstrip()) + 1))
+    fails(text[: cut + 4], early.format(cut + 5))
+    fails(text[: text.index("}, {") + 1], early.format(text.index("}, {") + 2))
+    trailing_comma = text.replace('"score": 0.8', '"score": 0.8,')
+    column = trailing_comma.index('"score": 0.8,') + len('"score": 0.8,') + 1
+    fails(trailing_comma, rf"results\.json: not valid JSON at line 1 column {column}: Expecting")
+    column = text.index("}, {") + 3
+    fails(
+        text.replace("}, {", "} {", 1), rf"not valid JSON at line 1 column {column}: Expecting ','"
+    )
+    column = len(text) + 2
+    fails(text + " []", rf"results\.json: not valid JSON at line 1 column {column}: Extra data")
     fails("", r"results\.json: the file is empty")
     fails('{"detections": []}', r"results\.json: expected a list under 'annotations'")
     fails("3", r"results\.json: expected a JSON list of detections, got int")
     results_path.write_text(text)
     gt_text = json.dumps(gt, indent=1)
     cut = gt_text.index('"category_id"', gt_text.index('"annotations"'))
-    fails(gt_text[:cut], r"gt\.json: the JSON ends early in annotations\[0\]", gt_path)
+    line = gt_text[:cut].rstrip().count("\n") + 1
+    fails(gt_text[:cut], rf"gt\.json: the JSON ends early, at line {line} column", gt_path)
     fails('{"images": [], "categories": []}', r"gt\.json: expected a list under 'annot", gt_path)
     fails("[]", r"gt\.json: expected a JSON object, got list", gt_path)
     gt_path.write_bytes(b"\xff\xfe{}")

@@ -84,3 +84,38 @@ def draw_boxes(image, boxes, labels, path, truths=None) -> None:
     show_boxes(ax, image, boxes, labels, truths)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def save_pr_curves(curves, path, title: str) -> None:
+    """Precision-recall curves, one per ``(label, recall, precision, interpolated)``.
+
+    Each is drawn twice, in one colour: the raw ``precision`` against ``recall``
+    (thin) and the ``interpolated`` precision as a step line from recall 0, labelled
+    ``label`` (for average precision, the area under it). A curve with no points is
+    only named in the legend.
+    """
+    fig = new_figure(figsize=(6.4, 4.8))
+    ax = fig.subplots()
+    for label, recall, precision, interpolated in curves:
+        if len(recall) == 0:
+            ax.plot([], [], label=label)
+            continue
+        (line,) = ax.plot(recall, precision, linewidth=0.7, alpha=0.4)
+        ax.plot(
+            np.concatenate([[0.0], recall]),
+            np.concatenate([[interpolated[0]], interpolated]),
+            drawstyle="steps-pre",
+            color=line.get_color(),
+            linewidth=1.5,
+            label=label,
+        )
+    ax.set_xlim(0, 1.01)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    if curves:
+        ax.legend(fontsize=7, loc="lower left", ncol=2)
+    fig.tight_layout()
+    save_figure(fig, path)

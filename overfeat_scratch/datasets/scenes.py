@@ -41,15 +41,14 @@ Scenes for evaluation use only MNIST test digits and scenes for training only
 training digits; every annotation records the MNIST index of its digit.
 
 Folders are written in the COCO detection layout (``annotations.json`` and PNG
-files), and read back by category *name* ("0" to "9"), so a folder made by
-another tool with other category ids reads the same.
+files, through :mod:`.coco`), and read back by category *name* ("0" to "9"), so a
+folder made by another tool with other category ids reads the same.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -62,11 +61,19 @@ from ..common.checks import check_positive_int
 from ..common.fileio import atomic_write
 from ..ops.boxes import intersection_broadcast, iou, iou_broadcast
 from ..ops.image import pixels_8bit, resize_bilinear
+from .coco import (
+    ANNOTATIONS_FILE,
+    CocoAnnotation,
+    CocoImage,
+    annotations_json,
+    check_inside_images,
+    read_annotations,
+    write_json,
+)
 
 CLASS_NAMES = tuple(str(d) for d in range(10))
 # Every MNIST digit's ink fits in a 20 x 20 box (the dataset's own normalisation).
 MNIST_INK = 20
-ANNOTATIONS_FILE = "annotations.json"
 # Places tried for a clutter fragment before it is left out.
 FRAGMENT_TRIES = 20
 # Layouts of a scene's digits tried before it is given up (see make_scene).
@@ -516,25 +523,17 @@ def coco_dict(scenes, file_names, info=None) -> dict:
     images, annotations = [], []
     for image_id, ((canvas, anns), name) in enumerate(zip(scenes, file_names, strict=True), 1):
         h, w = canvas.shape
-        images.append({"id": image_id, "file_name": name, "width": w, "height": h})
+        images.append(CocoImage(image_id, name, w, h))
         for ann in anns:
             x0, y0, x1, y1 = (int(v) for v in ann["box"])
-            entry = {
-                "id": len(annotations) + 1,
-                "image_id": image_id,
-                "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "area": (x1 - x0) * (y1 - y0),
-                "category_id": int(ann["label"]) + 1,
-                "iscrowd": 0,
-            }
-            if "mnist_index" in ann:
-                entry["mnist_index"] = int(ann["mnist_index"])
-            annotations.append(entry)
-    categories = [{"id": d + 1, "name": name} for d, name in enumerate(CLASS_NAMES)]
-    data = {"images": images, "annotations": annotations, "categories": categories}
-    if info is not None:
-        data = {"info": info, **data}
-    return data
+            extra = {"mnist_index": int(ann["mnist_index"])} if "mnist_index" in ann else {}
+            bbox = (x0, y0, x1 - x0, y1 - y0)
+            category = int(ann["label"]) + 1
+            annotations.append(
+                CocoAnnotation(len(annotations) + 1, image_id, category, bbox, extra=extra)
+            )
+    categories = {d + 1: name for d, name in enumerate(CLASS_NAMES)}
+    return annotations_json(images, annotations, categories, info)
 
 
 def check_scene(canvas, annotations, where):
@@ -578,77 +577,7 @@ def write_coco(folder, scenes, info: dict | None = None) -> Path:
         name = f"images/{i:06d}.png"
         save_png(folder / name, check_scene(canvas, anns, f"write_coco: scene {i}"))
         names.append(name)
-    text = json.dumps(coco_dict(scenes, names, info), indent=1)
-    return atomic_write(folder / ANNOTATIONS_FILE, lambda f: f.write(text.encode("utf-8")))
-
-
-def read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file; expected a COCO folder with {ANNOTATIONS_FILE}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise ValueError(f"{path}: expected a list under {key!r}")
-    return data
-
-
-def entry_field(path, where, entry, key, kinds):
-    if not isinstance(entry, dict) or key not in entry:
-        raise ValueError(f"{path}: {where} has no {key!r}")
-    value = entry[key]
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        raise ValueError(f"{path}: {where}: {key!r} is {value!r}, of the wrong type")
-    return value
-
-
-def read_categories(path, data) -> dict:
-    """``{category_id: digit}``, by category name."""
-    classes = {}
-    for k, cat in enumerate(data["categories"]):
-        where = f"categories[{k}]"
-        cid = entry_field(path, where, cat, "id", int)
-        name = entry_field(path, where, cat, "name", str)
-        if name not in CLASS_NAMES:
-            raise ValueError(
-                f"{path}: {where} (id {cid}) is named {name!r}; expected a digit name '0' to '9'"
-            )
-        if cid in classes:
-            raise ValueError(f"{path}: {where}: category id {cid} appears twice")
-        digit = CLASS_NAMES.index(name)
-        if digit in classes.values():
-            first = next(c for c, d in classes.items() if d == digit)
-            raise ValueError(
-                f"{path}: {where}: category name {name!r} appears twice (ids {first} and {cid}); "
-                "each digit is one category"
-            )
-        classes[cid] = digit
-    return classes
-
-
-def bbox_problem(bbox) -> str | None:
-    """What is wrong with a ground-truth COCO ``bbox`` ``[x, y, w, h]``, or ``None``.
-
-    The one rule for true boxes, here and in the evaluator
-    (:func:`~overfeat_scratch.detect.evaluation.load_ground_truth`): four finite numbers,
-    and a width and a height above zero (a box of no area holds no digit).
-    """
-    if (
-        not isinstance(bbox, list)
-        or len(bbox) != 4
-        or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            for v in bbox
-        )
-    ):
-        return f"bbox {bbox} is not four finite numbers [x, y, w, h]"
-    if not (bbox[2] > 0 and bbox[3] > 0):
-        return f"bbox {bbox} has a non-positive width or height"
-    return None
+    return write_json(folder / ANNOTATIONS_FILE, coco_dict(scenes, names, info))
 
 
 def image_path(path, where, folder: Path, name: str) -> Path:
@@ -702,57 +631,36 @@ def read_coco(folder):
       recorded), the same form :func:`make_scene` returns;
     - ``classes``: ``{category_id: digit}``, from the category names "0" to "9".
 
-    Anything malformed -- a missing file, invalid JSON, an unknown category name,
-    a box outside its image or of non-positive size, a crowd annotation -- is a
-    ``ValueError`` naming the file and the entry.
+    The annotations file is checked by :func:`~.coco.read_annotations`, with the
+    rules of a reader that opens the images: category names "0" to "9", a file
+    name and size for every image, boxes inside their image, no crowd
+    annotations. Anything malformed -- a missing file, invalid JSON, a broken
+    entry, an image file that is missing, unreadable, outside the folder or of
+    another size -- is a ``ValueError`` naming the file and the entry.
     """
     folder = Path(folder)
-    path = folder / ANNOTATIONS_FILE
-    data = read_json(path)
-    classes = read_categories(path, data)
-
-    images, sizes, grouped = [], {}, {}
-    for k, entry in enumerate(data["images"]):
-        where = f"images[{k}]"
-        image_id = entry_field(path, where, entry, "id", int)
-        name = entry_field(path, where, entry, "file_name", str)
-        width = entry_field(path, where, entry, "width", int)
-        height = entry_field(path, where, entry, "height", int)
-        if image_id in sizes:
-            raise ValueError(f"{path}: {where}: image id {image_id} appears twice")
-        file_path = image_path(path, where, folder, name)
-        pixels = read_image_file(path, f"{where} (id {image_id})", file_path, width, height)
-        images.append((image_id, name, pixels))
-        sizes[image_id] = (width, height)
-        grouped[image_id] = []
-
-    for k, entry in enumerate(data["annotations"]):
-        where = f"annotations[{k}]"
-        if isinstance(entry, dict) and "id" in entry:
-            where += f" (id {entry['id']})"
-        image_id = entry_field(path, where, entry, "image_id", int)
-        cid = entry_field(path, where, entry, "category_id", int)
-        bbox = entry_field(path, where, entry, "bbox", list)
-        if image_id not in sizes:
-            raise ValueError(f"{path}: {where}: image_id {image_id} is not among the images")
-        if cid not in classes:
-            raise ValueError(f"{path}: {where}: category_id {cid} is not among the categories")
-        if entry.get("iscrowd", 0):
-            raise ValueError(f"{path}: {where}: crowd annotations are not supported")
-        problem = bbox_problem(bbox)
-        if problem:
-            raise ValueError(f"{path}: {where}: {problem}")
-        x, y, w, h = bbox
-        width, height = sizes[image_id]
-        if x < 0 or y < 0 or x + w > width or y + h > height:
-            raise ValueError(
-                f"{path}: {where}: bbox {bbox} lies outside image {image_id} ({width}x{height})"
-            )
-        ann = {"box": (x, y, x + w, y + h), "label": classes[cid]}
-        if "mnist_index" in entry:
-            ann["mnist_index"] = entry["mnist_index"]
-        grouped[image_id].append(ann)
-
+    coco = read_annotations(
+        folder / ANNOTATIONS_FILE,
+        name="scene annotations",
+        names=CLASS_NAMES,
+        image_files=True,
+        crowds=False,
+    )
+    classes = {cid: CLASS_NAMES.index(name) for cid, name in coco.categories.items()}
+    images, grouped = [], {}
+    for k, image in enumerate(coco.images):
+        file_path = image_path(coco.source, f"images[{k}]", folder, image.file_name)
+        where = f"images[{k}] (id {image.id})"
+        pixels = read_image_file(coco.source, where, file_path, image.width, image.height)
+        images.append((image.id, image.file_name, pixels))
+        grouped[image.id] = []
+    check_inside_images(coco)
+    for ann in coco.annotations:
+        x, y, w, h = ann.bbox
+        scene_ann = {"box": (x, y, x + w, y + h), "label": classes[ann.category_id]}
+        if "mnist_index" in ann.extra:
+            scene_ann["mnist_index"] = ann.extra["mnist_index"]
+        grouped[ann.image_id].append(scene_ann)
     annotations = [grouped[image_id] for image_id, _, _ in images]
     return images, annotations, classes
 

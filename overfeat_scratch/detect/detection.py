@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..datasets.coco import CocoResult, results_json
 from ..datasets.digits import DIGITS
 from ..nn.layers import Sequential
 from ..nn.train import TrainConfig, train
@@ -432,8 +433,8 @@ def detect(localizer, image, factors=None, merge=None, settings=None, fine=True)
     return result.keep(keep)
 
 
-def coco_results(rows, label_to_id=None, digits=None) -> list[dict]:
-    """COCO results entries from ``(image_id, prediction)`` pairs, where a prediction is
+def coco_detections(rows, label_to_id=None, digits=None) -> list[CocoResult]:
+    """COCO results from ``(image_id, prediction)`` pairs, where a prediction is
     ``{"box": (x0, y0, x1, y1), "label": digit, "score": s}`` (as ``Localization.top``
     gives). ``label_to_id``: digit -> category id (default: the package's, digit + 1);
     ``digits``: round the box to that many decimals (and the score to 5), for files."""
@@ -446,7 +447,11 @@ def coco_results(rows, label_to_id=None, digits=None) -> list[dict]:
             bbox, score = [round(v, digits) for v in bbox], round(score, 5)
         label = int(pred["label"])
         category = label + 1 if label_to_id is None else label_to_id[label]
-        out.append(
-            {"image_id": int(image_id), "category_id": int(category), "bbox": bbox, "score": score}
-        )
+        out.append(CocoResult(int(image_id), int(category), tuple(bbox), score))
     return out
+
+
+def coco_results(rows, label_to_id=None, digits=None) -> list[dict]:
+    """The entries of a COCO results file (:func:`coco_detections` as JSON-ready dicts),
+    what :func:`~overfeat_scratch.detect.evaluation.evaluate_detections` reads."""
+    return results_json(coco_detections(rows, label_to_id, digits))

@@ -15,9 +15,10 @@ format defines:
   ``categories``, its ids are translated to the ground truth's by category
   *name*, the rule every reader of this package follows.)
 
-Results per class are keyed by category name, in natural order ("2" before
-"10"); category names must be unique. Boxes may be of zero width or height (they
-overlap nothing, so such a ground-truth box can never be found); negative sizes
+Both are read and checked by :mod:`overfeat_scratch.datasets.coco`. Results per class
+are keyed by category name, in natural order ("2" before "10"); category names must
+be unique. A true box needs a width and height above zero; a detected box may be of
+zero width or height (it overlaps nothing, so it is a false positive); negative sizes
 are errors.
 
 **Matching**, for one IoU threshold ``t``, per image and class: detections are
@@ -60,16 +61,13 @@ of some COCO files is not read.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..datasets.scenes import ANNOTATIONS_FILE, bbox_problem
+from ..datasets.coco import read_annotations, read_results
 from ..ops.boxes import areas, intersection_matrix, iou_matrix, xywh_to_xyxy
 
 COCO_IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))
@@ -92,200 +90,7 @@ def crowd_overlap(detections, crowds) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------
-# Reading JSON with the place of an error
-
-_SPACE = re.compile(r"[ \t\n\r]*")
-
-
-class _JsonScanner:
-    """Parses a JSON document, itself walking the top-level object and the lists under it
-    (entries are decoded by :mod:`json`), so that an error names the entry it is in.
-    """
-
-    def __init__(self, text: str, source: str, root: str):
-        self.text, self.source, self.root = text, source, root
-        self.decoder = json.JSONDecoder()
-
-    def skip(self, pos: int) -> int:
-        return _SPACE.match(self.text, pos).end()
-
-    def fail(self, place: str, pos: int, message: str):
-        place = f" {place}" if place else ""
-        line = self.text.count("\n", 0, pos) + 1
-        if self.skip(pos) >= len(self.text):
-            raise ValueError(
-                f"{self.source}: the JSON ends early{place} (line {line}); is the file truncated?"
-            )
-        column = pos - (self.text.rfind("\n", 0, pos) + 1) + 1
-        raise ValueError(
-            f"{self.source}: not valid JSON{place} at line {line} column {column}: {message}"
-        )
-
-    def leaf(self, pos: int, where: str):
-        try:
-            return self.decoder.raw_decode(self.text, pos)
-        except json.JSONDecodeError as error:
-            # A string left open runs to the end of the text: the file was cut there.
-            cut = error.msg.startswith("Unterminated string")
-            self.fail(
-                f"in {where}" if where else "", len(self.text) if cut else error.pos, error.msg
-            )
-
-    def value(self, pos: int, where: str, depth: int):
-        pos = self.skip(pos)
-        head = self.text[pos : pos + 1]
-        if head == "[" and depth <= 1:
-            return self.array(pos, where, depth)
-        if head == "{" and depth == 0:
-            return self.object(pos)
-        return self.leaf(pos, where)
-
-    def array(self, pos: int, where: str, depth: int):
-        items = []
-        pos = self.skip(pos + 1)
-        if self.text.startswith("]", pos):
-            return items, pos + 1
-        while True:
-            item, pos = self.value(pos, f"{where}[{len(items)}]", depth + 1)
-            items.append(item)
-            pos = self.skip(pos)
-            if self.text.startswith(",", pos):
-                pos += 1
-            elif self.text.startswith("]", pos):
-                return items, pos + 1
-            else:
-                self.fail(f"after {where}[{len(items) - 1}]", pos, "expected ',' or ']'")
-
-    def object(self, pos: int):
-        result = {}
-        pos = self.skip(pos + 1)
-        if self.text.startswith("}", pos):
-            return result, pos + 1
-        while True:
-            pos = self.skip(pos)
-            if not self.text.startswith('"', pos):
-                self.fail("at the top level", pos, "expected a quoted key")
-            key, pos = self.leaf(pos, "a key")
-            pos = self.skip(pos)
-            if not self.text.startswith(":", pos):
-                self.fail(f"after the key {key!r}", pos, "expected ':'")
-            result[key], pos = self.value(pos + 1, key, 1)
-            pos = self.skip(pos)
-            if self.text.startswith(",", pos):
-                pos += 1
-            elif self.text.startswith("}", pos):
-                return result, pos + 1
-            else:
-                self.fail(f"after {key!r}", pos, "expected ',' or '}'")
-
-    def document(self):
-        if not self.text.strip():
-            raise ValueError(f"{self.source}: the file is empty; expected JSON")
-        data, pos = self.value(0, self.root, 0)
-        pos = self.skip(pos)
-        if pos != len(self.text):
-            self.fail("after the end of the document", pos, "extra data")
-        return data
-
-
-def parse_json(text: str, source: str, root: str = ""):
-    """``json.loads(text)``, but an error names ``source`` and the entry it is in.
-
-    Entries of a top-level list are named ``root[k]``, those of a list under a
-    top-level key ``key[k]``; a file that ends early says so.
-    """
-    return _JsonScanner(text, source, root).document()
-
-
-def _read_source(source, what: str, root: str, folder_ok: bool):
-    """``(name, parsed JSON)`` of a path, or of data already parsed (named ``<what>``)."""
-    if not isinstance(source, (str, os.PathLike)):
-        return f"<{what}>", source
-    path = Path(source)
-    if path.is_dir():
-        if not folder_ok:
-            raise ValueError(f"{path}: is a folder; expected the {what} as a COCO JSON file")
-        if not (path / ANNOTATIONS_FILE).is_file():
-            raise ValueError(
-                f"{path}: the folder holds no {ANNOTATIONS_FILE}; expected the {what} as a "
-                f"COCO JSON file or a scene folder with {ANNOTATIONS_FILE}"
-            )
-        path = path / ANNOTATIONS_FILE
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file; expected the {what} as COCO JSON")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text ({error})") from None
-    return str(path), parse_json(text, str(path), root)
-
-
-# --------------------------------------------------------------------------------------
 # Ground truth and results
-
-
-def _field(source, where, entry, key, kinds, kind_name):
-    if not isinstance(entry, dict):
-        raise ValueError(f"{source}: {where} is {type(entry).__name__}, expected a JSON object")
-    if key not in entry:
-        raise ValueError(f"{source}: {where} has no {key!r}")
-    value = entry[key]
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        raise ValueError(f"{source}: {where}: {key!r} is {value!r}, expected {kind_name}")
-    return value
-
-
-def _integer(source, where, entry, key):
-    return _field(source, where, entry, key, int, "an integer")
-
-
-def _number(source, where, entry, key) -> float:
-    value = _field(source, where, entry, key, (int, float), "a number")
-    if not math.isfinite(value):
-        raise ValueError(f"{source}: {where}: {key!r} is {value!r}, expected a finite number")
-    return float(value)
-
-
-def _bbox(source, where, entry) -> list:
-    bbox = _field(source, where, entry, "bbox", list, "a list [x, y, w, h]")
-    if len(bbox) != 4 or not all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox
-    ):
-        raise ValueError(f"{source}: {where}: bbox {bbox} is not four finite numbers [x, y, w, h]")
-    if bbox[2] < 0 or bbox[3] < 0:
-        raise ValueError(f"{source}: {where}: bbox {bbox} has a negative width or height")
-    return [float(v) for v in bbox]
-
-
-def _list_under(source, data, key):
-    if not isinstance(data, dict):
-        raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
-    if not isinstance(data.get(key), list):
-        raise ValueError(f"{source}: expected a list under {key!r}")
-    return data[key]
-
-
-def _read_categories(source, data) -> dict:
-    """``{category_id: name}`` in file order; ids and names both unique."""
-    categories, names = {}, {}
-    for k, entry in enumerate(_list_under(source, data, "categories")):
-        where = f"categories[{k}]"
-        cid = _integer(source, where, entry, "id")
-        name = _field(source, where, entry, "name", str, "a string")
-        if cid in categories:
-            raise ValueError(f"{source}: {where}: category id {cid} appears twice")
-        if name in names:
-            raise ValueError(
-                f"{source}: {where}: category name {name!r} appears twice (ids {names[name]} "
-                f"and {cid}); classes are told apart by name"
-            )
-        categories[cid], names[name] = name, cid
-    return categories
-
-
-def _class_order(names) -> list:
-    """Names in natural order: numeric names by value ("2" before "10"), then the rest."""
-    return sorted(names, key=lambda s: (0, int(s), s) if s.isdecimal() else (1, 0, s))
 
 
 @dataclass(frozen=True, eq=False)
@@ -320,53 +125,22 @@ def load_ground_truth(source) -> GroundTruth:
     """Read and check COCO ground truth: a path to a JSON file or to a folder holding
     ``annotations.json``, or the parsed ``dict``.
 
-    Anything malformed is a ``ValueError`` naming the file and the entry: invalid or
-    truncated JSON, missing keys, wrong types, a bbox that is not four finite numbers
-    or has a width or height that is not positive (the scene reader's rule,
-    :func:`~overfeat_scratch.datasets.scenes.bbox_problem`), duplicate image or category ids
-    or category
+    Anything malformed is a ``ValueError`` naming the file and the entry, by the rules
+    of :func:`~overfeat_scratch.datasets.coco.read_annotations`: invalid or truncated
+    JSON, missing keys, wrong types, a bbox that is not four finite numbers or has a
+    width or height that is not positive, duplicate image or category ids or category
     names, an annotation whose image or category is not listed.
     """
-    source, data = _read_source(source, "ground truth", "", folder_ok=True)
-    categories = _read_categories(source, data)
-    image_ids = []
-    seen = set()
-    for k, entry in enumerate(_list_under(source, data, "images")):
-        image_id = _integer(source, f"images[{k}]", entry, "id")
-        if image_id in seen:
-            raise ValueError(f"{source}: images[{k}]: image id {image_id} appears twice")
-        seen.add(image_id)
-        image_ids.append(image_id)
-
-    rows = []
-    for k, entry in enumerate(_list_under(source, data, "annotations")):
-        where = f"annotations[{k}]"
-        if isinstance(entry, dict) and "id" in entry:
-            where += f" (id {entry['id']})"
-        image_id = _integer(source, where, entry, "image_id")
-        cid = _integer(source, where, entry, "category_id")
-        bbox = _field(source, where, entry, "bbox", list, "a list [x, y, w, h]")
-        problem = bbox_problem(bbox)
-        if problem:
-            raise ValueError(f"{source}: {where}: {problem}")
-        bbox = [float(v) for v in bbox]
-        if image_id not in seen:
-            raise ValueError(f"{source}: {where}: image_id {image_id} is not among the images")
-        if cid not in categories:
-            raise ValueError(f"{source}: {where}: category_id {cid} is not among the categories")
-        crowd = entry.get("iscrowd", 0)
-        if crowd not in (0, 1):  # True and False compare equal to 1 and 0
-            raise ValueError(f"{source}: {where}: iscrowd is {crowd!r}, expected 0 or 1")
-        rows.append((image_id, cid, bbox, bool(crowd)))
-
+    coco = read_annotations(source, name="ground truth", folder_ok=True)
+    anns = coco.annotations
     return GroundTruth(
-        source=source,
-        image_ids=tuple(image_ids),
-        categories=categories,
-        image_id=np.array([r[0] for r in rows], dtype=np.int64),
-        category_id=np.array([r[1] for r in rows], dtype=np.int64),
-        boxes=xywh_to_xyxy([r[2] for r in rows]),
-        crowd=np.array([r[3] for r in rows], dtype=bool),
+        source=coco.source,
+        image_ids=coco.image_ids,
+        categories=coco.categories,
+        image_id=np.array([a.image_id for a in anns], dtype=np.int64),
+        category_id=np.array([a.category_id for a in anns], dtype=np.int64),
+        boxes=xywh_to_xyxy([a.bbox for a in anns]),
+        crowd=np.array([a.iscrowd for a in anns], dtype=bool),
     )
 
 
@@ -376,55 +150,19 @@ def load_results(source, ground_truth: GroundTruth) -> Detections:
     ``source``: a path to a JSON file, or parsed data: a list of ``{"image_id",
     "category_id", "bbox": [x, y, w, h], "score"}`` (category ids those of the
     ground truth), or an object with such a list under ``annotations`` and,
-    optionally, its own ``categories``, translated to the ground truth's by name.
-    Errors are ``ValueError``\\ s naming the file and the entry (``results[k]``,
-    or ``annotations[k]`` in an object).
+    optionally, its own ``categories``, translated to the ground truth's by name
+    (:func:`~overfeat_scratch.datasets.coco.read_results`). Errors are
+    ``ValueError``\\ s naming the file and the entry (``results[k]``, or
+    ``annotations[k]`` in an object).
     """
-    source, data = _read_source(source, "results", "results", folder_ok=False)
-    translate = None
-    if isinstance(data, dict):
-        entries, name = _list_under(source, data, "annotations"), "annotations"
-        if "categories" in data:
-            by_name = {n: cid for cid, n in ground_truth.categories.items()}
-            translate = {}
-            for cid, cat_name in _read_categories(source, data).items():
-                if cat_name not in by_name:
-                    raise ValueError(
-                        f"{source}: category {cat_name!r} (id {cid}) is not a category of the "
-                        f"ground truth {ground_truth.source}"
-                    )
-                translate[cid] = by_name[cat_name]
-    elif isinstance(data, list):
-        entries, name = data, "results"
-    else:
-        raise ValueError(f"{source}: expected a JSON list of detections, got {type(data).__name__}")
-
-    images = set(ground_truth.image_ids)
-    known = ground_truth.categories if translate is None else translate
-    rows = []
-    for k, entry in enumerate(entries):
-        where = f"{name}[{k}]"
-        image_id = _integer(source, where, entry, "image_id")
-        cid = _integer(source, where, entry, "category_id")
-        bbox = _bbox(source, where, entry)
-        score = _number(source, where, entry, "score")
-        if image_id not in images:
-            raise ValueError(
-                f"{source}: {where}: image_id {image_id} is not among the ground truth's images"
-            )
-        if cid not in known:
-            whose = "the ground truth's" if translate is None else "the file's"
-            raise ValueError(
-                f"{source}: {where}: category_id {cid} is not among {whose} categories"
-            )
-        rows.append((image_id, cid if translate is None else translate[cid], bbox, score))
-
+    coco = read_results(source, ground_truth)
+    rows = coco.results
     return Detections(
-        source=source,
-        image_id=np.array([r[0] for r in rows], dtype=np.int64),
-        category_id=np.array([r[1] for r in rows], dtype=np.int64),
-        boxes=xywh_to_xyxy([r[2] for r in rows]),
-        scores=np.array([r[3] for r in rows], dtype=np.float64),
+        source=coco.source,
+        image_id=np.array([r.image_id for r in rows], dtype=np.int64),
+        category_id=np.array([r.category_id for r in rows], dtype=np.int64),
+        boxes=xywh_to_xyxy([r.bbox for r in rows]),
+        scores=np.array([r.score for r in rows], dtype=np.float64),
     )
 
 
@@ -651,6 +389,11 @@ class DetectionEvaluation:
         }
 
 
+def _class_order(names) -> list:
+    """Names in natural order: numeric names by value ("2" before "10"), then the rest."""
+    return sorted(names, key=lambda s: (0, int(s), s) if s.isdecimal() else (1, 0, s))
+
+
 def _check_thresholds(iou_thresholds) -> tuple:
     try:
         thresholds = tuple(float(t) for t in iou_thresholds)
@@ -748,72 +491,27 @@ def evaluate_detections(
 
 
 # --------------------------------------------------------------------------------------
-# Figures and the command line
+# Figures
 
 
 def plot_pr_curves(result: DetectionEvaluation, path, title: str | None = None) -> Path:
     """Save the precision-recall curves at IoU 0.5 of the classes with ground truth (PNG).
 
-    Each class is drawn twice: its raw precision (thin) and the interpolated
-    precision whose area is its AP (a step line, labelled with AP50).
+    Each class is drawn twice (:func:`~overfeat_scratch.common.plots.save_pr_curves`):
+    its raw precision (thin) and the interpolated precision whose area is its AP (a
+    step line, labelled with AP50).
     """
-    from ..common.plots import new_figure, save_figure
+    from ..common.plots import save_pr_curves
 
-    fig = new_figure(figsize=(6.4, 4.8))
-    ax = fig.subplots()
+    curves = []
     for name in result.scored_classes:
         c = result.per_class[name]
         if c.recall.size == 0:
-            ax.plot([], [], label=f"{name}: AP50 0.000 (no detections)")
-            continue
-        (line,) = ax.plot(c.recall, c.precision, linewidth=0.7, alpha=0.4)
-        envelope = interpolated_precision(c.precision)
-        ax.plot(
-            np.concatenate([[0.0], c.recall]),
-            np.concatenate([[envelope[0]], envelope]),
-            drawstyle="steps-pre",
-            color=line.get_color(),
-            linewidth=1.5,
-            label=f"{name}: AP50 {c.ap50:.3f}",
-        )
-    ax.set_xlim(0, 1.01)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.grid(alpha=0.3)
+            curves.append((f"{name}: AP50 0.000 (no detections)", c.recall, c.precision, None))
+        else:
+            envelope = interpolated_precision(c.precision)
+            curves.append((f"{name}: AP50 {c.ap50:.3f}", c.recall, c.precision, envelope))
     if title is None:
         title = f"precision-recall at IoU 0.5, mAP50 {_or_none(result.map50) or 0:.3f}"
-    ax.set_title(title, fontsize=10)
-    if result.scored_classes:
-        ax.legend(fontsize=7, loc="lower left", ncol=2)
-    fig.tight_layout()
-    save_figure(fig, path)
+    save_pr_curves(curves, path, title)
     return Path(path)
-
-
-def evaluate_detections_main(
-    gt_path,
-    preds_path,
-    as_json: bool,
-    *,
-    plot=None,
-    interpolation: str = "all-point",
-) -> int:
-    """Evaluate a COCO results file against COCO ground truth and print the outcome.
-
-    Prints :meth:`DetectionEvaluation.summary` (or, with ``as_json``, one JSON object:
-    :meth:`DetectionEvaluation.to_json`); ``plot``: also save the precision-recall
-    curves there. Returns 0. Malformed input raises ``ValueError`` (the command
-    line reports it).
-    """
-    result = evaluate_detections(gt_path, preds_path, interpolation=interpolation)
-    if plot:
-        plot_pr_curves(result, plot)
-    if as_json:
-        print(json.dumps(result.to_json()))
-    else:
-        print(f"ground truth {gt_path}, results {preds_path}")
-        print(result.summary())
-        if plot:
-            print(f"precision-recall curves: {plot}")
-    return 0
