@@ -217,9 +217,7 @@ def test_greedy_rule_properties(case):
                 assert iou(*boxes[a], *boxes[b]) <= threshold
     for j in set(range(n)) - kept_set:
         assert any(
-            classes[i] == classes[j]
-            and rank[i] < rank[j]
-            and iou(*boxes[i], *boxes[j]) > threshold
+            classes[i] == classes[j] and rank[i] < rank[j] and iou(*boxes[i], *boxes[j]) > threshold
             for i in kept
         )
 

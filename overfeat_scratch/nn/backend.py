@@ -116,9 +116,7 @@ class Backend:
         """The paper's greedy merge of predicted boxes: a ``MergeResult``."""
         raise NotImplementedError
 
-    def non_max_suppression(
-        self, boxes, scores, classes=None, iou_threshold=0.5, max_output=None
-    ):
+    def non_max_suppression(self, boxes, scores, classes=None, iou_threshold=0.5, max_output=None):
         """Greedy per-class NMS: the kept indices (int64), by descending score."""
         raise NotImplementedError
 

@@ -145,7 +145,5 @@ class CudaBackend(Backend):
     ):
         return merge.merge_cuda(boxes, classes, confidences, threshold, score, average)
 
-    def non_max_suppression(
-        self, boxes, scores, classes=None, iou_threshold=0.5, max_output=None
-    ):
+    def non_max_suppression(self, boxes, scores, classes=None, iou_threshold=0.5, max_output=None):
         return nms.nms(boxes, scores, classes, iou_threshold, max_output)
