@@ -1,34 +1,44 @@
-"""OverFeat from scratch: NumPy and Numba-CUDA, every step of the paper written out."""
+"""OverFeat from scratch: NumPy and Numba-CUDA, every step of the paper written out.
 
-from .nn.backend import available_backends, get_backend, register_backend
-from .nn.layers import (
-    Conv2d,
-    Dropout,
-    Flatten,
-    FullyConnected,
-    Layer,
-    Linear,
-    MaxPool2d,
-    ReLU,
-    Sequential,
-)
-from .nn.networks import build_from_specs, build_network
+The names below are the package's front door (``from overfeat_scratch import
+Conv2d, build_network``). They are imported on first use, so that the command line
+starts without loading the networks it may not need.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Conv2d",
-    "Dropout",
-    "Flatten",
-    "FullyConnected",
-    "Layer",
-    "Linear",
-    "MaxPool2d",
-    "ReLU",
-    "Sequential",
-    "available_backends",
-    "build_from_specs",
-    "build_network",
-    "get_backend",
-    "register_backend",
-]
+# name -> the module that defines it
+_EXPORTS = {
+    "Conv2d": "nn.layers",
+    "Dropout": "nn.layers",
+    "Flatten": "nn.layers",
+    "FullyConnected": "nn.layers",
+    "Layer": "nn.layers",
+    "Linear": "nn.layers",
+    "MaxPool2d": "nn.layers",
+    "ReLU": "nn.layers",
+    "Sequential": "nn.layers",
+    "available_backends": "nn.backend",
+    "get_backend": "nn.backend",
+    "register_backend": "nn.backend",
+    "build_from_specs": "nn.networks",
+    "build_network": "nn.networks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # once found, a plain attribute
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

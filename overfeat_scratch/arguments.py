@@ -20,6 +20,8 @@ import math
 import os
 from pathlib import Path
 
+from .common.checks import InputError
+
 # Seeds go to NumPy's generators and into 32-bit kernel seeds.
 MAX_SEED = 2**32 - 1
 
@@ -112,7 +114,7 @@ def check_not_input(path, flag: str, inputs=()) -> None:
             continue
         source = _resolved(given)
         if _inside(target, source) or _inside(source, target):
-            raise ValueError(
+            raise InputError(
                 f"{flag} {path}: would write into the input {given}; outputs never go into, "
                 "over or around an input: choose another path"
             )
@@ -132,26 +134,26 @@ def check_output(
     """
     path = Path(path)
     if suffix is not None and path.suffix.lower() != suffix:
-        raise ValueError(f"{flag} {path}: expected a {suffix} file name, got {path.name!r}")
+        raise InputError(f"{flag} {path}: expected a {suffix} file name, got {path.name!r}")
     check_not_input(path, flag, inputs)
     for parent in _resolved(path).parents:
         if parent.exists():
             if not parent.is_dir():
-                raise ValueError(f"{flag} {path}: {parent} is a file, not a folder")
+                raise InputError(f"{flag} {path}: {parent} is a file, not a folder")
             break
     if folder:
         if path.exists() and not path.is_dir():
-            raise ValueError(f"{flag} {path}: exists and is not a folder; expected a folder")
+            raise InputError(f"{flag} {path}: exists and is not a folder; expected a folder")
         if path.is_dir() and any(path.iterdir()) and not overwrite:
-            raise ValueError(
+            raise InputError(
                 f"{flag} {path}: the folder is not empty; choose a new folder, or pass "
                 "--overwrite to write over what is there"
             )
     else:
         if path.is_dir():
-            raise ValueError(f"{flag} {path}: is a folder; expected a file name")
+            raise InputError(f"{flag} {path}: is a folder; expected a file name")
         if path.exists() and not overwrite:
-            raise ValueError(
+            raise InputError(
                 f"{flag} {path}: already exists; choose a new name, or pass --overwrite to "
                 "replace it"
             )

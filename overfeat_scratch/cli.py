@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -21,12 +21,15 @@ from .arguments import (
     score,
     seed,
 )
-from .common.checks import check_finite
+from .common.checks import InputError, check_finite
 from .nn import paper
-from .nn.dense import MEMORY_LIMIT_GIB
 
 # The largest canvas side of generated scenes (a canvas is held whole in memory).
 MAX_CANVAS = 4096
+# The memory a command lets one dense evaluation take, in GiB, unless told otherwise
+# (--max-memory): above it the command refuses before it starts, with the estimate
+# (nn.dense.dense_memory) and how to bring it down.
+MEMORY_LIMIT_GIB = 4.0
 
 
 def cmd_summary(args) -> int:
@@ -58,7 +61,7 @@ def read_names(path, count: int) -> list[str]:
     with open(path, encoding="utf-8") as f:
         names = [line.strip() for line in f if line.strip()]
     if len(names) != count:
-        raise ValueError(f"names file {path}: expected {count} class names, found {len(names)}")
+        raise InputError(f"names file {path}: expected {count} class names, found {len(names)}")
     return names
 
 
@@ -71,7 +74,7 @@ def parse_scales(text: str) -> list:
         except ValueError:
             sizes = []
         if len(sizes) not in (1, 2) or min(sizes) < 1:
-            raise ValueError(f"--scales: expected sizes like 245 or 281x317, got {value!r}")
+            raise InputError(f"--scales: expected sizes like 245 or 281x317, got {value!r}")
         scales.append(sizes[0] if len(sizes) == 1 else tuple(sizes))
     return scales
 
@@ -192,13 +195,13 @@ def check_scenes(args) -> None:
     for low, high in (("min_size", "max_size"), ("min_digits", "max_digits")):
         if getattr(args, low) > getattr(args, high):
             flags = [f"--{name.replace('_', '-')}" for name in (low, high)]
-            raise ValueError(
+            raise InputError(
                 f"{flags[0]} {getattr(args, low)} is larger than {flags[1]} "
                 f"{getattr(args, high)}; expected {flags[0]} <= {flags[1]}"
             )
     smallest = (TRAINING_RANGES if args.varied else SceneConfig()).min_digit_height
     if args.min_size < smallest:
-        raise ValueError(
+        raise InputError(
             f"--min-size {args.min_size}: every canvas must hold the smallest digit, "
             f"{smallest} pixels tall; expected --min-size >= {smallest}"
         )
@@ -274,7 +277,7 @@ def check_run(args, inputs=()) -> None:
     resumed = False
     if args.resume:
         if not Path(args.resume).is_file():
-            raise ValueError(f"--resume {args.resume}: no such checkpoint file")
+            raise InputError(f"--resume {args.resume}: no such checkpoint file")
         resumed = Path(args.resume).resolve().parent == Path(args.out).resolve()
     check_output(
         args.out,
@@ -295,7 +298,7 @@ def resume_run(path, changes: dict, backend, expected=None, objective="classific
 
     net, meta, velocity = load_checkpoint(path, expected, backend=backend)
     if meta.get("objective", "classification") != objective:
-        raise ValueError(
+        raise InputError(
             f"--resume {path}: a {meta.get('objective', 'classification')} checkpoint, "
             f"expected {objective}"
         )
@@ -306,7 +309,7 @@ def resume_run(path, changes: dict, backend, expected=None, objective="classific
             if "epochs" in changes
             else f"its config's {config.epochs} epochs"
         )
-        raise ValueError(
+        raise InputError(
             f"--resume {path}: the checkpoint is already at epoch {meta['epoch']}, so "
             f"{asked} leaves nothing to train; expected --epochs above {meta['epoch']}"
         )
@@ -315,7 +318,7 @@ def resume_run(path, changes: dict, backend, expected=None, objective="classific
 
 def check_train(args) -> None:
     if args.model != "mini":
-        raise ValueError(
+        raise InputError(
             f"--model {args.model}: only the mini digit network trains here; the paper's "
             "networks need ImageNet, which this package does not fetch"
         )
@@ -365,16 +368,21 @@ def cmd_train(args) -> int:
     return 0
 
 
-def check_evaluate(args) -> None:
+def check_plot(args, inputs) -> None:
+    """``--plot``, if given, names a new PNG file that overwrites none of ``inputs``."""
     if args.plot:
         check_output(
             args.plot,
             "--plot",
             folder=False,
             overwrite=args.overwrite,
-            inputs=[args.checkpoint],
+            inputs=inputs,
             suffix=".png",
         )
+
+
+def check_evaluate(args) -> None:
+    check_plot(args, [args.checkpoint])
 
 
 def cmd_evaluate(args) -> int:
@@ -439,7 +447,7 @@ def load_classifier(path, backend, default="mini"):
     else:
         net, meta, _ = load_checkpoint(path, backend=backend)
     if net.name not in ("mini", "mini-detector"):
-        raise ValueError(f"checkpoint {path}: holds {net.name!r}, expected mini or mini-detector")
+        raise InputError(f"checkpoint {path}: holds {net.name!r}, expected mini or mini-detector")
     return net.eval(), path
 
 
@@ -480,81 +488,120 @@ def check_scene_training(args) -> None:
     check_run(args, [args.checkpoint])
 
 
-def cmd_train_regressor(args) -> int:
-    from .datasets.mnist import data_checksum
-    from .datasets.scenes import scene_config_from_record, scene_config_record
-    from .detect.localize import (
-        REGRESSOR_CONFIG,
-        build_regressor,
-        input_record,
-        input_settings,
-        regression_examples,
-        single_digit_config,
-        train_regressor,
-    )
-    from .nn.train import load_extra_network
+@dataclass
+class SceneRun:
+    """What a run trained on scenes (train-regressor, train-detector) starts from: the
+    network, its config, the state to resume (or None), the classifier checkpoint it
+    builds on, its input (normalised or raw, at which scales) and its scenes."""
 
-    changes = config_changes(args)
-    if args.resume:
-        regressor, meta, config, resume = resume_run(
-            args.resume, changes, args.backend, objective="box-regression"
-        )
-        classifier, _ = load_extra_network(args.resume, "classifier", backend=args.backend)
-        classifier.eval()
-        shared = regressor.name == "mini-regressor-shared"
-        source = meta.get("classifier_checkpoint", "?")
-        normalize, factors = input_settings(meta, args.resume)
-        scene_config = scene_config_from_record(meta.get("scene_config"))
-    else:
-        classifier, source = load_classifier(args.checkpoint, args.backend, "detector")
-        normalize, factors = classifier_input(source)
-        config = replace(REGRESSOR_CONFIG, **changes)
-        shared = args.shared
-        regressor = build_regressor(not shared, seed=config.seed, backend=args.backend)
-        resume = None
-        scene_config = single_digit_config(training_scenes(args))
-    kind = "shared" if shared else "class-specific"
-    print(
-        f"regressor ({kind}) on the pooled features of {source}: windows from "
-        f"{args.scenes} single-digit training scenes (seed {args.scene_seed}), "
-        f"{config.epochs} epochs, writing {args.out}"
+    net: object
+    config: object
+    resume: dict | None
+    source: str
+    normalize: bool
+    factors: tuple
+    scene_config: object
+
+
+def resume_scene_run(args, expected, objective: str) -> tuple[SceneRun, dict]:
+    """``(run, the checkpoint's record)`` to continue ``--resume``: everything as the
+    run started it."""
+    from .datasets.scenes import scene_config_from_record
+    from .detect.localize import input_settings
+
+    net, meta, config, resume = resume_run(
+        args.resume, config_changes(args), args.backend, expected, objective
     )
-    train_data, test_data = scene_datasets(
-        args,
-        lambda scenes, seed: regression_examples(
-            classifier,
-            scenes,
-            factors=factors,
-            per_scale=args.per_scale,
-            seed=seed,
-            progress=not args.quiet,
-            normalize=normalize,
-        ),
-        "windows",
-        scene_config,
-    )
+    normalize, factors = input_settings(meta, args.resume)
+    scene_config = scene_config_from_record(meta.get("scene_config"))
+    source = meta.get("classifier_checkpoint", "?")
+    return SceneRun(net, config, resume, source, normalize, factors, scene_config), meta
+
+
+def train_on_scenes(
+    args, run: SceneRun, objective, make, what: str, extra=None, scenes=None, networks=None
+):
+    """Make the training and test data with ``make(scenes, seed)`` from the run's scenes,
+    then train ``run.net`` with ``objective``; every checkpoint records the run's input,
+    scenes (and ``scenes``, more about them) and classifier (and ``extra``), and stores
+    ``networks`` beside the net."""
+    from .datasets.mnist import data_checksum
+    from .datasets.scenes import scene_config_record
+    from .detect.localize import input_record
+    from .nn.train import train
+
+    train_data, test_data = scene_datasets(args, make, what, run.scene_config)
     meta = {
-        **input_record(normalize, factors),
-        "scene_config": scene_config_record(scene_config),
-        "classifier_checkpoint": str(source),
+        **input_record(run.normalize, run.factors),
+        "scene_config": scene_config_record(run.scene_config),
+        "classifier_checkpoint": str(run.source),
         "scenes": {
             "train": args.scenes,
             "test": args.test_scenes,
             "seed": args.scene_seed,
-            "per_scale": args.per_scale,
+            **(scenes or {}),
         },
+        **(extra or {}),
     }
-    result = train_regressor(
-        classifier,
+    return train(
+        run.net,
+        run.config,
         train_data,
         test_data,
-        class_specific=not shared,
-        config=config,
         out_dir=args.out,
+        resume=run.resume,
+        data_checksum=data_checksum("train"),
         progress=not args.quiet,
-        meta=dict(meta, data_checksum=data_checksum("train")),
-        resume=resume,
-        regressor=regressor,
+        objective=objective,
+        extra_networks=networks,
+        meta=meta,
+    )
+
+
+def cmd_train_regressor(args) -> int:
+    from .detect.localize import (
+        REGRESSOR_CONFIG,
+        BoxRegression,
+        build_regressor,
+        regression_examples,
+        single_digit_config,
+    )
+    from .nn.train import load_extra_network
+
+    if args.resume:
+        run, _ = resume_scene_run(args, None, BoxRegression.name)
+        classifier, _ = load_extra_network(args.resume, "classifier", backend=args.backend)
+        classifier.eval()
+        shared = run.net.name == "mini-regressor-shared"
+    else:
+        classifier, source = load_classifier(args.checkpoint, args.backend, "detector")
+        config = replace(REGRESSOR_CONFIG, **config_changes(args))
+        shared = args.shared
+        regressor = build_regressor(not shared, seed=config.seed, backend=args.backend)
+        scene_config = single_digit_config(training_scenes(args))
+        run = SceneRun(regressor, config, None, source, *classifier_input(source), scene_config)
+    kind = "shared" if shared else "class-specific"
+    print(
+        f"regressor ({kind}) on the pooled features of {run.source}: windows from "
+        f"{args.scenes} single-digit training scenes (seed {args.scene_seed}), "
+        f"{run.config.epochs} epochs, writing {args.out}"
+    )
+    result = train_on_scenes(
+        args,
+        run,
+        BoxRegression(class_specific=not shared),
+        lambda scenes, seed: regression_examples(
+            classifier,
+            scenes,
+            factors=run.factors,
+            per_scale=args.per_scale,
+            seed=seed,
+            progress=not args.quiet,
+            normalize=run.normalize,
+        ),
+        "windows",
+        scenes={"per_scale": args.per_scale},
+        networks={"classifier": classifier},
     )
     last = result.history[-1]
     print(
@@ -572,11 +619,11 @@ def localize_settings(args):
         try:
             factors = tuple(float(v) for v in args.factors.split(","))
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"--factors: expected numbers like 1,0.5, got {args.factors!r}"
             ) from None
         if not all(0 < f <= 4 for f in factors):
-            raise ValueError(f"--factors: expected factors in (0, 4], got {args.factors!r}")
+            raise InputError(f"--factors: expected factors in (0, 4], got {args.factors!r}")
     elif args.scales is not None:
         factors = tuple(SCALE_FACTORS[i] for i in SCALE_SETS[args.scales])
     else:
@@ -603,12 +650,12 @@ def read_inputs(path):
     path = Path(path)
     if path.is_dir():
         if not (path / ANNOTATIONS_FILE).is_file():
-            raise ValueError(
+            raise InputError(
                 f"{path}: a folder must be a COCO scene folder with {ANNOTATIONS_FILE}"
             )
         images, annotations, classes = read_coco(path)
         if not images:
-            raise ValueError(
+            raise InputError(
                 f"{path / ANNOTATIONS_FILE}: lists no images; expected at least one under 'images'"
             )
         return images, classes, annotations
@@ -683,7 +730,7 @@ def check_drawings(args, items) -> None:
     for _, name, _ in items:
         stem = Path(name).stem
         if stem in seen:
-            raise ValueError(
+            raise InputError(
                 f"--draw {args.draw}: images {seen[stem]!r} and {name!r} would both be drawn "
                 f"to {stem}.png; draw them from folders whose file names differ"
             )
@@ -794,71 +841,48 @@ def cmd_localize(args) -> int:
 
 
 def cmd_train_detector(args) -> int:
-    from .datasets.mnist import data_checksum
-    from .datasets.scenes import scene_config_from_record, scene_config_record
     from .detect.detection import (
         DETECTOR_CONFIG,
+        MinedDetection,
         detection_patches,
         detector_from_classifier,
-        train_detector,
     )
-    from .detect.localize import input_record, input_settings
     from .detect.pyramid import SCALE_FACTORS, WIDE_SCALE_FACTORS
 
-    changes = config_changes(args)
     if args.resume:
-        detector, meta, config, resume = resume_run(
-            args.resume, changes, args.backend, "mini-detector", objective="detection"
-        )
-        source = meta.get("classifier_checkpoint", "?")
+        run, meta = resume_scene_run(args, "mini-detector", MinedDetection.name)
         mining = meta.get("mining", True)
-        normalize = input_settings(meta, args.resume)[0]
-        scene_config = scene_config_from_record(meta.get("scene_config"))
     else:
         classifier, source = load_classifier(args.checkpoint, args.backend)
         if classifier.name != "mini":
-            raise ValueError(
+            raise InputError(
                 f"train-detector: starts from a mini checkpoint, got {classifier.name}"
             )
-        config = replace(DETECTOR_CONFIG, **changes)
+        config = replace(DETECTOR_CONFIG, **config_changes(args))
         detector = detector_from_classifier(classifier, seed=config.seed)
-        resume = None
         mining = not args.no_mining
         normalize = not args.plain_scenes
-        scene_config = training_scenes(args)
-    # Varied scenes hold digits up to 96 pixels tall: they need the eight scales.
-    factors = WIDE_SCALE_FACTORS if normalize else SCALE_FACTORS
+        # Varied scenes hold digits up to 96 pixels tall: they need the eight scales.
+        factors = WIDE_SCALE_FACTORS if normalize else SCALE_FACTORS
+        run = SceneRun(detector, config, None, source, normalize, factors, training_scenes(args))
     print(
-        f"mini-detector from {source}: patches of {args.scenes} training scenes "
-        f"(seed {args.scene_seed}), {config.epochs} epochs, "
+        f"mini-detector from {run.source}: patches of {args.scenes} training scenes "
+        f"(seed {args.scene_seed}), {run.config.epochs} epochs, "
         f"{'mined' if mining else 'random'} negatives, writing {args.out}"
     )
-    train_data, test_data = scene_datasets(
+    result = train_on_scenes(
         args,
+        run,
+        MinedDetection(mining=mining, seed=run.config.seed),
         lambda scenes, seed: detection_patches(
-            scenes, seed=seed, factors=factors, progress=not args.quiet, normalize=normalize
+            scenes,
+            seed=seed,
+            factors=run.factors,
+            progress=not args.quiet,
+            normalize=run.normalize,
         ),
         "patches",
-        scene_config,
-    )
-    meta = {
-        **input_record(normalize, factors),
-        "scene_config": scene_config_record(scene_config),
-        "classifier_checkpoint": str(source),
-        "scenes": {"train": args.scenes, "test": args.test_scenes, "seed": args.scene_seed},
-        "mining": mining,
-    }
-    result = train_detector(
-        detector,
-        train_data,
-        test_data,
-        config=config,
-        mining=mining,
-        out_dir=args.out,
-        progress=not args.quiet,
-        meta=meta,
-        resume=resume,
-        data_checksum=data_checksum("train"),
+        extra={"mining": mining},
     )
     last = result.history[-1]
     print(
@@ -908,15 +932,7 @@ def cmd_detect(args) -> int:
 
 
 def check_evaluate_detections(args) -> None:
-    if args.plot:
-        check_output(
-            args.plot,
-            "--plot",
-            folder=False,
-            overwrite=args.overwrite,
-            inputs=[args.ground_truth, args.predictions],
-            suffix=".png",
-        )
+    check_plot(args, [args.ground_truth, args.predictions])
 
 
 def cmd_evaluate_detections(args) -> int:
@@ -996,6 +1012,40 @@ def add_size_arguments(p) -> None:
 
 
 OVERWRITE_RUN_HELP = "write into a non-empty --out folder (the checkpoint and logs are replaced)"
+
+
+def add_backend(p) -> None:
+    p.add_argument(
+        "--backend",
+        default="numpy",
+        help="numpy (default) or cuda: where the networks, the merge and NMS run",
+    )
+
+
+def add_run_arguments(p, out: str, config: str, seed_help: str | None = None) -> None:
+    """The flags of a training command: epochs, where it writes, resuming, the seed."""
+    p.add_argument("--epochs", type=positive, help=f"default: the {config} config's")
+    p.add_argument("--out", default=out, help="checkpoint, logs and curves go here")
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_RUN_HELP)
+    p.add_argument("--seed", type=seed, help=seed_help)
+
+
+def add_scene_arguments(p, scenes: int, test_scenes: int, first_seed: int, kind: str) -> None:
+    """How many scenes a scene-trained run makes, and from which seed."""
+    p.add_argument("--scenes", type=positive, default=scenes, help=f"{kind} training scenes")
+    p.add_argument(
+        "--test-scenes", type=positive, default=test_scenes, help="held-out scenes for test error"
+    )
+    p.add_argument(
+        "--scene-seed", type=scene_seed, default=first_seed, help="seed of the generated scenes"
+    )
+
+
+def add_quiet(p) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 # The test scenes of a scene-trained run use the next seed.
 scene_seed = integer(0, MAX_SEED - 1)
 
@@ -1006,8 +1056,7 @@ PLAIN_SCENES_HELP = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .detect.detection import detect_merge_settings
-    from .detect.localize import MergeSettings
+    from .detect.settings import MergeSettings, detect_merge_settings
 
     parser = Parser(
         prog="overfeat-scratch",
@@ -1043,7 +1092,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse scales estimated to need more memory than this "
         f"(default {MEMORY_LIMIT_GIB:g} GiB)",
     )
-    p.add_argument("--backend", default="numpy")
+    add_backend(p)
     p.add_argument("image")
     p.set_defaults(func=cmd_classify, check=check_classify)
 
@@ -1054,7 +1103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .npy file, (C, H', W') float32")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     add_size_arguments(p)
-    p.add_argument("--backend", default="numpy")
+    add_backend(p)
     p.add_argument("image")
     p.set_defaults(func=cmd_dense, check=check_dense)
 
@@ -1086,15 +1135,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train the mini network on MNIST (momentum SGD)")
     p.add_argument("--model", default="mini", help="mini (the paper's networks need ImageNet)")
-    p.add_argument("--epochs", type=positive, help="default: the mini config's")
-    p.add_argument("--out", default="runs/mini", help="checkpoint, logs and curves go here")
-    p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint")
-    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_RUN_HELP)
-    p.add_argument("--seed", type=seed)
+    add_run_arguments(p, "runs/mini", "mini")
     p.add_argument("--batch-size", type=positive, help="default: the mini config's")
     p.add_argument("--limit", type=positive, help="train on the first N digits only (quick runs)")
-    p.add_argument("--backend", default="numpy")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_backend(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_train, check=check_train)
 
     p = sub.add_parser("evaluate", help="test error of mini on the MNIST test set")
@@ -1103,7 +1148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="PNG", help="save the confusion matrix here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
     p.add_argument("--limit", type=positive, help="the first N test digits only")
-    p.add_argument("--backend", default="numpy")
+    add_backend(p)
     p.set_defaults(func=cmd_evaluate, check=check_evaluate)
 
     p = sub.add_parser("train-regressor", help="train mini's box regressor on digit scenes")
@@ -1113,20 +1158,12 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint's (default: the shipped detector)",
     )
     p.add_argument("--shared", action="store_true", help="one box for all classes")
-    p.add_argument("--epochs", type=positive, help="default: the regressor config's")
-    p.add_argument("--out", default="runs/regressor", help="checkpoint, logs and curves go here")
-    p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint")
-    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_RUN_HELP)
-    p.add_argument("--seed", type=seed, help="initialisation and batch order")
-    p.add_argument("--scenes", type=positive, default=4000, help="single-digit training scenes")
-    p.add_argument(
-        "--test-scenes", type=positive, default=500, help="held-out scenes for test error"
-    )
-    p.add_argument("--scene-seed", type=scene_seed, default=1, help="seed of the generated scenes")
+    add_run_arguments(p, "runs/regressor", "regressor", "initialisation and batch order")
+    add_scene_arguments(p, 4000, 500, 1, "single-digit")
     p.add_argument("--per-scale", type=positive, default=8, help="windows per scene and scale")
     p.add_argument("--plain-scenes", action="store_true", help=PLAIN_SCENES_HELP)
-    p.add_argument("--backend", default="numpy")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_backend(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_train_regressor, check=check_scene_training)
 
     p = sub.add_parser("localize", help="classify and box the digits of images (the merge)")
@@ -1135,30 +1172,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="JSON", help="write the boxes in the COCO results format")
     p.add_argument("--draw", metavar="DIR", help="draw the boxes on each image into DIR")
     add_merge_arguments(p, MergeSettings())
-    p.add_argument("--backend", default="numpy")
+    add_backend(p)
     p.add_argument("input", metavar="IMAGE_OR_DIR", help="an image, or a COCO scene folder")
     p.set_defaults(func=cmd_localize, check=check_image_outputs)
 
     p = sub.add_parser("train-detector", help="fine-tune mini with a background class on scenes")
     p.add_argument("--checkpoint", help="the classifier to start from (default: shipped mini)")
-    p.add_argument("--epochs", type=positive, help="default: the detector config's")
-    p.add_argument("--out", default="runs/detector", help="checkpoint, logs and curves go here")
-    p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its checkpoint")
-    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_RUN_HELP)
-    p.add_argument("--seed", type=seed, help="initialisation, batch order and negatives")
-    p.add_argument("--scenes", type=positive, default=24000, help="multi-digit training scenes")
-    p.add_argument(
-        "--test-scenes", type=positive, default=300, help="held-out scenes for test error"
-    )
-    p.add_argument("--scene-seed", type=scene_seed, default=11, help="seed of the generated scenes")
+    add_run_arguments(p, "runs/detector", "detector", "initialisation, batch order and negatives")
+    add_scene_arguments(p, 24000, 300, 11, "multi-digit")
     p.add_argument("--no-mining", action="store_true", help="random negatives only (ablation)")
     p.add_argument(
         "--plain-scenes",
         action="store_true",
         help=PLAIN_SCENES_HELP + "; and raw input, not normalised",
     )
-    p.add_argument("--backend", default="numpy")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_backend(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_train_detector, check=check_scene_training)
 
     p = sub.add_parser("detect", help="find every digit in images (merge or NMS)")
@@ -1178,7 +1207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", type=count, default=10, help="detections printed per image")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     add_merge_arguments(p, detect_merge_settings())
-    p.add_argument("--backend", default="numpy")
+    add_backend(p)
     p.add_argument("input", metavar="IMAGE_OR_DIR", help="an image, or a COCO scene folder")
     p.set_defaults(func=cmd_detect, check=check_image_outputs)
 
@@ -1191,7 +1220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate_detections, check=check_evaluate_detections)
 
     p = sub.add_parser("demo", help="the main job: mini on digits and a scene, the paper networks")
-    p.add_argument("--backend", default="numpy", help="numpy (default) or cuda")
+    add_backend(p)
     p.add_argument("--repeats", type=positive, default=3, help="timed forward passes")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", default="out/demo", help="figures go here")
@@ -1207,7 +1236,10 @@ def main(argv: list[str] | None = None) -> int:
     malformed file, an image too large for the memory limit) is status 2 and one
     line on stderr naming what was wrong and what was expected; nothing has been
     written by then, unless the problem is found in the middle of the work (a loss
-    that turns NaN).
+    that turns NaN). Bad input is what the package's checks raise
+    (:class:`~overfeat_scratch.common.checks.InputError`), a file that cannot be
+    read or written (``OSError``) and running out of memory. Any other exception is
+    a bug, and shows its traceback.
     """
     try:
         args = build_parser().parse_args(argv)
@@ -1219,7 +1251,7 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError as error:
         print(f"overfeat-scratch {args.command}: error: out of memory: {error}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError, RuntimeError, OSError) as error:
+    except (InputError, OSError) as error:
         print(f"overfeat-scratch {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -76,6 +76,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .common.checks import InputError, InputTypeError
+
 # --------------------------------------------------------------------------------------
 # The SM limits of each target: the one place they are written down.
 #
@@ -231,7 +233,7 @@ def kernel_identity(fn) -> dict:
     params = {}
     for name in inspect.signature(factory).parameters:
         if name not in cells:
-            raise ValueError(
+            raise InputError(
                 f"{module}.{qualname}: the factory parameter {name!r} is not in the "
                 "kernel's closure, so the launch does not say which kernel it was"
             )
@@ -637,7 +639,7 @@ def parse_ptxas(text: str) -> dict:
             if m := _PTXAS_BARRIERS.search(line):
                 out["barriers"] = int(m.group(1))
     if out["registers"] is None:
-        raise ValueError(f"no 'Used N registers' line in ptxas output:\n{text}")
+        raise InputError(f"no 'Used N registers' line in ptxas output:\n{text}")
     return out
 
 
@@ -909,7 +911,7 @@ def type_record(numba_type) -> dict:
         return {"tuple": type_record(numba_type.dtype), "count": numba_type.count}
     if isinstance(numba_type, types.Boolean | types.Integer | types.Float):
         return {"scalar": str(numba_type)}
-    raise TypeError(f"type_record: no JSON form for the kernel argument type {numba_type}")
+    raise InputTypeError(f"type_record: no JSON form for the kernel argument type {numba_type}")
 
 
 def type_from_record(record: dict):
@@ -919,7 +921,7 @@ def type_from_record(record: dict):
     def scalar(name):
         value = getattr(types, "boolean" if name == "bool" else name, None)
         if not isinstance(value, types.Boolean | types.Integer | types.Float):
-            raise ValueError(f"type_from_record: unknown scalar type {name!r}")
+            raise InputError(f"type_from_record: unknown scalar type {name!r}")
         return value
 
     if "array" in record:
@@ -930,7 +932,7 @@ def type_from_record(record: dict):
         return types.UniTuple(type_from_record(record["tuple"]), record["count"])
     if "scalar" in record:
         return scalar(record["scalar"])
-    raise ValueError(f"type_from_record: unknown type record {record!r}")
+    raise InputError(f"type_from_record: unknown type record {record!r}")
 
 
 def main(argv=None):

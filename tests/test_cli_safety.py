@@ -10,6 +10,7 @@ from checkpoints import with_metadata
 from PIL import Image
 
 from overfeat_scratch.cli import main
+from overfeat_scratch.common.checks import InputError, InputTypeError
 from overfeat_scratch.datasets.scenes import generate_scenes, write_coco
 from overfeat_scratch.detect.detection import detector_from_classifier
 from overfeat_scratch.detect.localize import build_regressor, input_record, single_digit_config
@@ -394,3 +395,40 @@ def test_two_images_drawn_to_one_file_are_refused(work, tmp_path, capsys):
     (folder / "annotations.json").write_text(json.dumps(data))
     code, _, err = run(capsys, *localize_args(work, folder, "--draw", tmp_path / "d"))
     assert code == 2 and "would both be drawn to 000001.png" in err
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        KeyError("a bug"),
+        TypeError("a bug"),
+        ValueError("a bug deep inside NumPy"),
+        RuntimeError("x"),
+    ],
+)
+def test_a_bug_shows_its_traceback_instead_of_a_bad_input_message(monkeypatch, error):
+    """Only the package's own bad-input errors and OSError become status 2; anything else
+    is a bug, and main lets it through with its traceback."""
+    import overfeat_scratch.cli as cli
+
+    def broken(args):
+        raise error
+
+    monkeypatch.setattr(cli, "cmd_summary", broken)
+    with pytest.raises(type(error), match=str(error)):
+        cli.main(["summary", "fast"])
+
+
+@pytest.mark.parametrize(
+    "error",
+    [InputError("wrong shape"), InputTypeError("not a number"), FileNotFoundError("no such file")],
+)
+def test_bad_input_is_status_2_and_one_line(monkeypatch, capsys, error):
+    import overfeat_scratch.cli as cli
+
+    def refuses(args):
+        raise error
+
+    monkeypatch.setattr(cli, "cmd_summary", refuses)
+    assert cli.main(["summary", "fast"]) == 2
+    assert capsys.readouterr().err == f"overfeat-scratch summary: error: {error}\n"

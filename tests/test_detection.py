@@ -12,7 +12,6 @@ from overfeat_scratch.detect.detection import (
     detection_patches,
     detection_window_errors,
     detector_from_classifier,
-    train_detector,
     window_labels,
 )
 from overfeat_scratch.detect.localize import Localizer, MergeSettings, build_regressor
@@ -20,7 +19,7 @@ from overfeat_scratch.detect.pyramid import scene_input
 from overfeat_scratch.nn.backend import get_backend
 from overfeat_scratch.nn.dense import softmax
 from overfeat_scratch.nn.networks import build_network
-from overfeat_scratch.nn.train import TrainConfig, load_checkpoint, resume_state
+from overfeat_scratch.nn.train import TrainConfig, load_checkpoint, resume_state, train
 
 
 def test_window_labels_hand_cases():
@@ -152,30 +151,20 @@ def test_detector_training_resumes_exactly(tmp_path):
     scenes = [scene_with_digit(s) for s in range(4)]
     data = detection_patches(scenes, seed=0, per_scene=2)
     mini = build_network("mini", seed=3)
-    full = train_detector(
-        detector_from_classifier(mini),
-        data,
-        data,
-        CONFIG,
-        log=None,
-        progress=False,
-        out_dir=tmp_path / "full",
-    )
+
+    def train_detector(net, config, **kwargs):
+        objective = MinedDetection(seed=config.seed)
+        return train(
+            net, config, data, data, log=None, progress=False, objective=objective, **kwargs
+        )
+
+    full = train_detector(detector_from_classifier(mini), CONFIG, out_dir=tmp_path / "full")
     assert {"train_error", "test_error", "train_loss"} <= set(full.history[0])
-    one = train_detector(
-        detector_from_classifier(mini),
-        data,
-        data,
-        TrainConfig(**{**CONFIG.__dict__, "epochs": 1}),
-        log=None,
-        progress=False,
-        out_dir=tmp_path / "one",
-    )
+    one_epoch = TrainConfig(**{**CONFIG.__dict__, "epochs": 1})
+    one = train_detector(detector_from_classifier(mini), one_epoch, out_dir=tmp_path / "one")
     net, meta, velocity = load_checkpoint(one.checkpoint, "mini-detector")
     assert meta["objective"] == "detection"
-    resumed = train_detector(
-        net, data, data, CONFIG, log=None, progress=False, resume=resume_state(meta, velocity)
-    )
+    resumed = train_detector(net, CONFIG, resume=resume_state(meta, velocity))
     for a, b in zip(full.net.state_dict().values(), resumed.net.state_dict().values(), strict=True):
         np.testing.assert_array_equal(a, b)
     errors = detection_window_errors(full.net, *data)

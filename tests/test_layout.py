@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import overfeat_scratch
 
 PACKAGE = Path(overfeat_scratch.__file__).parent
@@ -101,3 +103,26 @@ def test_the_checker_resolves_and_ranks_imports():
     ops = rank("overfeat_scratch.ops.conv")
     assert [rank(m) > ops for _, m in found] == [True, False, False, True]
     assert rank("overfeat_scratch.cli") > rank("overfeat_scratch.detect.localize")
+
+
+def test_the_command_line_builds_its_parser_without_the_networks():
+    """``overfeat-scratch --help`` (and every command's parsing) loads neither Numba nor
+    the networks: the package's front door imports its names on first use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from overfeat_scratch.cli import build_parser; build_parser(); "
+        "print('numba' in sys.modules, 'overfeat_scratch.nn.layers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_the_front_door_names_resolve():
+    from overfeat_scratch.nn.layers import Conv2d
+
+    assert overfeat_scratch.Conv2d is Conv2d
+    assert set(overfeat_scratch.__all__) <= set(dir(overfeat_scratch))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        overfeat_scratch.no_such_name  # noqa: B018

@@ -12,7 +12,27 @@ import numpy as np
 FLOAT_DTYPES = (np.float32, np.float64)
 
 
-class NonFiniteError(ValueError):
+class InputError(ValueError):
+    """Bad input: an argument, an array or a file that is not what was expected.
+
+    Every check of the package raises it (or a subclass), with a message naming what
+    was wrong and what was expected. It is a ``ValueError``, so code that catches
+    ``ValueError`` keeps working; the command line catches exactly this (and
+    ``OSError``) and shows any other exception, a bug, with its traceback.
+    """
+
+
+class InputTypeError(InputError, TypeError):
+    """Bad input of the wrong type (a string where a number belongs, a dtype that is
+    not a float): a ``TypeError`` as well."""
+
+
+class NotAvailableError(InputError, RuntimeError):
+    """Something asked for that this machine cannot give (the CUDA backend without a GPU
+    or the simulator): a ``RuntimeError`` as well."""
+
+
+class NonFiniteError(InputError):
     """A NaN or an infinity where a result (a score, a loss, a parameter) must be finite."""
 
 
@@ -47,15 +67,15 @@ def check_float_array(x, name: str, ndim: int | None = None, finite: bool = Fals
     wrong rank or (when ``finite``) NaN or infinite values. Returns ``x``.
     """
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise TypeError(f"{name}: expected an array, got {describe(x)}")
+        raise InputTypeError(f"{name}: expected an array, got {describe(x)}")
     if np.dtype(x.dtype) not in FLOAT_DTYPES:
-        raise TypeError(
+        raise InputTypeError(
             f"{name}: expected a float32 or float64 array, got dtype {x.dtype}; "
             "convert it first, e.g. x.astype(np.float32)"
         )
     if ndim is not None and len(x.shape) != ndim:
         layout = {1: "(N,)", 2: "(N, D)", 4: "(N, C, H, W)"}.get(ndim, f"rank {ndim}")
-        raise ValueError(f"{name}: expected a {layout} array, got shape {tuple(x.shape)}")
+        raise InputError(f"{name}: expected a {layout} array, got shape {tuple(x.shape)}")
     if finite and isinstance(x, np.ndarray) and not np.isfinite(x).all():
         bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
         raise NonFiniteError(
@@ -67,18 +87,18 @@ def check_float_array(x, name: str, ndim: int | None = None, finite: bool = Fals
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
     """Check that ``value`` is an integer at least ``minimum`` and return it as ``int``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an integer, got {value!r}")
+        raise InputTypeError(f"{name}: expected an integer, got {value!r}")
     if value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+        raise InputError(f"{name}: expected an integer >= {minimum}, got {value}")
     return int(value)
 
 
 def check_std(value, name: str) -> float:
     """Check that a standard deviation is a finite number >= 0 and return it as ``float``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}: expected a number, got {value!r}")
+        raise InputTypeError(f"{name}: expected a number, got {value!r}")
     if not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+        raise InputError(f"{name}: expected a finite number >= 0, got {value!r}")
     return float(value)
 
 
@@ -86,7 +106,7 @@ def check_same_dtype(name: str, *arrays):
     """Check that all arrays share one dtype (mixing float32 and float64 is a bug)."""
     dtypes = {np.dtype(a.dtype) for a in arrays}
     if len(dtypes) > 1:
-        raise TypeError(f"{name}: arrays mix dtypes {sorted(str(d) for d in dtypes)}; use one")
+        raise InputTypeError(f"{name}: arrays mix dtypes {sorted(str(d) for d in dtypes)}; use one")
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad: int, what: str) -> int:
@@ -94,7 +114,7 @@ def conv_output_size(size: int, kernel: int, stride: int, pad: int, what: str) -
     padded = size + 2 * pad
     if padded < kernel:
         extra = f" (+{2 * pad} padding)" if pad else ""
-        raise ValueError(
+        raise InputError(
             f"{what}: input side {size}{extra} is smaller than the kernel {kernel}; "
             f"expected at least {kernel - 2 * pad}"
         )

@@ -39,10 +39,12 @@ import os
 import numpy as np
 from numba import config, cuda
 
+from ..common.checks import InputError, InputTypeError
+
 SIMULATOR = bool(config.ENABLE_CUDASIM)
 _SIZES = os.environ.get("OVERFEAT_CUDA_SIZES", "")
 if _SIZES not in ("", "gpu", "simulator"):
-    raise ValueError(f"OVERFEAT_CUDA_SIZES: expected 'gpu' or 'simulator', got {_SIZES!r}")
+    raise InputError(f"OVERFEAT_CUDA_SIZES: expected 'gpu' or 'simulator', got {_SIZES!r}")
 # Whether launches use the simulator's small sizes (tiles, block sizes) below.
 SMALL_LAUNCHES = SIMULATOR and _SIZES != "gpu"
 
@@ -95,12 +97,12 @@ def as_device(x, name: str, dtype=np.float32):
     """
     if is_device_array(x):
         if np.dtype(x.dtype) != np.dtype(dtype):
-            raise TypeError(
+            raise InputTypeError(
                 f"{name}: the CUDA backend computes in {np.dtype(dtype)}, got a device array "
                 f"of dtype {x.dtype}"
             )
         if not x.is_c_contiguous():
-            raise ValueError(f"{name}: expected a C-contiguous device array")
+            raise InputError(f"{name}: expected a C-contiguous device array")
         return x
     return cuda.to_device(np.ascontiguousarray(x, dtype=dtype))
 
@@ -111,14 +113,14 @@ def check_out(out, shape, dtype, name: str):
     if out is None:
         return cuda.device_array(shape, dtype=dtype)
     if not is_device_array(out):
-        raise TypeError(f"{name}: out must be a device array, got {type(out).__name__}")
+        raise InputTypeError(f"{name}: out must be a device array, got {type(out).__name__}")
     if tuple(out.shape) != shape or np.dtype(out.dtype) != np.dtype(dtype):
-        raise ValueError(
+        raise InputError(
             f"{name}: out has shape {tuple(out.shape)} and dtype {out.dtype}, "
             f"expected {shape} and {np.dtype(dtype)}"
         )
     if not out.is_c_contiguous():
-        raise ValueError(f"{name}: out must be C-contiguous")
+        raise InputError(f"{name}: out must be C-contiguous")
     return out
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32, uint64
 
-from ..common.checks import check_float_array
+from ..common.checks import InputError, check_float_array
 from ..ops.activations import check_dropout_p, dropout_threshold, seed_hash
 from . import THREADS, as_device, blocks_for, check_out
 
@@ -97,7 +97,7 @@ def relu_forward(x, out=None):
 def relu_backward(dy, y, out=None):
     check_float_array(dy, "relu output gradient dy")
     if tuple(dy.shape) != tuple(y.shape):
-        raise ValueError(f"relu backward: dy shape {dy.shape} != y shape {y.shape}")
+        raise InputError(f"relu backward: dy shape {dy.shape} != y shape {y.shape}")
     dy, y = as_device(dy, "relu dy"), as_device(y, "relu y")
     dx = check_out(out, dy.shape, np.float32, "relu_backward")
     if dy.size:
@@ -130,7 +130,7 @@ def dropout_backward(dy, keep, p, out=None):
     check_float_array(dy, "dropout output gradient dy")
     p = check_dropout_p(p)
     if tuple(dy.shape) != tuple(keep.shape):
-        raise ValueError(f"dropout backward: dy shape {dy.shape} != keep shape {keep.shape}")
+        raise InputError(f"dropout backward: dy shape {dy.shape} != keep shape {keep.shape}")
     dy, keep = as_device(dy, "dropout dy"), as_device(keep, "dropout keep", dtype=np.uint8)
     dx = check_out(out, dy.shape, np.float32, "dropout_backward")
     if dy.size:

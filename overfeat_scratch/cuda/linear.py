@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..common.checks import check_float_array
+from ..common.checks import InputError, check_float_array
 from ..ops.linear import check_linear_args
 from . import as_device, check_out
 from .conv import conv2d_backward, conv2d_forward
@@ -39,7 +39,7 @@ def linear_backward(dy, x, w, tile=None, rb=None, splits=None):
     """Returns device arrays ``(dx, dw, db)``: ``dy @ w``, ``dy.T @ x``, ``dy.sum(0)``."""
     check_float_array(dy, "linear output gradient dy", ndim=2)
     if tuple(dy.shape) != (x.shape[0], w.shape[0]):
-        raise ValueError(
+        raise InputError(
             f"linear backward: dy has shape {tuple(dy.shape)}, expected {(x.shape[0], w.shape[0])}"
         )
     dy = as_device(dy, "linear dy")

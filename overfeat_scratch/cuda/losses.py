@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numba import cuda, float32, float64
 
-from ..common.checks import check_float_array
+from ..common.checks import InputError, InputTypeError, check_float_array
 from ..ops.losses import check_l2_args, check_labels
 from . import THREADS, as_device, block_sum, blocks_for, check_out, is_device_array
 
@@ -126,13 +126,15 @@ def check_device_labels(logits, labels):
     """Shape and dtype of labels already on the device (their range is checked there)."""
     expected = (logits.shape[0],) + tuple(logits.shape[2:])
     if np.dtype(labels.dtype).kind not in "iu":
-        raise TypeError(f"softmax_cross_entropy: labels must be integers, got dtype {labels.dtype}")
+        raise InputTypeError(
+            f"softmax_cross_entropy: labels must be integers, got dtype {labels.dtype}"
+        )
     if tuple(labels.shape) != expected:
-        raise ValueError(
+        raise InputError(
             f"softmax_cross_entropy: labels have shape {tuple(labels.shape)}, expected {expected}"
         )
     if not labels.is_c_contiguous():
-        raise ValueError("softmax_cross_entropy: labels must be a C-contiguous device array")
+        raise InputError("softmax_cross_entropy: labels must be a C-contiguous device array")
     return labels
 
 
@@ -144,7 +146,7 @@ def softmax_cross_entropy(logits, labels, out=None):
     """
     check_float_array(logits, "softmax_cross_entropy logits")
     if len(logits.shape) < 2:
-        raise ValueError(f"softmax_cross_entropy: expected logits (N, C, ...), got {logits.shape}")
+        raise InputError(f"softmax_cross_entropy: expected logits (N, C, ...), got {logits.shape}")
     if is_device_array(labels):
         labels = check_device_labels(logits, labels)
     else:
@@ -167,7 +169,7 @@ def softmax_cross_entropy(logits, labels, out=None):
     )
     total, bad = reduce_partials(partial)
     if bad:
-        raise ValueError(
+        raise InputError(
             f"softmax_cross_entropy: {int(bad)} label(s) outside [0, {c - 1}] "
             "(labels must be class indices)"
         )

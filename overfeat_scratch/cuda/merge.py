@@ -43,7 +43,7 @@ import math
 import numpy as np
 from numba import cuda, float64, int64
 
-from ..common.checks import check_positive_int
+from ..common.checks import InputError, check_positive_int
 from ..ops.merge import (
     MergeResult,
     assemble,
@@ -245,7 +245,7 @@ def merge_cuda(
     """
     threads = THREADS if threads is None else check_positive_int(threads, "threads")
     if threads & (threads - 1) or threads > 1024:
-        raise ValueError(f"threads: expected a power of two up to 1024, got {threads}")
+        raise InputError(f"threads: expected a power of two up to 1024, got {threads}")
     row_blocks = default_row_blocks() if row_blocks is None else row_blocks
     row_blocks = check_positive_int(row_blocks, "row_blocks")
     prep = prepare(boxes, classes, confidences, threshold, score, average)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float64, int64, uint64
 
-from ..common.checks import check_positive_int
+from ..common.checks import InputError, check_positive_int
 from ..ops.nms import check_nms_args, score_order
 from . import SMALL_LAUNCHES, as_device, blocks_for, check_out
 from .boxes import iou_device
@@ -93,9 +93,9 @@ def suppression_mask(boxes, classes, iou_threshold: float, block: int | None = N
     """
     block = DEFAULT_BLOCK if block is None else check_positive_int(block, "nms block")
     if block > 1024:
-        raise ValueError(f"nms block: at most 1024 threads per block, got {block}")
+        raise InputError(f"nms block: at most 1024 threads per block, got {block}")
     if len(boxes.shape) != 2 or boxes.shape[1] != 4 or tuple(classes.shape) != boxes.shape[:1]:
-        raise ValueError(
+        raise InputError(
             f"suppression_mask: expected boxes (n, 4) and classes (n,), got "
             f"{tuple(boxes.shape)} and {tuple(classes.shape)}"
         )

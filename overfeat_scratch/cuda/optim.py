@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from numba import cuda, float32
 
+from ..common.checks import InputTypeError
 from ..ops.optim import check_sgd_args
 from . import THREADS, as_device, blocks_for, is_device_array
 
@@ -32,7 +33,7 @@ def sgd_step(param, grad, velocity, lr, momentum, weight_decay):
     check_sgd_args(param, grad, velocity, lr, momentum, weight_decay)
     for name, array in (("parameter", param), ("velocity", velocity)):
         if not is_device_array(array):
-            raise TypeError(
+            raise InputTypeError(
                 f"sgd {name}: the CUDA update is in place and needs a device array, "
                 f"got {type(array).__name__}"
             )

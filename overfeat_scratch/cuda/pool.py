@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32
 
-from ..common.checks import check_float_array
+from ..common.checks import InputError, check_float_array
 from ..ops.pool import check_pool_args
 from . import THREADS, as_device, blocks_for, check_out, kernel_jit, unravel4
 
@@ -87,7 +87,7 @@ def max_pool2d_backward(dy, arg, x_shape, kernel, stride=None, out=None):
     check_float_array(dy, "max_pool2d output gradient dy", ndim=4)
     stride = kernel if stride is None else stride
     if tuple(arg.shape) != tuple(dy.shape):
-        raise ValueError(f"max_pool2d backward: arg shape {arg.shape} != dy shape {dy.shape}")
+        raise InputError(f"max_pool2d backward: arg shape {arg.shape} != dy shape {dy.shape}")
     dy = as_device(dy, "max_pool2d dy")
     arg = as_device(arg, "max_pool2d arg", dtype=np.int32)
     dx = check_out(out, x_shape, np.float32, "max_pool2d_backward")

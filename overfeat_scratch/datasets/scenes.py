@@ -57,7 +57,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..common.checks import check_positive_int
+from ..common.checks import InputError, InputTypeError, check_positive_int
 from ..common.fileio import atomic_write
 from ..ops.boxes import intersection_broadcast, iou, iou_broadcast
 from ..ops.image import pixels_8bit, resize_bilinear
@@ -89,18 +89,18 @@ def value_range(value, name: str, low_limit: float, high_limit: float | None = N
     """``(low, high)`` of a property given as one number or a ``(low, high)`` pair."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
-            raise ValueError(f"SceneConfig.{name}: expected a number or (low, high), got {value!r}")
+            raise InputError(f"SceneConfig.{name}: expected a number or (low, high), got {value!r}")
         low, high = value
     else:
         low = high = value
     for v in (low, high):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-            raise TypeError(f"SceneConfig.{name}: expected numbers, got {value!r}")
+            raise InputTypeError(f"SceneConfig.{name}: expected numbers, got {value!r}")
         if not math.isfinite(v):
-            raise ValueError(f"SceneConfig.{name}: expected finite numbers, got {value!r}")
+            raise InputError(f"SceneConfig.{name}: expected finite numbers, got {value!r}")
     if low < low_limit or low > high or (high_limit is not None and high > high_limit):
         upper = "" if high_limit is None else f" <= {high_limit}"
-        raise ValueError(
+        raise InputError(
             f"SceneConfig.{name}: expected {low_limit} <= low <= high{upper}, got {value!r}"
         )
     return float(low), float(high)
@@ -200,10 +200,10 @@ class SceneConfig:
             low, high = getattr(self, low_name), getattr(self, high_name)
             for name, value in ((low_name, low), (high_name, high)):
                 if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                    raise TypeError(f"SceneConfig.{name}: expected an integer, got {value!r}")
+                    raise InputTypeError(f"SceneConfig.{name}: expected an integer, got {value!r}")
             if low < low_limit or low > high or (high_limit is not None and high > high_limit):
                 upper = "" if high_limit is None else f" <= {high_limit}"
-                raise ValueError(
+                raise InputError(
                     f"SceneConfig: expected {low_limit} <= {low_name} <= {high_name}{upper}, "
                     f"got {low_name}={low}, {high_name}={high}"
                 )
@@ -213,12 +213,12 @@ class SceneConfig:
         check_range("min_digit_height", "max_digit_height", MIN_DIGIT_HEIGHT, self.min_size)
         check_range("min_fragment", "max_fragment", 1, min(28, self.min_size))
         if self.max_tries < 1:
-            raise ValueError(f"SceneConfig.max_tries: expected >= 1, got {self.max_tries}")
+            raise InputError(f"SceneConfig.max_tries: expected >= 1, got {self.max_tries}")
         probabilities = ("noise_over_digits", "clutter_on_digits", "dark", "plain")
         for name in ("max_iou", "max_covered", *probabilities):
             value = getattr(self, name)
             if isinstance(value, bool) or not 0 <= value <= 1:
-                raise ValueError(f"SceneConfig.{name}: expected 0..1, got {value!r}")
+                raise InputError(f"SceneConfig.{name}: expected 0..1, got {value!r}")
         ranges = {
             "background": value_range(self.background, "background", 0, 255),
             "ink": value_range(self.ink, "ink", 1, 255),
@@ -227,7 +227,7 @@ class SceneConfig:
             "fragments": value_range(self.fragments, "fragments", 0),
         }
         if ranges["ink"][0] <= ranges["background"][1]:
-            raise ValueError(
+            raise InputError(
                 f"SceneConfig: the ink ({self.ink}) must be brighter than every background "
                 f"level ({self.background}), or digits would vanish"
             )
@@ -302,7 +302,7 @@ def render_digit(digit, height: int) -> np.ndarray:
     digit = np.asarray(digit)
     box = ink_box(digit)
     if box is None:
-        raise ValueError("render_digit: the digit image has no ink")
+        raise InputError("render_digit: the digit image has no ink")
     x0, y0, x1, y1 = box
     ink = digit[y0:y1, x0:x1]
     width = max(1, round(ink.shape[1] * height / ink.shape[0]))
@@ -329,11 +329,11 @@ def box_overlap(a, b) -> tuple[float, float]:
 def check_digits(images, labels):
     images, labels = np.asarray(images), np.asarray(labels)
     if images.ndim != 3 or images.dtype != np.uint8 or images.shape[1:] != (28, 28):
-        raise ValueError(
+        raise InputError(
             f"scenes: expected MNIST images (N, 28, 28) uint8, got {images.shape} {images.dtype}"
         )
     if labels.shape != images.shape[:1]:
-        raise ValueError(f"scenes: expected labels ({images.shape[0]},), got {labels.shape}")
+        raise InputError(f"scenes: expected labels ({images.shape[0]},), got {labels.shape}")
     return images, labels
 
 
@@ -436,7 +436,7 @@ def make_scene(rng, config: SceneConfig, images, labels):
         else:
             break
     else:
-        raise ValueError(
+        raise InputError(
             f"make_scene: could not place digit {len(boxes) + 1} of {count} on a "
             f"{h_canvas}x{w_canvas} canvas in {LAYOUT_TRIES} layouts of {config.max_tries} "
             f"tries each within max_iou={config.max_iou} and max_covered={config.max_covered}; "
@@ -539,16 +539,16 @@ def coco_dict(scenes, file_names, info=None) -> dict:
 def check_scene(canvas, annotations, where):
     canvas = np.asarray(canvas)
     if canvas.ndim != 2 or canvas.dtype != np.uint8:
-        raise ValueError(
+        raise InputError(
             f"{where}: expected an (H, W) uint8 canvas, got {canvas.shape} {canvas.dtype}"
         )
     h, w = canvas.shape
     for k, ann in enumerate(annotations):
         x0, y0, x1, y1 = ann["box"]
         if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
-            raise ValueError(f"{where}, annotation {k}: box {ann['box']} is not inside {w}x{h}")
+            raise InputError(f"{where}, annotation {k}: box {ann['box']} is not inside {w}x{h}")
         if int(ann["label"]) not in range(10):
-            raise ValueError(f"{where}, annotation {k}: label {ann['label']} is not a digit 0-9")
+            raise InputError(f"{where}, annotation {k}: label {ann['label']} is not a digit 0-9")
     return canvas
 
 
@@ -588,12 +588,12 @@ def image_path(path, where, folder: Path, name: str) -> Path:
     reader open files elsewhere).
     """
     if not name or os.path.isabs(name) or PureWindowsPath(name).drive:
-        raise ValueError(
+        raise InputError(
             f"{path}: {where}: file_name {name!r} is not a path relative to the folder"
         )
     inside = os.path.normpath(os.path.join(folder, name))
     if os.path.commonpath([os.path.normpath(folder), inside]) != os.path.normpath(folder):
-        raise ValueError(
+        raise InputError(
             f"{path}: {where}: file_name {name!r} leads out of the folder {folder}; expected "
             "a path inside it"
         )
@@ -604,15 +604,15 @@ def read_image_file(path, where, file_path, width, height) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     if not file_path.is_file():
-        raise ValueError(f"{path}: {where}: image file {file_path} does not exist")
+        raise InputError(f"{path}: {where}: image file {file_path} does not exist")
     try:
         with Image.open(file_path) as img:
             img.load()
             array = pixels_8bit(img, "L", f"{path}: {where}: {file_path}")
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(f"{path}: {where}: cannot read image {file_path} ({error})") from None
+        raise InputError(f"{path}: {where}: cannot read image {file_path} ({error})") from None
     if array.shape != (height, width):
-        raise ValueError(
+        raise InputError(
             f"{path}: {where}: {file_path} is {array.shape[1]}x{array.shape[0]}, "
             f"the entry says {width}x{height}"
         )
@@ -678,11 +678,11 @@ def scene_config_from_record(record) -> SceneConfig:
     if record is None:
         return SceneConfig()
     if not isinstance(record, dict):
-        raise ValueError(f"scene config: expected a JSON object, got {record!r}")
+        raise InputError(f"scene config: expected a JSON object, got {record!r}")
     fields = {f.name for f in dataclasses.fields(SceneConfig)}
     unknown = sorted(set(record) - fields)
     if unknown:
-        raise ValueError(f"scene config: unknown fields {unknown}")
+        raise InputError(f"scene config: unknown fields {unknown}")
     return SceneConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
 
 

@@ -29,11 +29,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..common.checks import InputError
 from ..datasets.coco import CocoResult, results_json
 from ..datasets.digits import DIGITS
 from ..nn.layers import Sequential
-from ..nn.train import TrainConfig, train
+from ..nn.train import TrainConfig
 from .pyramid import SCALE_FACTORS, resize_scene, scene_border, scene_input
+from .settings import DetectSettings, detect_merge_settings
 
 BACKGROUND = DIGITS  # the extra output of mini-detector, after the ten digits
 PATCH = 64  # side of the training patches cut from resized scenes
@@ -211,11 +213,11 @@ class MinedDetection:
     def example_size(self, net, examples) -> int:
         window = net.window()
         if examples.ndim != 4 or examples.shape[1] != net.in_channels:
-            raise ValueError(
+            raise InputError(
                 f"train: expected patches (N, {net.in_channels}, S, S), got {examples.shape}"
             )
         if examples.shape[2] != examples.shape[3] or examples.shape[2] < window:
-            raise ValueError(
+            raise InputError(
                 f"train: expected square patches of at least the {window}-pixel window, "
                 f"got {examples.shape[2]}x{examples.shape[3]}"
             )
@@ -285,7 +287,7 @@ def detector_from_classifier(classifier: Sequential, seed: int = 0) -> Sequentia
     from ..nn.networks import build_network
 
     if classifier.name != "mini":
-        raise ValueError(
+        raise InputError(
             f"detector_from_classifier: expected the mini network, got {classifier.name}"
         )
     detector = build_network("mini-detector", seed=seed)
@@ -303,74 +305,8 @@ def detector_from_classifier(classifier: Sequential, seed: int = 0) -> Sequentia
     return detector
 
 
-def train_detector(
-    detector: Sequential,
-    train_data,
-    test_data=None,
-    config: TrainConfig = DETECTOR_CONFIG,
-    mining: bool = True,
-    out_dir=None,
-    progress=True,
-    log=print,
-    meta=None,
-    resume=None,
-    data_checksum: str = "",
-):
-    """Fine-tune ``mini-detector`` on labelled patches with the mined objective."""
-    return train(
-        detector,
-        config,
-        train_data,
-        test_data,
-        out_dir=out_dir,
-        resume=resume,
-        progress=progress,
-        log=log,
-        objective=MinedDetection(mining=mining, seed=config.seed),
-        meta=meta,
-        data_checksum=data_checksum,
-    )
-
-
 # --------------------------------------------------------------------------------------
 # Inference: the localization pipeline on every object, then merge or suppress
-
-
-@dataclass
-class DetectSettings:
-    """How the boxes of every window become detections.
-
-    ``final``: ``"merge"`` (the paper: accumulate) or ``"nms"`` (suppress: the
-    candidate windows ranked by their own probability, overlapping ones of the same
-    class removed at IoU above ``nms_iou``).
-
-    ``after_merge_iou``: the merge stops at its threshold, and an object can be left
-    with two merged boxes (scales that disagree on its size), or with a box of a
-    second class (windows that read a 4 as a 9). Each such leftover is a false
-    positive with a large summed score. With this set (the default), merged boxes
-    that overlap a better-scored one by more than this IoU are dropped, whatever
-    their class (``after_merge_classes=False``; digits in the scenes overlap by
-    at most 0.1). ``None``: the merge's output as it is.
-
-    ``min_score``: detections below it are dropped (after merging, scores are
-    sums of window probabilities); at most ``max_detections`` per image.
-    """
-
-    final: str = "merge"
-    nms_iou: float = 0.3
-    after_merge_iou: float | None = 0.5
-    after_merge_classes: bool = False
-    min_score: float = 0.0
-    max_detections: int = 100
-
-
-def detect_merge_settings(**changes):
-    """The merge's settings for detection: every digit class at every scale (a scene
-    holds several digits) and a threshold of 0.3; localization's are the defaults of
-    :class:`~.localize.MergeSettings` (one class per scale, t = 0.15)."""
-    from .localize import MergeSettings
-
-    return MergeSettings(**{"top_k": DIGITS, "threshold": 0.3, **changes})
 
 
 def check_detector(localizer, source="the localizer") -> None:
@@ -384,7 +320,7 @@ def check_detector(localizer, source="the localizer") -> None:
     window = classifier.window()
     outputs = classifier.output_shape((classifier.in_channels, window, window))[0]
     if outputs != DIGITS + 1:
-        raise ValueError(
+        raise InputError(
             f"detect: {source} reads the features of {classifier.name!r}, which has {outputs} "
             f"outputs and no background class; detection needs a regressor trained on a "
             "mini-detector (train-detector, then train-regressor --checkpoint on its "
@@ -401,7 +337,7 @@ def detect(localizer, image, factors=None, merge=None, settings=None, fine=True)
     check_detector(localizer)
     settings = DetectSettings() if settings is None else settings
     if settings.final not in ("merge", "nms"):
-        raise ValueError(f"detect: final step {settings.final!r}; expected 'merge' or 'nms'")
+        raise InputError(f"detect: final step {settings.final!r}; expected 'merge' or 'nms'")
     merge = detect_merge_settings() if merge is None else merge
     if settings.final == "merge":
         result = localize(localizer, image, factors, merge, fine)

@@ -67,6 +67,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.checks import InputError, InputTypeError
 from ..datasets.coco import read_annotations, read_results
 from ..ops.boxes import areas, intersection_matrix, iou_matrix, xywh_to_xyxy
 
@@ -235,7 +236,7 @@ def average_precision(precision, recall, interpolation: str = "all-point") -> fl
     COCO's tool does. An empty curve gives 0.
     """
     if interpolation not in INTERPOLATIONS:
-        raise ValueError(
+        raise InputError(
             f"average_precision: interpolation must be one of {INTERPOLATIONS}, "
             f"got {interpolation!r}"
         )
@@ -398,11 +399,11 @@ def _check_thresholds(iou_thresholds) -> tuple:
     try:
         thresholds = tuple(float(t) for t in iou_thresholds)
     except (TypeError, ValueError):
-        raise TypeError(
+        raise InputTypeError(
             f"evaluate_detections: iou_thresholds must be numbers, got {iou_thresholds!r}"
         ) from None
     if not thresholds or not all(0 < t <= 1 for t in thresholds):
-        raise ValueError(
+        raise InputError(
             f"evaluate_detections: iou_thresholds must be numbers in (0, 1], got {iou_thresholds!r}"
         )
     return thresholds
@@ -424,7 +425,7 @@ def evaluate_detections(
     """
     thresholds = _check_thresholds(iou_thresholds)
     if interpolation not in INTERPOLATIONS:
-        raise ValueError(
+        raise InputError(
             f"evaluate_detections: interpolation must be one of {INTERPOLATIONS}, "
             f"got {interpolation!r}"
         )

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.checks import check_finite
+from ..common.checks import InputError, check_finite
 from ..common.fileio import SHIPPED_DIR, shipped_file
 from ..datasets.digits import DIGITS
 from ..nn.dense import dense_evaluate_heads, last_pool_index, run_layers, softmax
@@ -51,6 +51,7 @@ from .pyramid import (
     scene_input,
     window_centers,
 )
+from .settings import MergeSettings
 
 # A window trains the regressor only if it covers at least this much of the box.
 MIN_COVERAGE = 0.5
@@ -126,7 +127,7 @@ class BoxRegression:
         rows = np.repeat(np.arange(n), 4).reshape(n, 4)
         cols = offset[:, None] + np.arange(4)[None, :]
         if cols.max(initial=0) >= pred.shape[1]:
-            raise ValueError(
+            raise InputError(
                 f"box regression: class {int(classes.max())} needs output {int(cols.max())}, "
                 f"the regressor has {pred.shape[1]}"
             )
@@ -221,7 +222,7 @@ def regression_examples(
 
     for scene in tqdm(scenes, desc="regression windows", disable=not progress, unit="scene"):
         if len(scene.annotations) != 1:
-            raise ValueError(
+            raise InputError(
                 f"regression_examples: expected single-digit scenes, got one with "
                 f"{len(scene.annotations)} digits"
             )
@@ -256,7 +257,7 @@ def regression_examples(
                 flush()
     flush()
     if not labels:
-        raise ValueError("regression_examples: no window covers half of any box")
+        raise InputError("regression_examples: no window covers half of any box")
     return np.concatenate(features).astype(np.float32), np.asarray(labels, np.float32)
 
 
@@ -343,7 +344,7 @@ class Localizer:
         path = shipped_regressor() if path is None else Path(path)
         regressor, meta, _ = load_checkpoint(path, backend=backend)
         if meta.get("objective") != BoxRegression.name:
-            raise ValueError(
+            raise InputError(
                 f"checkpoint {path}: holds a {meta.get('objective', 'classification')!r} "
                 f"network ({regressor.name}), expected a box regressor from train-regressor"
             )
@@ -376,12 +377,12 @@ def input_settings(meta: dict, path="checkpoint") -> tuple[bool, tuple]:
     """``(normalize, factors)`` from a checkpoint's metadata (see :func:`input_record`)."""
     mode = meta.get("input", INPUT_RAW)
     if mode in INPUT_RETIRED:
-        raise ValueError(
+        raise InputError(
             f"checkpoint {path}: input {mode!r} ({INPUT_RETIRED[mode]}) is no longer read; "
             f"expected {INPUT_RAW!r} or {INPUT_NORMALIZED!r} (train the networks again)"
         )
     if mode not in (INPUT_RAW, INPUT_NORMALIZED):
-        raise ValueError(
+        raise InputError(
             f"checkpoint {path}: input {mode!r}; expected {INPUT_RAW!r} or {INPUT_NORMALIZED!r}"
         )
     factors = meta.get("scale_factors", LEGACY_SCALE_FACTORS)
@@ -390,7 +391,7 @@ def input_settings(meta: dict, path="checkpoint") -> tuple[bool, tuple]:
         or not factors
         or not all(isinstance(f, float | int) and 0 < f <= 4 for f in factors)
     ):
-        raise ValueError(
+        raise InputError(
             f"checkpoint {path}: scale_factors {factors!r}; expected a list of factors in (0, 4]"
         )
     return mode == INPUT_NORMALIZED, tuple(float(f) for f in factors)
@@ -521,20 +522,6 @@ def candidates(
 
 
 @dataclass
-class MergeSettings:
-    """The merge's parameters (see :mod:`overfeat_scratch.ops.merge`): ``top_k``
-    classes per scale, the match ``score`` convention, the ``threshold`` t, the
-    ``average`` rule, and ``min_confidence`` (windows whose class probability is below
-    it do not vote). The merge runs on the localizer's backend."""
-
-    top_k: int = 1
-    threshold: float = 0.15
-    score: str = "center_iou"
-    average: str = "pair"
-    min_confidence: float = 0.1
-
-
-@dataclass
 class Localization:
     """The merged boxes of one image, best first, and what went into them."""
 
@@ -588,7 +575,7 @@ def window_candidates(
     image = localizer.prepare(image)
     window = localizer.classifier.window()
     if min(image.shape) < window:
-        raise ValueError(
+        raise InputError(
             f"localize: the image is {image.shape[0]}x{image.shape[1]}, smaller than the "
             f"network's {window}x{window} window"
         )
@@ -652,13 +639,13 @@ def localization_error(predictions, truths, top=(1, 5), iou=0.5) -> dict:
     """
     top = tuple(sorted(set(top)))
     if not top or not all(isinstance(k, (int, np.integer)) and k >= 1 for k in top):
-        raise ValueError(f"localization_error: expected top-k values k >= 1, got {top}")
+        raise InputError(f"localization_error: expected top-k values k >= 1, got {top}")
     if len(predictions) != len(truths):
-        raise ValueError(
+        raise InputError(
             f"localization_error: {len(predictions)} predictions for {len(truths)} images"
         )
     if not truths:
-        raise ValueError("localization_error: no images")
+        raise InputError("localization_error: no images")
     right = {k: 0 for k in top}
     for guesses, truth in zip(predictions, truths, strict=True):
         hits = [
@@ -696,7 +683,7 @@ def evaluate_localization(
     predictions, truths, seconds = [], [], {"dense": 0.0, "merge": 0.0}
     for scene in tqdm(scenes, desc="localizing", disable=not progress, unit="scene"):
         if len(scene.annotations) != 1:
-            raise ValueError("evaluate_localization: expected single-digit scenes")
+            raise InputError("evaluate_localization: expected single-digit scenes")
         result = localize(localizer, scene.image, factors, settings, fine)
         predictions.append(result.top(top))
         truths.append(scene.annotations[0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..common.checks import InputError
 from ..datasets.digits import to_input
 from ..ops.image import INK_LEVEL, normalize_scene, resize_bilinear
 
@@ -71,7 +72,7 @@ def scene_input(image, normalize: bool = False) -> np.ndarray:
     """
     image = np.asarray(image)
     if image.ndim != 2:
-        raise ValueError(f"expected an (H, W) grey image, got shape {image.shape}")
+        raise InputError(f"expected an (H, W) grey image, got shape {image.shape}")
     x = to_input(image[None])[0, 0]
     return normalize_scene(x, INK_LEVEL) if normalize else x
 

@@ -21,6 +21,7 @@ import importlib
 
 import numpy as np
 
+from ..common.checks import InputError
 from ..ops import activations, conv, linear, losses, merge, nms, offset_pool, optim, pool
 
 
@@ -197,7 +198,7 @@ def get_backend(backend: str | Backend | None = None) -> Backend:
         return backend
     name = "numpy" if backend is None else backend
     if name not in _REGISTRY:
-        raise ValueError(f"unknown backend {name!r}; expected one of {available_backends()}")
+        raise InputError(f"unknown backend {name!r}; expected one of {available_backends()}")
     if name not in _INSTANCES:
         factory = _REGISTRY[name]
         if isinstance(factory, str):

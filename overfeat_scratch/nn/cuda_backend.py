@@ -20,6 +20,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from ..common.checks import NotAvailableError
 from ..cuda import (
     THREADS,
     activations,
@@ -57,7 +58,7 @@ class CudaBackend(Backend):
 
     def __init__(self):
         if not cuda.is_available():
-            raise RuntimeError(
+            raise NotAvailableError(
                 "the CUDA backend found no CUDA GPU: install the `cuda` extra "
                 "(pip install 'overfeat-scratch[cuda]') on a machine with an NVIDIA GPU, "
                 "or set NUMBA_ENABLE_CUDASIM=1 before importing numba to use the "

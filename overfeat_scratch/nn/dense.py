@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..common.checks import InputError
 from ..ops.image import check_image, hflip, resize_bilinear, resize_short_side
 from ..ops.offset_pool import fine_size
 from . import paper
@@ -47,7 +48,7 @@ def last_pool_index(net: Sequential) -> int:
     for index in range(len(net.layers) - 1, -1, -1):
         if isinstance(net.layers[index], MaxPool2d):
             return index
-    raise ValueError(f"{net.name}: has no max-pool layer, so offset pooling does not apply")
+    raise InputError(f"{net.name}: has no max-pool layer, so offset pooling does not apply")
 
 
 def run_layers(layers, x):
@@ -110,7 +111,7 @@ def dense_evaluate_heads(net: Sequential, heads, x, fine: bool = False) -> list[
     for head in heads:
         head_geometry = Geometry.of(list(head))
         if head_geometry.stride != 1:
-            raise ValueError(
+            raise InputError(
                 f"{net.name}: offset pooling needs the layers after the last pool to have "
                 f"stride 1, got a total stride of {head_geometry.stride}"
             )
@@ -172,12 +173,6 @@ def fine_multiply_adds(net: Sequential, height: int, width: int) -> tuple[int, i
         classifier += s * s * layer.multiply_adds(shape)
         shape = layer.output_shape(shape)
     return features, classifier
-
-
-# The memory a command lets one dense evaluation take, in GiB, unless told otherwise
-# (``--max-memory``): above it the command refuses before it starts, with the estimate
-# (:func:`dense_memory`) and how to bring it down.
-MEMORY_LIMIT_GIB = 4.0
 
 
 def _layer_memory(layer, shape: tuple, n: int) -> tuple[int, int, tuple]:
@@ -293,7 +288,7 @@ def classify_multiscale(
     """
     image = check_image(image)
     if not scales:
-        raise ValueError("classify_multiscale: expected at least one scale")
+        raise InputError("classify_multiscale: expected at least one scale")
     vectors, maps = [], []
     for scale in scales:
         if isinstance(scale, (int, np.integer)):

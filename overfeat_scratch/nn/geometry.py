@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..common.checks import conv_output_size
+from ..common.checks import InputError, conv_output_size
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class Geometry:
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """The output map size for an ``height x width`` input (``ValueError`` if too small)."""
         if height < self.window or width < self.window:
-            raise ValueError(
+            raise InputError(
                 f"input {height}x{width} is smaller than the network's window "
                 f"{self.window}x{self.window}"
             )

@@ -14,7 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..common.checks import check_float_array, check_positive_int, check_std, conv_output_size
+from ..common.checks import (
+    InputError,
+    check_float_array,
+    check_positive_int,
+    check_std,
+    conv_output_size,
+)
 from .backend import Backend, get_backend
 
 
@@ -49,7 +55,7 @@ class Layer:
         """Refuse an input whose rank is not that of ``layout``."""
         rank = layout.count(",") + 1
         if len(getattr(x, "shape", ())) != rank:
-            raise ValueError(
+            raise InputError(
                 f"{self.name}: expected an {layout} input, got shape "
                 f"{tuple(getattr(x, 'shape', ()))}"
             )
@@ -137,7 +143,7 @@ class Conv2d(Layer):
     def output_shape(self, in_shape):
         c, h, w = in_shape
         if c != self.in_channels:
-            raise ValueError(
+            raise InputError(
                 f"{self.name}: expected {self.in_channels} input channels, got {c} "
                 f"(input shape (N, {c}, {h}, {w}))"
             )
@@ -263,7 +269,7 @@ class Dropout(Layer):
     def __init__(self, p: float = 0.5, seed: int = 0, name: str | None = None):
         super().__init__(name)
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"{self.name}: expected 0 <= p < 1, got {p}")
+            raise InputError(f"{self.name}: expected 0 <= p < 1, got {p}")
         self.p = float(p)
         self.seed = int(seed)
         self.calls = 0
@@ -324,7 +330,7 @@ class Linear(Layer):
 
     def output_shape(self, in_shape):
         if tuple(in_shape) != (self.in_features,):
-            raise ValueError(
+            raise InputError(
                 f"{self.name}: expected inputs of {self.in_features} features, got shape "
                 f"(N, {', '.join(map(str, in_shape))})"
             )
@@ -364,7 +370,7 @@ class Sequential(Layer):
         self.layers = list(layers)
         names = [layer.name for layer in self.layers]
         if len(set(names)) != len(names):
-            raise ValueError(f"Sequential: layer names must be unique, got {names}")
+            raise InputError(f"Sequential: layer names must be unique, got {names}")
 
     def __iter__(self):
         return iter(self.layers)
@@ -385,7 +391,7 @@ class Sequential(Layer):
         for layer in self.layers:
             if hasattr(layer, "in_channels"):
                 return layer.in_channels
-        raise ValueError("Sequential: no layer fixes the number of input channels")
+        raise InputError("Sequential: no layer fixes the number of input channels")
 
     def output_shape(self, in_shape):
         shape = tuple(in_shape)
@@ -421,7 +427,7 @@ class Sequential(Layer):
         """Raise ``ValueError`` unless an ``h x w`` input covers at least one window."""
         window = self.window()
         if h < window or w < window:
-            raise ValueError(
+            raise InputError(
                 f"{self.name}: input {h}x{w} is smaller than the network's window "
                 f"{window}x{window}; resize or pad the image to at least that size"
             )
@@ -430,7 +436,7 @@ class Sequential(Layer):
         check_float_array(x, f"{self.name} input", ndim=4)
         c = self.in_channels
         if x.shape[1] != c:
-            raise ValueError(
+            raise InputError(
                 f"{self.name}: expected input (N, {c}, H, W) with {c} channel(s), "
                 f"got shape {tuple(x.shape)}"
             )
@@ -438,7 +444,7 @@ class Sequential(Layer):
         on_backend = self.backend.is_array(x)
         finite = self.backend.all_finite(x) if on_backend else bool(np.isfinite(x).all())
         if not finite:
-            raise ValueError(f"{self.name}: input contains NaN or infinite values")
+            raise InputError(f"{self.name}: input contains NaN or infinite values")
 
     def forward(self, x):
         self.check_input(x)
@@ -508,13 +514,13 @@ class Sequential(Layer):
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
         if missing or unexpected:
-            raise ValueError(
+            raise InputError(
                 f"{self.name}: parameter names do not match; missing {missing}, "
                 f"unexpected {unexpected}"
             )
         for name, shape in expected.items():
             if tuple(np.shape(state[name])) != tuple(shape):
-                raise ValueError(
+                raise InputError(
                     f"{self.name}: parameter {name} has shape {tuple(np.shape(state[name]))}, "
                     f"expected {tuple(shape)}"
                 )

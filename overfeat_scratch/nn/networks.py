@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from ..common.checks import InputError
 from . import paper
 from .backend import Backend
 from .layers import Conv2d, Dropout, FullyConnected, MaxPool2d, ReLU, Sequential
@@ -86,7 +87,7 @@ def build_from_specs(
         if init_std == "he":
             std = math.sqrt(2.0 / (channels * spec.filter * spec.filter))
         elif isinstance(init_std, str):
-            raise ValueError(f"init_std: expected a number or 'he', got {init_std!r}")
+            raise InputError(f"init_std: expected a number or 'he', got {init_std!r}")
         if spec.kind == "conv":
             layers.append(
                 Conv2d(
@@ -105,7 +106,7 @@ def build_from_specs(
                 FullyConnected(channels, spec.out, spec.filter, std, rng, name=f"full{index}")
             )
         else:
-            raise ValueError(f"layer {index}: unknown kind {spec.kind!r}; expected conv or full")
+            raise InputError(f"layer {index}: unknown kind {spec.kind!r}; expected conv or full")
         # In place: a ReLU right after a convolution is the only reader of its input.
         if spec.relu:
             layers.append(ReLU(inplace=True, name=f"relu{index}"))
@@ -121,6 +122,6 @@ def build_from_specs(
 def build_network(model: str, seed: int | None = 0, backend: str | Backend = "numpy") -> Sequential:
     """``"fast"`` or ``"accurate"`` exactly as in the paper's Tables 1 and 3, or ``"mini"``."""
     if model not in NETWORKS:
-        raise ValueError(f"unknown model {model!r}; expected one of {sorted(NETWORKS)}")
+        raise InputError(f"unknown model {model!r}; expected one of {sorted(NETWORKS)}")
     specs, in_channels, init_std = NETWORKS[model]
     return build_from_specs(specs, in_channels, model, seed, init_std, backend)

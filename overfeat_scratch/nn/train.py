@@ -30,7 +30,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..common.checks import NonFiniteError, check_finite
+from ..common.checks import InputError, NonFiniteError, check_finite
 from ..common.fileio import atomic_write
 from ..common.plots import new_figure, save_figure
 from ..ops.optim import SGD, StepSchedule
@@ -190,7 +190,7 @@ class Classification:
         """The side of the crops trained on (checking the examples' shape)."""
         window = net.window()
         if examples.ndim != 4 or examples.shape[1:] != (net.in_channels, window, window):
-            raise ValueError(
+            raise InputError(
                 f"train: expected examples of shape (N, {net.in_channels}, {window}, {window}), "
                 f"got {examples.shape}"
             )
@@ -219,7 +219,7 @@ CLASSIFICATION = Classification()
 def network_record(net: Sequential) -> dict:
     """How to rebuild ``net``: its name and, for the package's networks, its specs."""
     if net.name not in NETWORKS:
-        raise ValueError(f"checkpoint: unknown network {net.name!r}")
+        raise InputError(f"checkpoint: unknown network {net.name!r}")
     specs, in_channels, _ = NETWORKS[net.name]
     return {
         "name": net.name,
@@ -250,7 +250,7 @@ def save_checkpoint(
     extras = {}
     for key, other in (extra_networks or {}).items():
         if "/" in key:
-            raise ValueError(f"save_checkpoint: extra network key {key!r} may not contain '/'")
+            raise InputError(f"save_checkpoint: extra network key {key!r} may not contain '/'")
         arrays.update({f"extra/{key}/{k}": v for k, v in other.state_dict().items()})
         extras[key] = network_record(other)
     record = dict(
@@ -286,17 +286,17 @@ def read_checkpoint(path, group: str = "param") -> tuple[dict, dict, dict]:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError) as error:
-        raise ValueError(f"checkpoint {path}: not a readable .npz file ({error})") from None
+        raise InputError(f"checkpoint {path}: not a readable .npz file ({error})") from None
     except Exception as error:  # zipfile.BadZipFile and friends from a corrupt file
-        raise ValueError(f"checkpoint {path}: corrupt ({type(error).__name__}: {error})") from None
+        raise InputError(f"checkpoint {path}: corrupt ({type(error).__name__}: {error})") from None
     if "metadata" not in arrays:
-        raise ValueError(
+        raise InputError(
             f"checkpoint {path}: no metadata record; not an overfeat-scratch checkpoint"
         )
     try:
         meta = json.loads(arrays.pop("metadata").tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"checkpoint {path}: unreadable metadata ({error})") from None
+        raise InputError(f"checkpoint {path}: unreadable metadata ({error})") from None
     check_metadata(meta, path)
     prefix = group + "/"
     params = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
@@ -308,10 +308,10 @@ def _require(path, meta: dict, key: str, kinds, expected: str, where: str = ""):
     """``meta[key]``, which must be there and of one of the types ``kinds``."""
     place = f"{where}.{key}" if where else key
     if key not in meta:
-        raise ValueError(f"checkpoint {path}: metadata has no {place!r} field; expected {expected}")
+        raise InputError(f"checkpoint {path}: metadata has no {place!r} field; expected {expected}")
     value = meta[key]
     if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-        raise ValueError(
+        raise InputError(
             f"checkpoint {path}: metadata field {place!r} is {value!r}; expected {expected}"
         )
     return value
@@ -319,7 +319,7 @@ def _require(path, meta: dict, key: str, kinds, expected: str, where: str = ""):
 
 def _network_record(path, record, where: str) -> None:
     if not isinstance(record, dict):
-        raise ValueError(
+        raise InputError(
             f"checkpoint {path}: metadata field {where!r} is {record!r}; expected an object "
             "with the network's name, in_channels and layers"
         )
@@ -339,11 +339,11 @@ def check_metadata(meta, path, resume: bool = False) -> dict:
     the schema is a ``ValueError`` naming the field and what was expected.
     """
     if not isinstance(meta, dict):
-        raise ValueError(
+        raise InputError(
             f"checkpoint {path}: metadata is {type(meta).__name__}, expected an object"
         )
     if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(
+        raise InputError(
             f"checkpoint {path}: format {meta.get('format')!r} version {meta.get('version')!r}, "
             f"expected {CHECKPOINT_FORMAT!r} version {CHECKPOINT_VERSION}"
         )
@@ -353,7 +353,7 @@ def check_metadata(meta, path, resume: bool = False) -> dict:
     if "epoch" in meta or resume:
         epoch = _require(path, meta, "epoch", (int,), "the number of epochs done, an integer")
         if epoch < 0:
-            raise ValueError(f"checkpoint {path}: metadata field 'epoch' is {epoch}; expected >= 0")
+            raise InputError(f"checkpoint {path}: metadata field 'epoch' is {epoch}; expected >= 0")
     if "objective" in meta:
         _require(path, meta, "objective", (str,), "a string")
     if not resume:
@@ -362,7 +362,7 @@ def check_metadata(meta, path, resume: bool = False) -> dict:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     missing, unknown = sorted(fields - set(config)), sorted(set(config) - fields)
     if missing or unknown:
-        raise ValueError(
+        raise InputError(
             f"checkpoint {path}: metadata field 'config' lacks {missing} and has unknown "
             f"fields {unknown}; expected exactly the fields of TrainConfig"
         )
@@ -371,7 +371,7 @@ def check_metadata(meta, path, resume: bool = False) -> dict:
     for key in ("learning_rate", "lr_decay_factor", "momentum", "weight_decay"):
         value = _require(path, config, key, (int, float), "a finite number", "config")
         if not np.isfinite(value):
-            raise ValueError(
+            raise InputError(
                 f"checkpoint {path}: metadata field 'config.{key}' is {value!r}; expected a "
                 "finite number"
             )
@@ -385,13 +385,13 @@ def check_metadata(meta, path, resume: bool = False) -> dict:
             or len(value) != 2
             or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
         ):
-            raise ValueError(
+            raise InputError(
                 f"checkpoint {path}: metadata field 'dropout.{name}' is {value!r}; expected "
                 "[seed, calls], two integers"
             )
     history = _require_optional(path, meta, "history", list)
     if not all(isinstance(row, dict) for row in history):
-        raise ValueError(
+        raise InputError(
             f"checkpoint {path}: metadata field 'history' holds a row that is not an object"
         )
     return meta
@@ -403,7 +403,7 @@ def _require_optional(path, meta: dict, key: str, kind):
         return kind()
     value = meta[key]
     if not isinstance(value, kind):
-        raise ValueError(
+        raise InputError(
             f"checkpoint {path}: metadata field {key!r} is {value!r}; expected a "
             f"{'list' if kind is list else 'JSON object'}"
         )
@@ -425,7 +425,7 @@ def load_extra_network(path, key: str, expected_network: str | None = None, back
     meta, params, _ = read_checkpoint(path, group=f"extra/{key}")
     records = meta.get("extra_networks", {})
     if key not in records:
-        raise ValueError(
+        raise InputError(
             f"checkpoint {path}: holds no {key!r} network (it holds: "
             f"{', '.join(sorted(records)) or 'none'})"
         )
@@ -435,14 +435,14 @@ def load_extra_network(path, key: str, expected_network: str | None = None, back
 def network_from_record(path, record, params, expected_network=None, backend="numpy"):
     name = record["name"]
     if expected_network is not None and name != expected_network:
-        raise ValueError(
+        raise InputError(
             f"checkpoint {path}: holds the {name!r} network, expected {expected_network!r}"
         )
     if name not in NETWORKS:
-        raise ValueError(f"checkpoint {path}: unknown network {name!r}")
+        raise InputError(f"checkpoint {path}: unknown network {name!r}")
     specs, in_channels, _ = NETWORKS[name]
     if record["layers"] != [asdict(spec) for spec in specs] or record["in_channels"] != in_channels:
-        raise ValueError(
+        raise InputError(
             f"checkpoint {path}: the {name!r} network it was saved from has other layers than "
             "this version of the package builds"
         )
@@ -450,7 +450,7 @@ def network_from_record(path, record, params, expected_network=None, backend="nu
     try:
         net.load_state_dict(params)
     except ValueError as error:
-        raise ValueError(f"checkpoint {path}: {error}") from None
+        raise InputError(f"checkpoint {path}: {error}") from None
     if backend != "numpy":
         net.to(backend)
     return net
@@ -503,9 +503,9 @@ def train(
     images, labels = train_data
     window = objective.example_size(net, images)
     if len(labels) != len(images):
-        raise ValueError(f"train: {len(images)} examples but {len(labels)} labels")
+        raise InputError(f"train: {len(images)} examples but {len(labels)} labels")
     if test_data is not None and len(test_data[0]) != len(test_data[1]):
-        raise ValueError(
+        raise InputError(
             f"train: {len(test_data[0])} test examples but {len(test_data[1])} test labels"
         )
     out_dir = None if out_dir is None else Path(out_dir)
@@ -518,7 +518,7 @@ def train(
         history = list(resume.get("history", []))
         names = sorted(layer.name for layer in dropout_layers(net))
         if sorted(resume["dropout"]) != names:
-            raise ValueError(
+            raise InputError(
                 f"train: the checkpoint records dropout streams {sorted(resume['dropout'])}, "
                 f"the network has dropout layers {names}"
             )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.checks import InputError
 from ..common.fileio import atomic_write
 from . import paper
 from .layers import Sequential
@@ -44,7 +45,7 @@ def load_released_weights(path, model: str, backend="numpy") -> Sequential:
     if size != expected * _DTYPE.itemsize:
         other = {v: k for k, v in paper.PARAMETERS.items()}.get(size // 4)
         hint = f" (that is the {other} model's size)" if other and other != model else ""
-        raise ValueError(
+        raise InputError(
             f"weight file {path}: expected {expected:,} float32 values "
             f"({expected * 4:,} bytes) for the {model} model, found {size / 4:,.2f} "
             f"floats ({size:,} bytes){hint}"
@@ -60,7 +61,7 @@ def load_released_weights(path, model: str, backend="numpy") -> Sequential:
     del flat
     bad = [name for name, value in state.items() if not np.isfinite(value).all()]
     if bad:
-        raise ValueError(f"weight file {path}: NaN or infinite values in {', '.join(bad)}")
+        raise InputError(f"weight file {path}: NaN or infinite values in {', '.join(bad)}")
     net.load_state_dict(state)
     return net.to(backend) if backend != "numpy" else net
 
@@ -84,6 +85,6 @@ def preprocess(image: np.ndarray) -> np.ndarray:
     """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"preprocess: expected an (H, W, 3) RGB image, got shape {image.shape}")
+        raise InputError(f"preprocess: expected an (H, W, 3) RGB image, got shape {image.shape}")
     x = (image.astype(np.float32) - np.float32(paper.PIXEL_MEAN)) / np.float32(paper.PIXEL_STD)
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])

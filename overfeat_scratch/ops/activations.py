@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..common.checks import check_float_array
+from ..common.checks import InputError, check_float_array
 
 MASK32 = np.uint64(0xFFFFFFFF)
 
@@ -71,7 +71,7 @@ def dropout_keep_mask(size: int, p: float, seed: int):
 
 def check_dropout_p(p):
     if not (isinstance(p, (int, float)) and 0.0 <= p < 1.0):
-        raise ValueError(f"dropout: expected a drop probability 0 <= p < 1, got {p!r}")
+        raise InputError(f"dropout: expected a drop probability 0 <= p < 1, got {p!r}")
     return float(p)
 
 

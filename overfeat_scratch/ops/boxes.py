@@ -36,6 +36,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ..common.checks import InputError, InputTypeError
+
 FORMATS = ("xyxy", "xywh")
 
 
@@ -96,27 +98,27 @@ def columns(boxes: np.ndarray, axis: int) -> tuple:
 def _coordinates(boxes, name: str, box_format: str) -> np.ndarray:
     """``boxes`` as a fresh C-contiguous ``(n, 4)`` float64 array of finite numbers."""
     if box_format not in FORMATS:
-        raise ValueError(f"{name}: box_format must be 'xyxy' or 'xywh', got {box_format!r}")
+        raise InputError(f"{name}: box_format must be 'xyxy' or 'xywh', got {box_format!r}")
     what = "an (n, 4) array of " + (
         "corners [x0, y0, x1, y1]" if box_format == "xyxy" else "boxes [x, y, w, h]"
     )
     try:
         arr = np.asarray(boxes)
     except (ValueError, TypeError) as error:  # ragged nested lists, for example
-        raise ValueError(f"{name}: expected {what}, got {type(boxes).__name__} ({error})") from None
+        raise InputError(f"{name}: expected {what}, got {type(boxes).__name__} ({error})") from None
     # An empty list arrives as float64: let it pass as any numeric kind.
     if arr.dtype.kind not in "iuf" and not (arr.size == 0 and arr.dtype.kind in "iufb"):
-        raise TypeError(f"{name}: expected real numbers in {what}, got dtype {arr.dtype}")
+        raise InputTypeError(f"{name}: expected real numbers in {what}, got dtype {arr.dtype}")
     if arr.ndim == 1 and arr.size == 0:
         arr = arr.reshape(0, 4)  # no boxes, given as []
     if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"{name}: expected {what}, got shape {arr.shape}")
+        raise InputError(f"{name}: expected {what}, got shape {arr.shape}")
     # + 0.0 turns -0.0 into 0.0, so that sorting cannot tell them apart.
     arr = np.array(arr, dtype=np.float64, order="C") + 0.0
     bad = ~np.isfinite(arr).all(axis=1)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise ValueError(
+        raise InputError(
             f"{name}: {int(bad.sum())} box(es) contain NaN or infinite values (the first is "
             f"box {first}: {arr[first].tolist()}); expected finite coordinates"
         )
@@ -136,7 +138,7 @@ def check_boxes(boxes, name: str = "boxes", box_format: str = "xyxy") -> np.ndar
         negative = (arr[:, 2] < 0) | (arr[:, 3] < 0)
         if negative.any():
             first = int(np.flatnonzero(negative)[0])
-            raise ValueError(
+            raise InputError(
                 f"{name}: box {first} has a negative width or height ({arr[first].tolist()}); "
                 "expected [x, y, w, h] with w >= 0 and h >= 0"
             )
@@ -144,7 +146,7 @@ def check_boxes(boxes, name: str = "boxes", box_format: str = "xyxy") -> np.ndar
     inverted = (arr[:, 2] < arr[:, 0]) | (arr[:, 3] < arr[:, 1])
     if inverted.any():
         first = int(np.flatnonzero(inverted)[0])
-        raise ValueError(
+        raise InputError(
             f"{name}: box {first} is inverted, x1 < x0 or y1 < y0 ({arr[first].tolist()}; "
             f"{int(inverted.sum())} box(es) in all); expected corners [x0, y0, x1, y1] with "
             "x0 <= x1 and y0 <= y1 (convert [x, y, w, h] boxes to corners first)"
@@ -191,7 +193,7 @@ def iou_pairs(a, b, name: str = "iou_pairs") -> np.ndarray:
     a = _as_corners(a, f"{name} a", "xyxy")
     b = _as_corners(b, f"{name} b", "xyxy")
     if a.shape != b.shape:
-        raise ValueError(f"{name}: expected two arrays of one shape, got {a.shape} and {b.shape}")
+        raise InputError(f"{name}: expected two arrays of one shape, got {a.shape} and {b.shape}")
     return iou_broadcast(*a.T, *b.T)
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..common.checks import (
+    InputError,
     check_float_array,
     check_positive_int,
     check_same_dtype,
@@ -46,12 +47,12 @@ def check_conv_args(x, w, b, stride, padding):
     n, c, h, wd = x.shape
     o, cw, kh, kw = w.shape
     if cw != c:
-        raise ValueError(
+        raise InputError(
             f"conv2d: input has {c} channels but the weight expects {cw} "
             f"(weight shape {tuple(w.shape)}, input shape {tuple(x.shape)})"
         )
     if b.shape[0] != o:
-        raise ValueError(f"conv2d: bias has {b.shape[0]} entries, expected {o} (one per filter)")
+        raise InputError(f"conv2d: bias has {b.shape[0]} entries, expected {o} (one per filter)")
     ho = conv_output_size(h, kh, stride, padding, "conv2d height")
     wo = conv_output_size(wd, kw, stride, padding, "conv2d width")
     return ho, wo
@@ -64,7 +65,7 @@ def check_conv_backward_args(dy, x, w, stride, padding):
     check_float_array(dy, "conv2d output gradient dy", ndim=4)
     expected = (x.shape[0], o, ho, wo)
     if tuple(dy.shape) != expected:
-        raise ValueError(f"conv2d backward: dy has shape {tuple(dy.shape)}, expected {expected}")
+        raise InputError(f"conv2d backward: dy has shape {tuple(dy.shape)}, expected {expected}")
     return ho, wo
 
 
@@ -294,7 +295,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, input_grad=True, cols=None):
     if cols is None:
         cols = im2col(x, kh, kw, stride, padding)
     elif cols.shape != (x.shape[1] * kh * kw, x.shape[0] * ho * wo):
-        raise ValueError(
+        raise InputError(
             f"conv2d_backward: cols of shape {cols.shape}, expected "
             f"{(x.shape[1] * kh * kw, x.shape[0] * ho * wo)} for input {x.shape}"
         )

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.checks import InputError, InputTypeError
+
 
 def load_image(path) -> np.ndarray:
     """An ``(H, W, 3)`` uint8 RGB array from a PNG or JPEG file (grey becomes RGB).
@@ -27,10 +29,10 @@ def load_image(path) -> np.ndarray:
         with Image.open(path) as img:
             img.load()
             if img.format not in ("PNG", "JPEG"):
-                raise ValueError(f"image {path}: expected a PNG or JPEG file, got {img.format}")
+                raise InputError(f"image {path}: expected a PNG or JPEG file, got {img.format}")
             pixels = pixels_8bit(img, "RGB", f"image {path}")
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(f"image {path}: cannot be read as PNG or JPEG ({error})") from None
+        raise InputError(f"image {path}: cannot be read as PNG or JPEG ({error})") from None
     return pixels
 
 
@@ -51,14 +53,14 @@ def pixels_8bit(img, mode: str, name: str) -> np.ndarray:
     if img.mode in WIDE_INTEGER_MODES:
         values = np.asarray(img).astype(np.int64)
         if values.size and (values.min() < 0 or values.max() > 65535):
-            raise ValueError(
+            raise InputError(
                 f"{name}: {img.mode} pixels range {values.min()}..{values.max()}; expected "
                 "8-bit or 16-bit pixels (0..65535)"
             )
         grey = ((values * 2 + 257) // 514).astype(np.uint8)  # round(v / 257), halves up
         return grey if mode == "L" else np.repeat(grey[:, :, None], 3, axis=2)
     if img.mode == "F":
-        raise ValueError(
+        raise InputError(
             f"{name}: floating-point pixels (mode F); expected 8-bit or 16-bit integer pixels"
         )
     converted = img if img.mode == mode else img.convert(mode)
@@ -68,11 +70,11 @@ def pixels_8bit(img, mode: str, name: str) -> np.ndarray:
 def check_image(image, name="image") -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"{name}: expected an (H, W, 3) RGB array, got shape {image.shape}")
+        raise InputError(f"{name}: expected an (H, W, 3) RGB array, got shape {image.shape}")
     if image.dtype.kind not in "uif":
-        raise TypeError(f"{name}: expected a numeric array, got dtype {image.dtype}")
+        raise InputTypeError(f"{name}: expected a numeric array, got dtype {image.dtype}")
     if image.dtype.kind == "f" and not np.isfinite(image).all():
-        raise ValueError(f"{name}: contains NaN or infinite values")
+        raise InputError(f"{name}: contains NaN or infinite values")
     return image
 
 
@@ -99,9 +101,9 @@ def resize_bilinear(image, height: int, width: int) -> np.ndarray:
     """
     image = np.asarray(image)
     if image.ndim != 3:
-        raise ValueError(f"resize_bilinear: expected an (H, W, C) array, got shape {image.shape}")
+        raise InputError(f"resize_bilinear: expected an (H, W, C) array, got shape {image.shape}")
     if height < 1 or width < 1:
-        raise ValueError(f"resize_bilinear: expected a positive size, got {height}x{width}")
+        raise InputError(f"resize_bilinear: expected a positive size, got {height}x{width}")
     img = image.astype(np.float32, copy=False)
     top, bottom, wy = _source_coordinates(height, img.shape[0])
     rows = img[top] * (1 - wy)[:, None, None] + img[bottom] * wy[:, None, None]
@@ -120,7 +122,7 @@ def resize_short_side(image, size: int) -> np.ndarray:
 def center_crop(image, height: int, width: int) -> np.ndarray:
     h, w = np.asarray(image).shape[:2]
     if h < height or w < width:
-        raise ValueError(f"center_crop: image {h}x{w} is smaller than the crop {height}x{width}")
+        raise InputError(f"center_crop: image {h}x{w} is smaller than the crop {height}x{width}")
     top, left = (h - height) // 2, (w - width) // 2
     return image[top : top + height, left : left + width]
 
@@ -146,7 +148,7 @@ def gaussian_blur(image, sigma: float) -> np.ndarray:
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 2:
-        raise ValueError(f"gaussian_blur: expected an (H, W) array, got shape {image.shape}")
+        raise InputError(f"gaussian_blur: expected an (H, W) array, got shape {image.shape}")
     if not sigma > 0:
         return image.copy()
     kernel = gaussian_kernel(sigma)
@@ -197,11 +199,11 @@ def normalize_scene(image, ink_level: float | None = None) -> np.ndarray:
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 2:
-        raise ValueError(f"normalize_scene: expected an (H, W) image, got shape {image.shape}")
+        raise InputError(f"normalize_scene: expected an (H, W) image, got shape {image.shape}")
     if not np.isfinite(image).all():
-        raise ValueError("normalize_scene: the image contains NaN or infinite values")
+        raise InputError("normalize_scene: the image contains NaN or infinite values")
     if ink_level is not None and not (np.isfinite(ink_level) and ink_level > 0):
-        raise ValueError(f"normalize_scene: ink_level must be a number > 0, got {ink_level!r}")
+        raise InputError(f"normalize_scene: ink_level must be a number > 0, got {ink_level!r}")
     centred = image - np.float32(np.median(image))
     flat = centred.reshape(-1)
     k = min(flat.size, max(MIN_TAIL, int(INK_TAIL * flat.size)))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..common.checks import check_float_array, check_same_dtype
+from ..common.checks import InputError, check_float_array, check_same_dtype
 
 
 def check_linear_args(x, w, b):
@@ -22,12 +22,12 @@ def check_linear_args(x, w, b):
     check_float_array(b, "linear bias b", ndim=1)
     check_same_dtype("linear", x, w, b)
     if x.shape[1] != w.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"linear: input has {x.shape[1]} features but the weight expects {w.shape[1]} "
             f"(weight shape {tuple(w.shape)})"
         )
     if b.shape[0] != w.shape[0]:
-        raise ValueError(f"linear: bias has {b.shape[0]} entries, expected {w.shape[0]}")
+        raise InputError(f"linear: bias has {b.shape[0]} entries, expected {w.shape[0]}")
 
 
 def linear_naive(x, w, b):
@@ -49,7 +49,7 @@ def linear_backward(dy, x, w):
     """Returns ``(dx, dw, db)``: ``dx = dy @ w``, ``dw = dy.T @ x``, ``db = sum(dy)``."""
     check_float_array(dy, "linear output gradient dy", ndim=2)
     if dy.shape != (x.shape[0], w.shape[0]):
-        raise ValueError(
+        raise InputError(
             f"linear backward: dy has shape {dy.shape}, expected {(x.shape[0], w.shape[0])}"
         )
     return dy @ w, dy.T @ x, dy.sum(axis=0)

@@ -11,24 +11,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..common.checks import check_float_array
+from ..common.checks import InputError, InputTypeError, check_float_array
 
 
 def check_labels(logits, labels):
     check_float_array(logits, "softmax_cross_entropy logits")
     if len(logits.shape) < 2:
-        raise ValueError(f"softmax_cross_entropy: expected logits (N, C, ...), got {logits.shape}")
+        raise InputError(f"softmax_cross_entropy: expected logits (N, C, ...), got {logits.shape}")
     expected = (logits.shape[0],) + tuple(logits.shape[2:])
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iu":
-        raise TypeError(f"softmax_cross_entropy: labels must be integers, got dtype {labels.dtype}")
+        raise InputTypeError(
+            f"softmax_cross_entropy: labels must be integers, got dtype {labels.dtype}"
+        )
     if labels.shape != expected:
-        raise ValueError(
+        raise InputError(
             f"softmax_cross_entropy: labels have shape {labels.shape}, expected {expected}"
         )
     c = logits.shape[1]
     if labels.size and (labels.min() < 0 or labels.max() >= c):
-        raise ValueError(
+        raise InputError(
             f"softmax_cross_entropy: labels must lie in [0, {c - 1}], "
             f"got values from {labels.min()} to {labels.max()}"
         )
@@ -79,11 +81,11 @@ def check_l2_args(pred, target, weight):
     check_float_array(pred, "l2_loss prediction")
     check_float_array(target, "l2_loss target")
     if pred.shape != target.shape:
-        raise ValueError(f"l2_loss: prediction shape {pred.shape} != target shape {target.shape}")
+        raise InputError(f"l2_loss: prediction shape {pred.shape} != target shape {target.shape}")
     if weight is not None:
         expected = (pred.shape[0],) + tuple(pred.shape[2:])
         if np.shape(weight) != expected:
-            raise ValueError(f"l2_loss: weight has shape {np.shape(weight)}, expected {expected}")
+            raise InputError(f"l2_loss: weight has shape {np.shape(weight)}, expected {expected}")
 
 
 def l2_loss_naive(pred, target, weight=None):

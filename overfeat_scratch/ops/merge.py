@@ -134,7 +134,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from ..common.checks import check_positive_int
+from ..common.checks import InputError, InputTypeError, check_positive_int
 from . import boxes as box_rules
 from .boxes import check_boxes, columns, iou_broadcast
 
@@ -260,12 +260,12 @@ def _numeric(x, name: str, ndim: int | None, kinds: str, what: str) -> np.ndarra
     try:
         arr = np.asarray(x)
     except (ValueError, TypeError) as error:  # ragged nested lists, for example
-        raise ValueError(f"{name}: expected {what}, got {type(x).__name__} ({error})") from None
+        raise InputError(f"{name}: expected {what}, got {type(x).__name__} ({error})") from None
     # An empty list arrives as float64: let it pass as any numeric kind.
     if arr.dtype.kind not in kinds and not (arr.size == 0 and arr.dtype.kind in "iufb"):
-        raise TypeError(f"{name}: expected {what}, got dtype {arr.dtype}")
+        raise InputTypeError(f"{name}: expected {what}, got dtype {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"{name}: expected {what}, got shape {arr.shape}")
+        raise InputError(f"{name}: expected {what}, got shape {arr.shape}")
     return arr
 
 
@@ -273,7 +273,7 @@ def check_code(value, table: dict, name: str) -> int:
     """The code of the convention ``value`` in ``table``, or a clear error."""
     if not isinstance(value, str) or value not in table:
         choices = ", ".join(repr(k) for k in table)
-        raise ValueError(f"{name}: expected one of {choices}, got {value!r}")
+        raise InputError(f"{name}: expected one of {choices}, got {value!r}")
     return table[value]
 
 
@@ -284,7 +284,7 @@ def prepare(boxes, classes, confidences, threshold=0.5, score="center_iou", aver
     classes = _numeric(classes, "classes", 1, "iub", "a (n,) array of integer class labels")
     conf = _numeric(confidences, "confidences", 1, "iuf", "a (n,) array of real confidences")
     if classes.shape[0] != n or conf.shape[0] != n:
-        raise ValueError(
+        raise InputError(
             f"greedy merge: lengths disagree: {n} boxes, {classes.shape[0]} classes, "
             f"{conf.shape[0]} confidences; expected one class and one confidence per box"
         )
@@ -292,20 +292,20 @@ def prepare(boxes, classes, confidences, threshold=0.5, score="center_iou", aver
     conf = np.array(conf, dtype=np.float64) + 0.0
     if not np.isfinite(conf).all():
         bad = np.flatnonzero(~np.isfinite(conf))
-        raise ValueError(
+        raise InputError(
             f"confidences: {bad.size} NaN or infinite value(s) (first at index {bad[0]}); "
             "expected finite confidences >= 0"
         )
     if (conf < 0).any():
         bad = np.flatnonzero(conf < 0)
-        raise ValueError(
+        raise InputError(
             f"confidences: {bad.size} negative value(s) (first at index {bad[0]}: "
             f"{conf[bad[0]]}); expected confidences >= 0"
         )
     if isinstance(threshold, bool) or not isinstance(threshold, REAL_TYPES):
-        raise TypeError(f"threshold: expected a real number, got {threshold!r}")
+        raise InputTypeError(f"threshold: expected a real number, got {threshold!r}")
     if not np.isfinite(threshold):
-        raise ValueError(f"threshold: expected a finite number, got {threshold}")
+        raise InputError(f"threshold: expected a finite number, got {threshold}")
     kind = check_code(score, SCORES, "score")
     avg = check_code(average, AVERAGES, "average")
 

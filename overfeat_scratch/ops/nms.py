@@ -41,16 +41,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..common.checks import check_positive_int
+from ..common.checks import InputError, InputTypeError, check_positive_int
 from .boxes import check_boxes, iou, iou_broadcast
 
 
 def _real_array(x, name: str, dtype) -> np.ndarray:
     array = np.asarray(x)
     if array.dtype == object or array.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: expected real numbers, got an array of dtype {array.dtype}")
+        raise InputTypeError(f"{name}: expected real numbers, got an array of dtype {array.dtype}")
     if array.dtype.kind == "b":
-        raise TypeError(f"{name}: expected numbers, got booleans")
+        raise InputTypeError(f"{name}: expected numbers, got booleans")
     return array.astype(dtype, copy=False)
 
 
@@ -70,30 +70,30 @@ def check_nms_args(boxes, scores, classes=None, iou_threshold=0.5, max_output=No
     n = boxes.shape[0]
     scores = _real_array(scores, "nms scores", np.float64)
     if scores.shape != (n,):
-        raise ValueError(f"nms scores: expected shape ({n},) for {n} boxes, got {scores.shape}")
+        raise InputError(f"nms scores: expected shape ({n},) for {n} boxes, got {scores.shape}")
     if classes is None:
         classes = np.zeros(n, dtype=np.int64)
     else:
         classes = np.asarray(classes)
         if classes.dtype.kind not in "iu":
-            raise TypeError(f"nms classes: expected integers, got dtype {classes.dtype}")
+            raise InputTypeError(f"nms classes: expected integers, got dtype {classes.dtype}")
         if classes.shape != (n,):
-            raise ValueError(
+            raise InputError(
                 f"nms classes: expected shape ({n},) for {n} boxes, got {classes.shape}"
             )
         classes = classes.astype(np.int64, copy=False)
     bad = ~np.isfinite(scores)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise ValueError(
+        raise InputError(
             f"nms scores: {int(bad.sum())} NaN or infinite value(s), the first for box "
             f"{first}; expected finite numbers"
         )
     if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float, np.number)):
-        raise TypeError(f"nms iou_threshold: expected a number, got {iou_threshold!r}")
+        raise InputTypeError(f"nms iou_threshold: expected a number, got {iou_threshold!r}")
     iou_threshold = float(iou_threshold)
     if not 0.0 <= iou_threshold <= 1.0:  # also refuses NaN
-        raise ValueError(f"nms iou_threshold: expected a number in [0, 1], got {iou_threshold}")
+        raise InputError(f"nms iou_threshold: expected a number in [0, 1], got {iou_threshold}")
     if max_output is not None:
         max_output = check_positive_int(max_output, "nms max_output", minimum=0)
     return boxes, scores, classes, iou_threshold, max_output

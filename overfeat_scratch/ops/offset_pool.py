@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..common.checks import check_float_array, check_positive_int
+from ..common.checks import InputError, check_float_array, check_positive_int
 from .pool import max_pool2d_forward, max_pool2d_naive
 
 
@@ -38,7 +38,7 @@ def fine_size(side: int, kernel: int, stride: int, classifier_window: int) -> in
     """Number of fine output rows for an unpooled side ``side`` (see the module text)."""
     size = side - stride * (classifier_window - 1) - kernel + 1
     if size < 1:
-        raise ValueError(
+        raise InputError(
             f"offset pooling: an unpooled map of side {side} is too small for a "
             f"{kernel}x{kernel}/{stride} pool followed by a {classifier_window}-cell classifier; "
             f"expected at least {stride * (classifier_window - 1) + kernel}"
@@ -51,7 +51,7 @@ def check_offset_args(x, kernel, stride):
     kernel = check_positive_int(kernel, "offset_max_pool2d kernel")
     stride = check_positive_int(kernel if stride is None else stride, "offset_max_pool2d stride")
     if x.shape[2] < kernel or x.shape[3] < kernel:
-        raise ValueError(
+        raise InputError(
             f"offset_max_pool2d: input {x.shape[2]}x{x.shape[3]} is smaller than the "
             f"{kernel}x{kernel} pool; expected at least {kernel}x{kernel}"
         )
@@ -95,10 +95,10 @@ def offset_max_pool2d(x, kernel, stride=None):
 def check_interleave_args(y, fine_h: int, fine_w: int) -> tuple:
     """Validate :func:`interleave_offsets`' arguments; return ``y.shape``."""
     if len(y.shape) != 6 or y.shape[0] != y.shape[1]:
-        raise ValueError(f"interleave_offsets: expected (s, s, N, C, H, W), got {tuple(y.shape)}")
+        raise InputError(f"interleave_offsets: expected (s, s, N, C, H, W), got {tuple(y.shape)}")
     s, _, _, _, ho, wo = y.shape
     if not (0 < fine_h <= s * ho and 0 < fine_w <= s * wo):
-        raise ValueError(
+        raise InputError(
             f"interleave_offsets: a {fine_h}x{fine_w} fine map needs between 1 and "
             f"{s * ho}x{s * wo} positions for {ho}x{wo} outputs per offset"
         )

@@ -17,19 +17,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..common.checks import check_float_array
+from ..common.checks import InputError, check_float_array
 
 
 def check_sgd_args(param, grad, velocity, lr, momentum, weight_decay):
     for name, array in (("parameter", param), ("gradient", grad), ("velocity", velocity)):
         check_float_array(array, f"sgd {name}")
     if tuple(grad.shape) != tuple(param.shape) or tuple(velocity.shape) != tuple(param.shape):
-        raise ValueError(
+        raise InputError(
             f"sgd: parameter {tuple(param.shape)}, gradient {tuple(grad.shape)} and velocity "
             f"{tuple(velocity.shape)} must have one shape"
         )
     if not (lr >= 0 and 0 <= momentum < 1 and weight_decay >= 0):
-        raise ValueError(
+        raise InputError(
             f"sgd: expected lr >= 0, 0 <= momentum < 1, weight_decay >= 0; got lr={lr}, "
             f"momentum={momentum}, weight_decay={weight_decay}"
         )
@@ -109,14 +109,14 @@ class SGD:
     def load_state_dict(self, state: dict) -> None:
         """Velocities by name, with the shapes and the dtypes of the parameters; finite."""
         if set(state) != set(self.velocity):
-            raise ValueError(
+            raise InputError(
                 f"sgd: velocity names {sorted(state)} do not match the network's parameters "
                 f"{sorted(self.velocity)}"
             )
         backend = self.net.backend
         for name, value in state.items():
             if tuple(value.shape) != tuple(self.velocity[name].shape):
-                raise ValueError(
+                raise InputError(
                     f"sgd: velocity {name} has shape {value.shape}, expected "
                     f"{tuple(self.velocity[name].shape)}"
                 )

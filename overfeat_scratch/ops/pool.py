@@ -20,7 +20,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..common.checks import check_float_array, check_positive_int, conv_output_size
+from ..common.checks import InputError, check_float_array, check_positive_int, conv_output_size
 
 
 def check_pool_args(x, kernel, stride):
@@ -156,7 +156,7 @@ def max_pool2d_backward(dy, arg, x_shape, kernel, stride=None):
     check_float_array(dy, "max_pool2d output gradient dy", ndim=4)
     stride = kernel if stride is None else stride
     if tuple(arg.shape) != tuple(dy.shape):
-        raise ValueError(f"max_pool2d backward: arg shape {arg.shape} != dy shape {dy.shape}")
+        raise InputError(f"max_pool2d backward: arg shape {arg.shape} != dy shape {dy.shape}")
     # The compiled loop does not check bounds: check that every write lands in dx.
     n, c, ho, wo = dy.shape
     x_shape = tuple(int(d) for d in x_shape)
@@ -166,12 +166,12 @@ def max_pool2d_backward(dy, arg, x_shape, kernel, stride=None):
         or x_shape[:2] != need[:2]
         or any(have < want for have, want in zip(x_shape[2:], need[2:], strict=True))
     ):
-        raise ValueError(
+        raise InputError(
             f"max_pool2d backward: input shape {x_shape} cannot give output {dy.shape} "
             f"with kernel {kernel} and stride {stride}"
         )
     if arg.size and (arg.min() < 0 or arg.max() >= kernel * kernel):
-        raise ValueError(f"max_pool2d backward: arg must lie in [0, {kernel * kernel})")
+        raise InputError(f"max_pool2d backward: arg must lie in [0, {kernel * kernel})")
     dx = np.zeros(x_shape, dtype=dy.dtype)
     _max_pool_backward_kernel(dy, arg, kernel, stride, dx)
     return dx

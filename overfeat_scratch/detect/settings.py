@@ -1,0 +1,60 @@
+"""The settings of localization and detection, with their defaults.
+
+Only dataclasses: the command line builds its options from these defaults without
+importing the networks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..datasets.digits import DIGITS
+
+
+@dataclass
+class MergeSettings:
+    """The merge's parameters (see :mod:`overfeat_scratch.ops.merge`): ``top_k``
+    classes per scale, the match ``score`` convention, the ``threshold`` t, the
+    ``average`` rule, and ``min_confidence`` (windows whose class probability is below
+    it do not vote). The merge runs on the localizer's backend."""
+
+    top_k: int = 1
+    threshold: float = 0.15
+    score: str = "center_iou"
+    average: str = "pair"
+    min_confidence: float = 0.1
+
+
+@dataclass
+class DetectSettings:
+    """How the boxes of every window become detections.
+
+    ``final``: ``"merge"`` (the paper: accumulate) or ``"nms"`` (suppress: the
+    candidate windows ranked by their own probability, overlapping ones of the same
+    class removed at IoU above ``nms_iou``).
+
+    ``after_merge_iou``: the merge stops at its threshold, and an object can be left
+    with two merged boxes (scales that disagree on its size), or with a box of a
+    second class (windows that read a 4 as a 9). Each such leftover is a false
+    positive with a large summed score. With this set (the default), merged boxes
+    that overlap a better-scored one by more than this IoU are dropped, whatever
+    their class (``after_merge_classes=False``; digits in the scenes overlap by
+    at most 0.1). ``None``: the merge's output as it is.
+
+    ``min_score``: detections below it are dropped (after merging, scores are
+    sums of window probabilities); at most ``max_detections`` per image.
+    """
+
+    final: str = "merge"
+    nms_iou: float = 0.3
+    after_merge_iou: float | None = 0.5
+    after_merge_classes: bool = False
+    min_score: float = 0.0
+    max_detections: int = 100
+
+
+def detect_merge_settings(**changes):
+    """The merge's settings for detection: every digit class at every scale (a scene
+    holds several digits) and a threshold of 0.3; localization's are the defaults of
+    :class:`MergeSettings` (one class per scale, t = 0.15)."""
+    return MergeSettings(**{"top_k": DIGITS, "threshold": 0.3, **changes})
