@@ -519,12 +519,21 @@ def resume_scene_run(args, expected, objective: str) -> tuple[SceneRun, dict]:
 
 
 def train_on_scenes(
-    args, run: SceneRun, objective, make, what: str, extra=None, scenes=None, networks=None
-):
+    args,
+    run: SceneRun,
+    objective,
+    make,
+    what: str,
+    error: str,
+    extra=None,
+    scenes=None,
+    networks=None,
+) -> int:
     """Make the training and test data with ``make(scenes, seed)`` from the run's scenes,
     then train ``run.net`` with ``objective``; every checkpoint records the run's input,
     scenes (and ``scenes``, more about them) and classifier (and ``extra``), and stores
-    ``networks`` beside the net."""
+    ``networks`` beside the net. Prints the last test error, described by ``error``
+    (``{}`` is the percentage); returns the exit status."""
     from .datasets.mnist import data_checksum
     from .datasets.scenes import scene_config_record
     from .detect.localize import input_record
@@ -543,7 +552,7 @@ def train_on_scenes(
         },
         **(extra or {}),
     }
-    return train(
+    result = train(
         run.net,
         run.config,
         train_data,
@@ -556,6 +565,13 @@ def train_on_scenes(
         extra_networks=networks,
         meta=meta,
     )
+    last = result.history[-1]
+    percent = f"{100 * last['test_error']:.2f}%"
+    print(
+        f"done: {error.format(percent)} after epoch "
+        f"{last['epoch']}; checkpoint {result.checkpoint}, log {args.out}/log.csv"
+    )
+    return 0
 
 
 def cmd_train_regressor(args) -> int:
@@ -586,7 +602,7 @@ def cmd_train_regressor(args) -> int:
         f"{args.scenes} single-digit training scenes (seed {args.scene_seed}), "
         f"{run.config.epochs} epochs, writing {args.out}"
     )
-    result = train_on_scenes(
+    return train_on_scenes(
         args,
         run,
         BoxRegression(class_specific=not shared),
@@ -600,15 +616,10 @@ def cmd_train_regressor(args) -> int:
             normalize=run.normalize,
         ),
         "windows",
+        "{} of test windows have IoU < 0.5",
         scenes={"per_scale": args.per_scale},
         networks={"classifier": classifier},
     )
-    last = result.history[-1]
-    print(
-        f"done: {100 * last['test_error']:.2f}% of test windows have IoU < 0.5 after epoch "
-        f"{last['epoch']}; checkpoint {result.checkpoint}, log {args.out}/log.csv"
-    )
-    return 0
 
 
 def localize_settings(args):
@@ -808,10 +819,7 @@ def cmd_localize(args) -> int:
 
     localizer = Localizer.from_checkpoint(args.checkpoint, backend=args.backend)
     factors, settings = localize_settings(args)
-    items, classes, truths = read_inputs(args.input)
-    check_drawings(args, items)
-    scales = check_localize_memory(args, localizer, items, factors, settings.top_k)
-    label_to_id = {digit: cid for cid, digit in classes.items()}
+    items, scales, truths, label_to_id = open_inputs(args, localizer, factors, settings.top_k)
     rows, predictions = [], []
     for k, (image_id, name, pixels) in enumerate(items):
         result = localize(localizer, pixels, scales[k], settings, fine=not args.coarse)
@@ -823,10 +831,9 @@ def cmd_localize(args) -> int:
             f"{len(result.boxes)}"
         )
         for rank, pred in enumerate(top, start=1):
-            x0, y0, x1, y1 = pred["box"]
             print(
                 f"  {rank}. digit {pred['label']}  confidence {pred['score']:.2f} "
-                f"({pred['windows']} windows)  box x {x0:.1f}-{x1:.1f}, y {y0:.1f}-{y1:.1f}"
+                f"({pred['windows']} windows)  {box_text(pred)}"
             )
         rows.extend((image_id, pred) for pred in top)
         if args.draw:
@@ -870,7 +877,7 @@ def cmd_train_detector(args) -> int:
         f"(seed {args.scene_seed}), {run.config.epochs} epochs, "
         f"{'mined' if mining else 'random'} negatives, writing {args.out}"
     )
-    result = train_on_scenes(
+    return train_on_scenes(
         args,
         run,
         MinedDetection(mining=mining, seed=run.config.seed),
@@ -882,20 +889,30 @@ def cmd_train_detector(args) -> int:
             normalize=run.normalize,
         ),
         "patches",
+        "balanced window error {}",
         extra={"mining": mining},
     )
-    last = result.history[-1]
-    print(
-        f"done: balanced window error {100 * last['test_error']:.2f}% after epoch "
-        f"{last['epoch']}; checkpoint {result.checkpoint}, log {args.out}/log.csv"
-    )
-    return 0
 
 
 def detect_settings(args):
     from .detect.detection import DetectSettings
 
     return DetectSettings(final=args.final, nms_iou=args.nms_iou, min_score=args.min_score)
+
+
+def open_inputs(args, localizer, factors, top_k):
+    """``(items, scales, truths, label_to_id)`` of ``args.input``: its images, checked
+    against the drawing folder and the memory limit, the scales each is evaluated at,
+    its true boxes (if a scene folder) and its category ids by digit."""
+    items, classes, truths = read_inputs(args.input)
+    check_drawings(args, items)
+    scales = check_localize_memory(args, localizer, items, factors, top_k)
+    return items, scales, truths, {digit: cid for cid, digit in classes.items()}
+
+
+def box_text(prediction) -> str:
+    x0, y0, x1, y1 = prediction["box"]
+    return f"box x {x0:.1f}-{x1:.1f}, y {y0:.1f}-{y1:.1f}"
 
 
 def cmd_detect(args) -> int:
@@ -906,10 +923,7 @@ def cmd_detect(args) -> int:
     check_detector(localizer, args.checkpoint or "the shipped localizer")
     factors, merge = localize_settings(args)
     settings = detect_settings(args)
-    items, classes, truths = read_inputs(args.input)
-    check_drawings(args, items)
-    scales = check_localize_memory(args, localizer, items, factors, merge.top_k)
-    label_to_id = {digit: cid for cid, digit in classes.items()}
+    items, scales, truths, label_to_id = open_inputs(args, localizer, factors, merge.top_k)
     rows = []
     for k, (image_id, name, pixels) in enumerate(items):
         result = detect(localizer, pixels, scales[k], merge, settings, fine=not args.coarse)
@@ -918,11 +932,7 @@ def cmd_detect(args) -> int:
         if not args.quiet:
             print(f"{name} (id {image_id}): {len(found)} detections")
             for pred in found[: args.show]:
-                x0, y0, x1, y1 = pred["box"]
-                print(
-                    f"  digit {pred['label']}  score {pred['score']:.2f}  "
-                    f"box x {x0:.1f}-{x1:.1f}, y {y0:.1f}-{y1:.1f}"
-                )
+                print(f"  digit {pred['label']}  score {pred['score']:.2f}  {box_text(pred)}")
         rows.extend((image_id, pred) for pred in found)
         if args.draw:
             shown = [p for p in found if p["score"] >= args.draw_min_score]
@@ -993,6 +1003,18 @@ def add_merge_arguments(p, default) -> None:
     )
 
 
+def add_image_command_arguments(p, merge, checkpoint: str, found: str) -> None:
+    """The flags shared by ``localize`` and ``detect``: the networks, the outputs, the
+    merge (starting from ``merge``, a :class:`~.detect.settings.MergeSettings`), the
+    backend and the input."""
+    p.add_argument("--checkpoint", help=f"{checkpoint} (default: shipped)")
+    p.add_argument("--out", metavar="JSON", help=f"write the {found} in the COCO results format")
+    p.add_argument("--draw", metavar="DIR", help=f"draw the {found} on each image into DIR")
+    add_merge_arguments(p, merge)
+    add_backend(p)
+    p.add_argument("input", metavar="IMAGE_OR_DIR", help="an image, or a COCO scene folder")
+
+
 def add_size_arguments(p) -> None:
     """``--max-size`` and ``--max-memory``: what keeps a huge image from exhausting memory."""
     p.add_argument(
@@ -1001,12 +1023,16 @@ def add_size_arguments(p) -> None:
         metavar="PIXELS",
         help="downscale images whose longer side is above this before evaluating them",
     )
+    add_memory_argument(p, "an evaluation")
+
+
+def add_memory_argument(p, what: str) -> None:
     p.add_argument(
         "--max-memory",
         type=number(0, low_open=True),
         default=MEMORY_LIMIT_GIB,
         metavar="GIB",
-        help="refuse an evaluation estimated to need more memory than this "
+        help=f"refuse {what} estimated to need more memory than this "
         f"(default {MEMORY_LIMIT_GIB:g} GiB)",
     )
 
@@ -1084,14 +1110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coarse", action="store_true", help="multiscale without offset pooling")
     p.add_argument("--top", type=positive, default=5, help="classes listed")
     p.add_argument("--names", help="text file of class names, one per line, in output order")
-    p.add_argument(
-        "--max-memory",
-        type=number(0, low_open=True),
-        default=MEMORY_LIMIT_GIB,
-        metavar="GIB",
-        help="refuse scales estimated to need more memory than this "
-        f"(default {MEMORY_LIMIT_GIB:g} GiB)",
-    )
+    add_memory_argument(p, "scales")
     add_backend(p)
     p.add_argument("image")
     p.set_defaults(func=cmd_classify, check=check_classify)
@@ -1167,13 +1186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train_regressor, check=check_scene_training)
 
     p = sub.add_parser("localize", help="classify and box the digits of images (the merge)")
-    p.add_argument("--checkpoint", help="a train-regressor checkpoint (default: shipped)")
     p.add_argument("--top", type=positive, default=5, help="boxes printed and written per image")
-    p.add_argument("--out", metavar="JSON", help="write the boxes in the COCO results format")
-    p.add_argument("--draw", metavar="DIR", help="draw the boxes on each image into DIR")
-    add_merge_arguments(p, MergeSettings())
-    add_backend(p)
-    p.add_argument("input", metavar="IMAGE_OR_DIR", help="an image, or a COCO scene folder")
+    add_image_command_arguments(p, MergeSettings(), "a train-regressor checkpoint", "boxes")
     p.set_defaults(func=cmd_localize, check=check_image_outputs)
 
     p = sub.add_parser("train-detector", help="fine-tune mini with a background class on scenes")
@@ -1192,11 +1206,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("detect", help="find every digit in images (merge or NMS)")
     p.add_argument(
-        "--checkpoint", help="a train-regressor checkpoint on the detector (default: shipped)"
-    )
-    p.add_argument("--out", metavar="JSON", help="write the detections in the COCO results format")
-    p.add_argument("--draw", metavar="DIR", help="draw the detections on each image into DIR")
-    p.add_argument(
         "--draw-min-score", type=score, default=1.0, help="draw only boxes above this (>= 0)"
     )
     p.add_argument("--final", default="merge", choices=("merge", "nms"))
@@ -1206,9 +1215,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=score, default=0.0, help="drop detections below this (>= 0)")
     p.add_argument("--show", type=count, default=10, help="detections printed per image")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
-    add_merge_arguments(p, detect_merge_settings())
-    add_backend(p)
-    p.add_argument("input", metavar="IMAGE_OR_DIR", help="an image, or a COCO scene folder")
+    add_image_command_arguments(
+        p, detect_merge_settings(), "a train-regressor checkpoint on the detector", "detections"
+    )
     p.set_defaults(func=cmd_detect, check=check_image_outputs)
 
     p = sub.add_parser("evaluate-detections", help="AP@0.5, mAP and COCO AP of COCO results")
