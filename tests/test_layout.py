@@ -126,3 +126,34 @@ def test_the_front_door_names_resolve():
     assert set(overfeat_scratch.__all__) <= set(dir(overfeat_scratch))
     with pytest.raises(AttributeError, match="no_such_name"):
         overfeat_scratch.no_such_name  # noqa: B018
+
+
+def test_both_backends_implement_the_whole_interface_with_its_signatures():
+    """The backend interface is the same on both sides: every operation of
+    :class:`Backend` is implemented by the NumPy and the CUDA backend, taking the same
+    parameters (so a layer never has to ask which backend it runs on)."""
+    import inspect
+
+    from overfeat_scratch.nn.backend import Backend, NumpyBackend
+    from overfeat_scratch.nn.cuda_backend import CudaBackend
+
+    def parameters(cls, name):
+        member = inspect.getattr_static(cls, name)
+        if isinstance(member, staticmethod):
+            return list(inspect.signature(member.__func__).parameters)
+        return list(inspect.signature(member).parameters)[1:]
+
+    # The interface's own defaults, which a backend may keep.
+    defaults = {"conv2d_forward_saving", "reshape"}
+    operations = [
+        name for name, member in vars(Backend).items() if callable(member) and name[0] != "_"
+    ]
+    assert {"conv2d_backward", "greedy_merge", "non_max_suppression"} <= set(operations)
+    differ = []
+    for backend in (NumpyBackend, CudaBackend):
+        for name in operations:
+            if name not in defaults and name not in vars(backend):
+                differ.append(f"{backend.__name__}.{name}: missing")
+            elif parameters(backend, name) != parameters(Backend, name):
+                differ.append(f"{backend.__name__}.{name}{parameters(backend, name)}")
+    assert not differ, differ
