@@ -47,8 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from overfeat_scratch import conv as conv_ops  # noqa: E402
 from overfeat_scratch.nn.networks import build_network  # noqa: E402
+from overfeat_scratch.ops import conv as conv_ops  # noqa: E402
 
 SIZES = {"fast": 231, "accurate": 221}
 TARGETS = {
