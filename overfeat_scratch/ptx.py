@@ -137,8 +137,9 @@ COMPILE_OPTIONS = ("debug", "lineinfo", "opt", "fastmath", "launch_bounds")
 # Modules whose kernels must not spill (the hot, per-pixel ones).
 NO_SPILL_MODULES = ("conv", "pool", "offset_pool")
 
-PACKAGE = __package__ or "overfeat_scratch.cuda"
-ROOT = Path(__file__).resolve().parents[2]  # the directory that holds the package
+# The package of the kernels, and the directory that holds the package.
+PACKAGE = "overfeat_scratch.cuda"
+ROOT = Path(__file__).resolve().parents[1]
 # The committed report: what the docs show and tests/test_ptx.py checks.
 RESULTS = ROOT / "benchmarks" / "results" / "ptx_check.json"
 
@@ -819,7 +820,7 @@ def markdown_table(report: dict) -> str:
 
 def _python(args, env, timeout):
     result = subprocess.run(
-        [sys.executable, "-m", f"{PACKAGE}.ptx", *args],
+        [sys.executable, "-m", "overfeat_scratch.ptx", *args],
         cwd=ROOT,  # ``-m`` finds this copy of the package first, as the caller did
         env=env,
         capture_output=True,
@@ -829,7 +830,7 @@ def _python(args, env, timeout):
     )
     if result.returncode != 0:
         raise RuntimeError(
-            f"python -m {PACKAGE}.ptx {' '.join(args)} failed ({result.returncode}):\n"
+            f"python -m overfeat_scratch.ptx {' '.join(args)} failed ({result.returncode}):\n"
             f"{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
         )
     return result

@@ -52,13 +52,17 @@ reduction is *split*: ``blockIdx.z`` picks a chunk of it, each chunk writes its
 partial sums to a workspace, and a second kernel adds the chunks in a fixed order
 (deterministic, unlike atomics) and stores the result.
 
-Every tiled kernel is made by a factory ``make_..._kernel(tile, rb)``, cached
-(``functools.cache``): shared and local array shapes must be compile-time constants,
-so each (tile, rb) is a kernel of its own, with launch bounds that hold it to 128
-(rb > 1) or 64 (rb = 1) registers per thread (:data:`GEMM_REGISTERS`; :mod:`.ptx`
-checks that the default tiles do not spill). The host wrappers at the end take NumPy or
-device arrays and return device arrays; :func:`pick_rb` drops the register block to
-1 for outputs thinner than a tile (a fully connected layer at batch 1).
+The four GEMMs share one body, :func:`make_implicit_gemm`: prologue, k-loop (load
+the tiles, multiply them) and stores are written once, and each GEMM adds a few
+small device functions that say where its A and B entries are in memory and where
+its result goes (the compiler inlines them). Every tiled kernel is made by a factory
+``make_..._kernel(tile, rb)``, cached (``functools.cache``): shared and local array
+shapes must be compile-time constants, so each (tile, rb) is a kernel of its own,
+with launch bounds that hold it to 128 (rb > 1) or 64 (rb = 1) registers per thread
+(:data:`GEMM_REGISTERS`; :mod:`.ptx` checks that the default tiles do not spill). The
+host wrappers at the end take NumPy or device arrays and return device arrays;
+:func:`pick_rb` drops the register block to 1 for outputs thinner than a tile (a fully
+connected layer at batch 1).
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ import math
 import numpy as np
 from numba import cuda, float32, int64
 
-from ..common.checks import check_positive_int
+from ..common.checks import InputError, check_positive_int
 from ..ops.conv import check_conv_args, check_conv_backward_args
 from . import (
     DEFAULT_RB,
@@ -86,7 +90,7 @@ from . import (
 
 # Registers per thread of the GEMM kernels, for rb == 1 and rb > 1 (their launch
 # bounds, see kernel_jit): with 16 x 16 threads, 4 and 2 blocks per SM, 50% and 25%
-# occupancy. The 4 x 4 accumulators of rb = 4 take 114-128 registers; at 80 (3 blocks)
+# occupancy. The 4 x 4 accumulators of rb = 4 take 107-124 registers; at 80 (3 blocks)
 # the forward, weight-gradient and gather kernels spill.
 GEMM_REGISTERS = (64, 128)
 
@@ -109,11 +113,14 @@ def split3(index, mid, low):
 
 
 @cuda.jit(device=True)
-def advance3(a, b, c, da, db, dc, mid, low):
-    """``(a, b, c)`` plus ``(da, db, dc)`` in the same mixed radix, without dividing.
+def advance3(digits, step, mid, low):
+    """``digits = (a, b, c)`` plus ``step = (da, db, dc)`` in the same mixed radix, without
+    dividing.
 
     Both inputs have digits ``b < mid``, ``c < low``, so each digit carries at most once.
     """
+    a, b, c = digits
+    da, db, dc = step
     c += dc
     if c >= low:
         c -= low
@@ -152,35 +159,6 @@ def conv_forward_naive_kernel(x, w, b, y, stride, padding):
                         if 0 <= col < width:
                             total += w[o, c, u, v] * x[n, c, h, col]
         y[n, o, i, j] = total + b[o]
-
-
-# --------------------------------------------------------------------------------------
-# 2-3. Building blocks of the tiled kernels: the product of two tiles, the stores
-
-
-@functools.cache
-def make_tile_product(tile: int, rb: int):
-    """A device function: ``acc += A_tile @ B_tile`` for this thread's RB x RB outputs.
-
-    ``a_tile: (TILE*RB, TILE)`` and ``b_tile: (TILE, TILE*RB)`` are in shared memory;
-    ``acc: (RB, RB)`` is in registers. Thread (tx, ty) owns rows ``ty + r*TILE`` and
-    columns ``tx + q*TILE`` of the block's output tile.
-    """
-
-    @cuda.jit(device=True, inline="always")
-    def tile_product(a_tile, b_tile, acc, tx, ty):
-        a_reg = cuda.local.array(rb, float32)
-        b_reg = cuda.local.array(rb, float32)
-        for kk in range(tile):
-            # Each shared value is read once into a register and used RB times.
-            for r in range(rb):
-                a_reg[r] = a_tile[ty + r * tile, kk]
-                b_reg[r] = b_tile[kk, tx + r * tile]
-            for r in range(rb):
-                for q in range(rb):
-                    acc[r, q] += a_reg[r] * b_reg[q]
-
-    return tile_product
 
 
 # --------------------------------------------------------------------------------------
@@ -234,234 +212,341 @@ def make_split_sum_kernel(store):
 
 
 # --------------------------------------------------------------------------------------
-# 2-3. The tiled implicit GEMM kernels (shared-memory tiles, RB x RB outputs per thread)
-#
-# Common to the four kernels, for a block of TILE x TILE threads:
-#   grid = (ceil(cols / (TILE*RB)), ceil(rows / (TILE*RB)), splits)
-#   a_tile (TILE*RB, TILE) and b_tile (TILE, TILE*RB) in shared memory;
-#   reduction entries k_begin <= k < k_end for this block's chunk (blockIdx.z);
-#   each GEMM output (row, col) is written once: to its place, or to ws[z, row, col]
-#   when the reduction is split.
+# 2-3. The tiled implicit GEMM, written once: the product of two tiles, and the kernel
+# body that every GEMM kernel runs
+
+
+@functools.cache
+def make_tile_product(tile: int, rb: int):
+    """A device function: ``acc += A_tile @ B_tile`` for this thread's RB x RB outputs.
+
+    ``a_tile: (TILE*RB, TILE)`` and ``b_tile: (TILE, TILE*RB)`` are in shared memory;
+    ``acc: (RB, RB)`` is in registers. Thread (tx, ty) owns rows ``ty + r*TILE`` and
+    columns ``tx + q*TILE`` of the block's output tile.
+    """
+
+    @cuda.jit(device=True, inline="always")
+    def tile_product(a_tile, b_tile, acc, tx, ty):
+        a_reg = cuda.local.array(rb, float32)
+        b_reg = cuda.local.array(rb, float32)
+        for kk in range(tile):
+            # Each shared value is read once into a register and used RB times.
+            for r in range(rb):
+                a_reg[r] = a_tile[ty + r * tile, kk]
+                b_reg[r] = b_tile[kk, tx + r * tile]
+            for r in range(rb):
+                for q in range(rb):
+                    acc[r, q] += a_reg[r] * b_reg[q]
+
+    return tile_product
+
+
+@functools.cache
+def make_implicit_gemm(
+    tile: int, rb: int, sizes, column, load_a, b_index, store, padded: bool = True
+):
+    """A device function: one block's share of the GEMM ``OUT = A @ B``, where A and B
+    are read from arrays ``a`` and ``b`` and never built.
+
+    The four convolution GEMMs differ only in where their entries are, so each is
+    described by device functions (written next to its kernel, below):
+
+    - ``sizes(g) -> (rows, cols, depth, mid, low)``: the GEMM's sizes, and the radix in
+      which each reduction index ``k`` is written as three digits ``split3(k, mid,
+      low)``: ``(c, u, v)``, ``(n, i, j)`` or ``(o, u, v)``;
+    - ``column(g, col)``: three numbers a thread needs about one of its output columns,
+      found once, before the loop (dividing is slow);
+    - ``load_a(a, g, row, k, k_digits)``: the entry ``A[row, k]``;
+    - ``b_index(g, k, k_digits, column) -> (n, c, h, w)``: ``B[k, col]`` is
+      ``b[n, c, h, w]``, or zero where ``(h, w)`` lies outside ``b`` (when ``padded``:
+      the padding around ``x``, or no output for a pixel); the implicit im2col;
+    - ``store(out, bias, g, row, col, value)``: where ``OUT[row, col]`` goes.
+
+    A block of TILE x TILE threads, launched on ``grid = (ceil(cols / (TILE*RB)),
+    ceil(rows / (TILE*RB)), splits)``, owns a (TILE*RB)^2 tile of ``OUT`` and the chunk
+    ``k_begin <= k < k_end`` of the reduction (``blockIdx.z``). Each step, thread (tx,
+    ty) loads ``A[row, k0 + tx]`` for its RB rows into ``a_tile`` and ``B[k0 + ty,
+    col]`` for its RB columns into ``b_tile`` (zero past the edges of the matrices),
+    then adds the product of the tiles to its RB x RB accumulators ``acc``. The digits
+    of ``k0 + tx`` and ``k0 + ty`` move TILE entries a step with :func:`advance3`, so
+    the loop never divides. Each output ``(row, col)`` is written once: by ``store``,
+    or to ``ws[z, row, col]`` when the reduction is split.
+
+    The kernel declares ``a_tile``, ``b_tile`` (shared memory) and ``acc``
+    (registers): their shapes are compile-time constants of this (tile, rb).
+    """
+    span = tile * rb
+    tile_product = make_tile_product(tile, rb)
+
+    @cuda.jit(device=True, inline="always")
+    def gemm(a, b, out, bias, ws, g, k_chunk, a_tile, b_tile, acc):
+        rows, cols, depth, mid, low = sizes(g)
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        row0, col0 = cuda.blockIdx.y * span, cuda.blockIdx.x * span
+        k_begin = cuda.blockIdx.z * k_chunk
+        k_end = min(depth, k_begin + k_chunk)
+
+        col_info = cuda.local.array((rb, 3), int64)
+        for q in range(rb):
+            col_info[q, 0], col_info[q, 1], col_info[q, 2] = column(g, col0 + tx + q * tile)
+            for r in range(rb):
+                acc[r, q] = 0
+        # The digits of the reduction entries this thread loads: k0 + tx into the A
+        # tile, k0 + ty into the B tile.
+        a_digits = split3(k_begin + tx, mid, low)
+        b_digits = split3(k_begin + ty, mid, low)
+        step = split3(tile, mid, low)
+
+        for k0 in range(k_begin, k_end, tile):
+            for r in range(rb):
+                row = row0 + ty + r * tile
+                value = float32(0)
+                if row < rows and k0 + tx < k_end:
+                    value = load_a(a, g, row, k0 + tx, a_digits)
+                a_tile[ty + r * tile, tx] = value
+            for q in range(rb):
+                info = (col_info[q, 0], col_info[q, 1], col_info[q, 2])
+                n, c, h, w = b_index(g, k0 + ty, b_digits, info)
+                value = float32(0)
+                if k0 + ty < k_end and col0 + tx + q * tile < cols:
+                    # Index first, then the two tests nested: the compiler then knows
+                    # h, w >= 0 and drops Numba's negative-index wrap-around. (A helper
+                    # that returns early, or one test folded into a flag, keeps it.)
+                    if not padded or (0 <= h < b.shape[2] and 0 <= w < b.shape[3]):
+                        value = b[n, c, h, w]
+                b_tile[ty, tx + q * tile] = value
+            cuda.syncthreads()
+            tile_product(a_tile, b_tile, acc, tx, ty)
+            cuda.syncthreads()  # before the next step overwrites the tiles
+            a_digits = advance3(a_digits, step, mid, low)
+            b_digits = advance3(b_digits, step, mid, low)
+
+        for r in range(rb):
+            row = row0 + ty + r * tile
+            for q in range(rb):
+                col = col0 + tx + q * tile
+                if row < rows and col < cols:
+                    if cuda.gridDim.z > 1:
+                        ws[cuda.blockIdx.z, row, col] = acc[r, q]
+                    else:
+                        store(out, bias, g, row, col, acc[r, q])
+
+    return gemm
+
+
+# --------------------------------------------------------------------------------------
+# The four GEMM kernels. Each is its addressing functions, and a kernel that declares
+# the block's memory and runs the GEMM.
+
+
+@cuda.jit(device=True)
+def forward_sizes(g):
+    """Rows ``o``, columns ``(n, i, j)``, reduction ``(c, u, v)``."""
+    batch, chans, _, _, filters, kh, kw, _, _, ho, wo = g
+    return filters, batch * ho * wo, chans * kh * kw, kh, kw
+
+
+@cuda.jit(device=True)
+def forward_column(g, col):
+    """Column ``(n, i, j)``: the image, and where the window of output ``(i, j)`` starts."""
+    _, _, _, _, _, _, _, stride, pad, ho, wo = g
+    n, i, j = split3(col, ho, wo)
+    return n, i * stride - pad, j * stride - pad
+
+
+@cuda.jit(device=True)
+def forward_load_a(w2, g, o, k, k_digits):
+    """``W[o, k]``, from ``w2 = w.reshape(O, C*kh*kw)``."""
+    return w2[o, k]
+
+
+@cuda.jit(device=True)
+def forward_b_index(g, k, k_digits, column):
+    """``X_cols[(c, u, v), (n, i, j)]`` is ``x[n, c, h, w]``, tap ``(u, v)`` of the window."""
+    c, u, v = k_digits
+    n, h, w = column
+    return n, c, h + u, w + v
 
 
 @functools.cache
 def make_conv_forward_kernel(tile: int, rb: int = 1):
     """``Y = W @ X_cols``: rows ``o``, columns ``(n, i, j)``, reduction ``(c, u, v)``.
 
-    Each k-step, thread (tx, ty) loads ``W[row, k0 + tx]`` for its RB rows into the A
-    tile, and ``X_cols[k0 + ty, col]`` for its RB columns into the B tile, computed
-    from ``x`` (zero in the padding).
+    The A tile holds ``W``; the B tile ``X_cols``, read from ``x`` (zero in the
+    padding); ``Y`` plus the bias goes to ``y``.
     """
     span = tile * rb
-    tile_product = make_tile_product(tile, rb)
+    gemm = make_implicit_gemm(
+        tile, rb, forward_sizes, forward_column, forward_load_a, forward_b_index, store_y
+    )
 
     @kernel_jit(tile * tile, GEMM_REGISTERS[rb > 1])
     def conv_forward_tiled(x, w2, b, y, ws, g, k_chunk):
-        batch, chans, height, width, filters, kh, kw, stride, pad, ho, wo = g
-        rows, cols, depth = filters, batch * ho * wo, chans * kh * kw
-        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        row0, col0 = cuda.blockIdx.y * span, cuda.blockIdx.x * span
-        k_begin = cuda.blockIdx.z * k_chunk
-        k_end = min(depth, k_begin + k_chunk)
-
         a_tile = cuda.shared.array((span, tile), float32)
         b_tile = cuda.shared.array((tile, span), float32)
         acc = cuda.local.array((rb, rb), float32)
-        # Where the windows of this thread's columns start in x (found once: dividing
-        # is slow), and which image they are in.
-        col_n = cuda.local.array(rb, int64)
-        col_h = cuda.local.array(rb, int64)
-        col_w = cuda.local.array(rb, int64)
-        for q in range(rb):
-            n, i, j = split3(col0 + tx + q * tile, ho, wo)
-            col_n[q], col_h[q], col_w[q] = n, i * stride - pad, j * stride - pad
-            for r in range(rb):
-                acc[r, q] = 0
-        # The reduction row this thread loads into the B tile, as (c, u, v), moved
-        # TILE rows per step.
-        c, u, v = split3(k_begin + ty, kh, kw)
-        dc, du, dv = split3(tile, kh, kw)
-
-        for k0 in range(k_begin, k_end, tile):
-            for r in range(rb):
-                row = row0 + ty + r * tile
-                value = float32(0)
-                if row < rows and k0 + tx < k_end:
-                    value = w2[row, k0 + tx]
-                a_tile[ty + r * tile, tx] = value
-            for q in range(rb):
-                h, w = col_h[q] + u, col_w[q] + v
-                value = float32(0)
-                if k0 + ty < k_end and col0 + tx + q * tile < cols:
-                    if 0 <= h < height and 0 <= w < width:
-                        value = x[col_n[q], c, h, w]
-                b_tile[ty, tx + q * tile] = value
-            cuda.syncthreads()
-            tile_product(a_tile, b_tile, acc, tx, ty)
-            cuda.syncthreads()  # before the next step overwrites the tiles
-            c, u, v = advance3(c, u, v, dc, du, dv, kh, kw)
-
-        for r in range(rb):
-            row = row0 + ty + r * tile
-            for q in range(rb):
-                col = col0 + tx + q * tile
-                if row < rows and col < cols:
-                    if cuda.gridDim.z > 1:
-                        ws[cuda.blockIdx.z, row, col] = acc[r, q]
-                    else:
-                        store_y(y, b, g, row, col, acc[r, q])
+        gemm(w2, x, y, b, ws, g, k_chunk, a_tile, b_tile, acc)
 
     return conv_forward_tiled
+
+
+@cuda.jit(device=True)
+def weight_grad_sizes(g):
+    """Rows ``o``, columns ``(c, u, v)``, reduction ``(n, i, j)``."""
+    batch, chans, _, _, filters, kh, kw, _, _, ho, wo = g
+    return filters, chans * kh * kw, batch * ho * wo, ho, wo
+
+
+@cuda.jit(device=True)
+def weight_grad_column(g, col):
+    """Column ``(c, u, v)``: a tap of the kernel."""
+    _, _, _, _, _, kh, kw, _, _, _, _ = g
+    return split3(col, kh, kw)
+
+
+@cuda.jit(device=True)
+def weight_grad_load_a(dy, g, o, k, k_digits):
+    """``dY[o, (n, i, j)]``, from ``dy``."""
+    n, i, j = k_digits
+    return dy[n, o, i, j]
+
+
+@cuda.jit(device=True)
+def weight_grad_b_index(g, k, k_digits, column):
+    """``X_cols^T[(n, i, j), (c, u, v)]`` is ``x[n, c, h, w]``, tap ``(u, v)`` of the
+    window of output ``(i, j)``."""
+    _, _, _, _, _, _, _, stride, pad, _, _ = g
+    n, i, j = k_digits
+    c, u, v = column
+    return n, c, i * stride - pad + u, j * stride - pad + v
 
 
 @functools.cache
 def make_conv_weight_grad_kernel(tile: int, rb: int = 1):
     """``dW = dY @ X_cols^T``: rows ``o``, columns ``(c, u, v)``, reduction ``(n, i, j)``.
 
-    Each k-step, thread (tx, ty) loads ``dY[row, k0 + tx]`` (from ``dy``) for its RB
-    rows into the A tile, and ``X_cols[col, k0 + ty]`` (from ``x``) for its RB
-    columns into the B tile.
+    The A tile holds ``dY``, read from ``dy``; the B tile ``X_cols^T``, read from ``x``;
+    ``dW`` goes to ``dw2 = dw.reshape(O, C*kh*kw)``.
     """
     span = tile * rb
-    tile_product = make_tile_product(tile, rb)
+    gemm = make_implicit_gemm(
+        tile,
+        rb,
+        weight_grad_sizes,
+        weight_grad_column,
+        weight_grad_load_a,
+        weight_grad_b_index,
+        store_matrix,
+    )
 
     @kernel_jit(tile * tile, GEMM_REGISTERS[rb > 1])
     def conv_weight_grad_tiled(dy, x, dw2, ws, g, k_chunk):
-        batch, chans, height, width, filters, kh, kw, stride, pad, ho, wo = g
-        rows, cols, depth = filters, chans * kh * kw, batch * ho * wo
-        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        row0, col0 = cuda.blockIdx.y * span, cuda.blockIdx.x * span
-        k_begin = cuda.blockIdx.z * k_chunk
-        k_end = min(depth, k_begin + k_chunk)
-
         a_tile = cuda.shared.array((span, tile), float32)
         b_tile = cuda.shared.array((tile, span), float32)
         acc = cuda.local.array((rb, rb), float32)
-        # This thread's columns as kernel taps (c, u, v).
-        col_c = cuda.local.array(rb, int64)
-        col_u = cuda.local.array(rb, int64)
-        col_v = cuda.local.array(rb, int64)
-        for q in range(rb):
-            col_c[q], col_u[q], col_v[q] = split3(col0 + tx + q * tile, kh, kw)
-            for r in range(rb):
-                acc[r, q] = 0
-        # Two output positions (n, i, j) walk the reduction: k0 + tx for the A tile,
-        # k0 + ty for the B tile.
-        an, ai, aj = split3(k_begin + tx, ho, wo)
-        bn, bi, bj = split3(k_begin + ty, ho, wo)
-        dn, di, dj = split3(tile, ho, wo)
-
-        for k0 in range(k_begin, k_end, tile):
-            for r in range(rb):
-                row = row0 + ty + r * tile
-                value = float32(0)
-                if row < rows and k0 + tx < k_end:
-                    value = dy[an, row, ai, aj]
-                a_tile[ty + r * tile, tx] = value
-            for q in range(rb):
-                h, w = bi * stride - pad + col_u[q], bj * stride - pad + col_v[q]
-                value = float32(0)
-                if k0 + ty < k_end and col0 + tx + q * tile < cols:
-                    if 0 <= h < height and 0 <= w < width:
-                        value = x[bn, col_c[q], h, w]
-                b_tile[ty, tx + q * tile] = value
-            cuda.syncthreads()
-            tile_product(a_tile, b_tile, acc, tx, ty)
-            cuda.syncthreads()
-            an, ai, aj = advance3(an, ai, aj, dn, di, dj, ho, wo)
-            bn, bi, bj = advance3(bn, bi, bj, dn, di, dj, ho, wo)
-
-        for r in range(rb):
-            row = row0 + ty + r * tile
-            for q in range(rb):
-                col = col0 + tx + q * tile
-                if row < rows and col < cols:
-                    if cuda.gridDim.z > 1:
-                        ws[cuda.blockIdx.z, row, col] = acc[r, q]
-                    else:
-                        store_matrix(dw2, dw2, g, row, col, acc[r, q])
+        gemm(dy, x, dw2, dw2, ws, g, k_chunk, a_tile, b_tile, acc)
 
     return conv_weight_grad_tiled
+
+
+@cuda.jit(device=True)
+def input_grad_sizes(g):
+    """Rows ``c``, columns ``(n, h, w)``, reduction ``(o, u, v)``."""
+    batch, chans, height, width, filters, kh, kw, _, _, _, _ = g
+    return chans, batch * height * width, filters * kh * kw, kh, kw
+
+
+@cuda.jit(device=True)
+def input_grad_column(g, col):
+    """Column ``(n, h, w)``: a pixel of ``dx``, in padded coordinates ``(h + p, w + p)``."""
+    _, _, height, width, _, _, _, _, pad, _, _ = g
+    n, h, w = split3(col, height, width)
+    return n, h + pad, w + pad
+
+
+@cuda.jit(device=True)
+def input_grad_load_a(w, g, c, k, k_digits):
+    """``W[o, c, u, v]`` for the reduction entry ``(o, u, v)``, from ``w``."""
+    o, u, v = k_digits
+    return w[o, c, u, v]
+
+
+@cuda.jit(device=True)
+def input_grad_b_index(g, k, k_digits, column):
+    """``dy[n, o, i, j]`` for the output ``(i, j)`` whose window put tap ``(u, v)`` on
+    pixel ``(h, w)``: ``s*i + u == h + p``. Where there is none, an ``(i, j)`` outside
+    ``dy``: negative, or ``i = Ho`` off the stride grid (the GEMM loads a zero)."""
+    _, _, _, _, _, _, _, stride, _, ho, _ = g
+    o, u, v = k_digits
+    n, h, w = column
+    i, j = h - u, w - v
+    if stride > 1:  # the same for every thread: no divergence
+        h_off, w_off = i, j
+        # A float32 quotient: exact when the integer one is exact (both below 2**24,
+        # see GATHER_MAX_SIDE), and rejected by the test below when it is not. Int64
+        # division spills this kernel.
+        i = int64(float32(h_off) / float32(stride))
+        j = int64(float32(w_off) / float32(stride))
+        if i * stride != h_off or j * stride != w_off:
+            i = ho  # not on the stride grid: no output
+    return n, o, i, j
 
 
 @functools.cache
 def make_conv_input_grad_kernel(tile: int, rb: int = 1):
     """``dX`` by gathering: rows ``c``, columns ``(n, h, w)``, reduction ``(o, u, v)``.
 
-    Each k-step, thread (tx, ty) loads ``W[o, row, u, v]`` for its RB rows and the
-    reduction entry ``k0 + tx`` into the A tile, and for the entry ``k0 + ty`` and its
-    RB pixels ``(n, h, w)`` the B tile value ``dy[n, o, i, j]`` if output ``(i, j)``
-    put tap ``(u, v)`` on the pixel (``s*i + u == h + p``), else zero.
+    The A tile holds ``W[o, c, u, v]``, read from ``w``; the B tile, for each pixel and
+    tap, the entry of ``dy`` whose window put that tap on that pixel, or zero; ``dX``
+    goes to ``dx``.
     """
     span = tile * rb
-    tile_product = make_tile_product(tile, rb)
+    gemm = make_implicit_gemm(
+        tile,
+        rb,
+        input_grad_sizes,
+        input_grad_column,
+        input_grad_load_a,
+        input_grad_b_index,
+        store_dx,
+    )
 
     @kernel_jit(tile * tile, GEMM_REGISTERS[rb > 1])
     def conv_input_grad_tiled(dy, w, dx, ws, g, k_chunk):
-        batch, chans, height, width, filters, kh, kw, stride, pad, ho, wo = g
-        rows, cols, depth = chans, batch * height * width, filters * kh * kw
-        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        row0, col0 = cuda.blockIdx.y * span, cuda.blockIdx.x * span
-        k_begin = cuda.blockIdx.z * k_chunk
-        k_end = min(depth, k_begin + k_chunk)
-
         a_tile = cuda.shared.array((span, tile), float32)
         b_tile = cuda.shared.array((tile, span), float32)
         acc = cuda.local.array((rb, rb), float32)
-        # This thread's pixels, in padded coordinates.
-        col_n = cuda.local.array(rb, int64)
-        col_h = cuda.local.array(rb, int64)
-        col_w = cuda.local.array(rb, int64)
-        for q in range(rb):
-            n, h, w_ = split3(col0 + tx + q * tile, height, width)
-            col_n[q], col_h[q], col_w[q] = n, h + pad, w_ + pad
-            for r in range(rb):
-                acc[r, q] = 0
-        ao, au, av = split3(k_begin + tx, kh, kw)
-        bo, bu, bv = split3(k_begin + ty, kh, kw)
-        do, du, dv = split3(tile, kh, kw)
-
-        for k0 in range(k_begin, k_end, tile):
-            for r in range(rb):
-                row = row0 + ty + r * tile
-                value = float32(0)
-                if row < rows and k0 + tx < k_end:
-                    value = w[ao, row, au, av]
-                a_tile[ty + r * tile, tx] = value
-            for q in range(rb):
-                # Output (i, j) with s*i + u == h + p, if there is one.
-                h_off, w_off = col_h[q] - bu, col_w[q] - bv
-                value = float32(0)
-                if k0 + ty < k_end and col0 + tx + q * tile < cols and h_off >= 0 and w_off >= 0:
-                    i, j = h_off, w_off
-                    if stride > 1:  # the same for every thread: no divergence
-                        # A float32 quotient: exact when the integer one is exact (both
-                        # below 2**24, see GATHER_MAX_SIDE), and rejected by the test
-                        # below when it is not. Int64 division spills this kernel.
-                        i = int64(float32(h_off) / float32(stride))
-                        j = int64(float32(w_off) / float32(stride))
-                        if i * stride != h_off or j * stride != w_off:
-                            i = ho  # not on the stride grid: no output
-                    if i < ho and j < wo:
-                        value = dy[col_n[q], bo, i, j]
-                b_tile[ty, tx + q * tile] = value
-            cuda.syncthreads()
-            tile_product(a_tile, b_tile, acc, tx, ty)
-            cuda.syncthreads()
-            ao, au, av = advance3(ao, au, av, do, du, dv, kh, kw)
-            bo, bu, bv = advance3(bo, bu, bv, do, du, dv, kh, kw)
-
-        for r in range(rb):
-            row = row0 + ty + r * tile
-            for q in range(rb):
-                col = col0 + tx + q * tile
-                if row < rows and col < cols:
-                    if cuda.gridDim.z > 1:
-                        ws[cuda.blockIdx.z, row, col] = acc[r, q]
-                    else:
-                        store_dx(dx, dx, g, row, col, acc[r, q])
+        gemm(w, dy, dx, dx, ws, g, k_chunk, a_tile, b_tile, acc)
 
     return conv_input_grad_tiled
+
+
+@cuda.jit(device=True)
+def cols_grad_sizes(g):
+    """Rows ``(c, u, v)``, columns ``(n, i, j)``, reduction ``o`` (digits ``(o, 0, 0)``)."""
+    batch, chans, _, _, filters, kh, kw, _, _, ho, wo = g
+    return chans * kh * kw, batch * ho * wo, filters, 1, 1
+
+
+@cuda.jit(device=True)
+def cols_grad_column(g, col):
+    """Column ``(n, i, j)``: an output position."""
+    _, _, _, _, _, _, _, _, _, ho, wo = g
+    return split3(col, ho, wo)
+
+
+@cuda.jit(device=True)
+def cols_grad_load_a(w2, g, row, o, k_digits):
+    """``W^T[(c, u, v), o]``, from ``w2 = w.reshape(O, C*kh*kw)`` (small: it stays in
+    cache)."""
+    return w2[o, row]
+
+
+@cuda.jit(device=True)
+def cols_grad_b_index(g, o, k_digits, column):
+    """``dY[o, (n, i, j)]`` is ``dy[n, o, i, j]``: always inside ``dy``."""
+    n, i, j = column
+    return n, o, i, j
 
 
 @functools.cache
@@ -469,58 +554,27 @@ def make_conv_cols_grad_kernel(tile: int, rb: int = 1):
     """``dX_cols = W^T @ dY``: rows ``(c, u, v)``, columns ``(n, i, j)``, reduction ``o``.
 
     The first half of the col2im route to ``dx`` (the second is :func:`col2im_kernel`).
-    Each k-step, thread (tx, ty) loads ``W[k0 + tx, row]`` for its RB rows into the A
-    tile (``w`` is small and stays in cache), and ``dy[n, k0 + ty, i, j]`` for its RB
-    columns into the B tile.
+    The A tile holds ``W^T``, read from ``w``; the B tile ``dY``, read from ``dy``
+    (never padded); ``dX_cols`` goes to the buffer ``dcols``.
     """
     span = tile * rb
-    tile_product = make_tile_product(tile, rb)
+    gemm = make_implicit_gemm(
+        tile,
+        rb,
+        cols_grad_sizes,
+        cols_grad_column,
+        cols_grad_load_a,
+        cols_grad_b_index,
+        store_matrix,
+        padded=False,
+    )
 
     @kernel_jit(tile * tile, GEMM_REGISTERS[rb > 1])
     def conv_cols_grad_tiled(dy, w2, dcols, ws, g, k_chunk):
-        batch, chans, _, _, filters, kh, kw, _, _, ho, wo = g
-        rows, cols, depth = chans * kh * kw, batch * ho * wo, filters
-        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        row0, col0 = cuda.blockIdx.y * span, cuda.blockIdx.x * span
-        k_begin = cuda.blockIdx.z * k_chunk
-        k_end = min(depth, k_begin + k_chunk)
-
         a_tile = cuda.shared.array((span, tile), float32)
         b_tile = cuda.shared.array((tile, span), float32)
         acc = cuda.local.array((rb, rb), float32)
-        col_n = cuda.local.array(rb, int64)
-        col_i = cuda.local.array(rb, int64)
-        col_j = cuda.local.array(rb, int64)
-        for q in range(rb):
-            col_n[q], col_i[q], col_j[q] = split3(col0 + tx + q * tile, ho, wo)
-            for r in range(rb):
-                acc[r, q] = 0
-
-        for k0 in range(k_begin, k_end, tile):
-            for r in range(rb):
-                row = row0 + ty + r * tile
-                value = float32(0)
-                if row < rows and k0 + tx < k_end:
-                    value = w2[k0 + tx, row]
-                a_tile[ty + r * tile, tx] = value
-            for q in range(rb):
-                value = float32(0)
-                if k0 + ty < k_end and col0 + tx + q * tile < cols:
-                    value = dy[col_n[q], k0 + ty, col_i[q], col_j[q]]
-                b_tile[ty, tx + q * tile] = value
-            cuda.syncthreads()
-            tile_product(a_tile, b_tile, acc, tx, ty)
-            cuda.syncthreads()
-
-        for r in range(rb):
-            row = row0 + ty + r * tile
-            for q in range(rb):
-                col = col0 + tx + q * tile
-                if row < rows and col < cols:
-                    if cuda.gridDim.z > 1:
-                        ws[cuda.blockIdx.z, row, col] = acc[r, q]
-                    else:
-                        store_matrix(dcols, dcols, g, row, col, acc[r, q])
+        gemm(w2, dy, dcols, dcols, ws, g, k_chunk, a_tile, b_tile, acc)
 
     return conv_cols_grad_tiled
 
@@ -599,7 +653,7 @@ def check_tile(tile, rb):
     if rb is not None:
         rb = check_positive_int(rb, "rb (register block)")
     if tile * tile > 1024:
-        raise ValueError(f"tile {tile}: a block of {tile}x{tile} threads exceeds 1024 threads")
+        raise InputError(f"tile {tile}: a block of {tile}x{tile} threads exceeds 1024 threads")
     return tile, rb
 
 
@@ -752,11 +806,11 @@ def conv2d_backward(
     ho, wo = check_conv_backward_args(dy, x, w, stride, padding)
     n = x.shape[0]
     if dx_route not in (None, "gather", "col2im"):
-        raise ValueError(
+        raise InputError(
             f"conv2d backward: dx_route must be 'gather' or 'col2im', got {dx_route!r}"
         )
     if dx_route == "gather" and not gather_exact(geometry(x.shape, w.shape, stride, padding)):
-        raise ValueError(
+        raise InputError(
             f"conv2d backward: with a stride, the gather route needs sides below "
             f"{GATHER_MAX_SIDE}, got {x.shape[2]}x{x.shape[3]}; use dx_route='col2im'"
         )

@@ -15,17 +15,14 @@ look at ``.shape`` and ``.dtype``), so bad input gives the same errors on both.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import cuda
 
 from ..common.checks import NotAvailableError
 from ..cuda import (
-    THREADS,
     activations,
     as_device,
-    blocks_for,
+    checks,
     conv,
     is_device_array,
     linear,
@@ -37,18 +34,6 @@ from ..cuda import (
     pool,
 )
 from .backend import Backend
-
-
-@cuda.jit
-def non_finite_kernel(x, flag):
-    """One thread per element: set ``flag[0] = 1`` at a NaN or an infinity.
-
-    Every writer writes the same value, so the race between them is harmless.
-    """
-    i = cuda.grid(1)
-    if i < x.size:
-        if math.isnan(x[i]) or math.isinf(x[i]):
-            flag[0] = 1
 
 
 class CudaBackend(Backend):
@@ -82,13 +67,7 @@ class CudaBackend(Backend):
         return is_device_array(x)
 
     def all_finite(self, x):
-        if not is_device_array(x):
-            return bool(np.isfinite(np.asarray(x)).all())
-        if x.size == 0:
-            return True
-        flag = cuda.to_device(np.zeros(1, dtype=np.int32))
-        non_finite_kernel[blocks_for(x.size), THREADS](x.reshape(x.size), flag)
-        return not bool(flag.copy_to_host()[0])
+        return checks.all_finite(x)
 
     # Layers.
     def conv2d_forward(self, x, w, b, stride, padding):
