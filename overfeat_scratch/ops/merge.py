@@ -94,15 +94,16 @@ In that order:
 - the outputs are sorted by confidence, largest first, ties by slot.
 
 All scores are float64, computed by one plain Python function, :func:`pair_score`
-(built by :func:`pair_score_rule` on :func:`.boxes.iou`), compiled twice: with
-``numba.njit`` for the CPU and ``numba.cuda.jit(device=True)`` for the GPU. The
-literal reference computes the same operations in the same order on whole NumPy
-arrays (:func:`match_scores`). Each operation (``+ - * /``, ``sqrt``, ``min``,
-``max``) is correctly rounded in IEEE arithmetic, so the three make the same
-decisions and return the same floats. On the CUDA simulator this holds exactly. A
-real GPU compiler may contract ``a * b + c`` into one fused multiply-add (one
-rounding instead of two), so there a score can differ in its last bit, and a
-near-tie between two pairs could then be resolved the other way.
+(built by :func:`pair_score_rule` on :func:`.boxes.iou`), compiled three times: with
+``numba.njit`` for the CPU loops, with ``numba.vectorize`` as a NumPy ufunc that the
+literal reference applies to whole arrays (:func:`match_scores`), and with
+``numba.cuda.jit(device=True)`` for the GPU. Each operation (``+ - * /``, ``sqrt``,
+``min``, ``max``) is correctly rounded in IEEE arithmetic, and none of the
+compilations reorders them, so the implementations make the same decisions and return
+the same floats. On the CUDA simulator this holds exactly. A real GPU compiler may
+contract ``a * b + c`` into one fused multiply-add (one rounding instead of two), so
+there a score can differ in its last bit, and a near-tie between two pairs could then
+be resolved the other way.
 
 Implementations
 ---------------
@@ -136,7 +137,7 @@ import numpy as np
 
 from ..common.checks import InputError, InputTypeError, check_positive_int
 from . import boxes as box_rules
-from .boxes import check_boxes, columns, iou_broadcast
+from .boxes import check_boxes, columns
 
 # Codes of the score and averaging conventions, as the compiled loops see them.
 SCORES = {"center_iou": 0, "iou": 1, "center": 2}
@@ -232,7 +233,11 @@ def merged_coordinate(a, b, wa, wb):
     return min(max(value, min(a, b)), max(a, b))
 
 
-_pair_score = numba.njit(cache=False, nogil=True)(pair_score_rule(box_rules.iou_compiled))
+_pair_score_compiled = pair_score_rule(box_rules.iou_compiled)
+_pair_score = numba.njit(cache=False, nogil=True)(_pair_score_compiled)
+# The same rule as a NumPy ufunc (compiled at its first call): boxes broadcast against
+# boxes, one score per pair.
+_pair_score_ufunc = numba.vectorize(nopython=True)(_pair_score_compiled)
 _merge_weights = numba.njit(cache=False, nogil=True)(merge_weights)
 _merged_coordinate = numba.njit(cache=False, nogil=True)(merged_coordinate)
 
@@ -362,40 +367,10 @@ def assemble(prep: Prepared, boxes, confidences, counts, alive, parent) -> Merge
 
 
 def _score_matrix(a, b, kind):
-    """``S[p, q] = pair_score(a[p], b[q])`` for checked float64 boxes.
-
-    The operations of :func:`pair_score` in the same order; what depends on one box
-    only (centres, diagonals, areas) is computed once per box, which gives the same
-    numbers. Whole-matrix steps are done in place to keep few temporaries.
-    """
-    ax0, ay0, ax1, ay1 = columns(a, 0)
-    bx0, by0, bx1, by1 = columns(b, 1)
-    result = np.zeros((a.shape[0], b.shape[0]))
-    if kind != SCORE_IOU:
-        wa = ax1 - ax0
-        ha = ay1 - ay0
-        wb = bx1 - bx0
-        hb = by1 - by0
-        dx = (ax0 + ax1) * 0.5 - (bx0 + bx1) * 0.5
-        dx *= dx
-        dy = (ay0 + ay1) * 0.5 - (by0 + by1) * 0.5
-        dy *= dy
-        dx += dy
-        dist = np.sqrt(dx, out=dx)
-        norm = np.sqrt(wa * wa + ha * ha) + np.sqrt(wb * wb + hb * hb)
-        norm *= 0.5
-        np.maximum(norm, TINY, out=norm)
-        np.divide(dist, norm, out=result)
-    if kind != SCORE_CENTER:
-        iou = iou_broadcast(ax0, ay0, ax1, ay1, bx0, by0, bx1, by1)
-        np.subtract(1.0, iou, out=iou)
-        result += iou
-    identical = ax0 == bx0
-    identical &= ay0 == by0
-    identical &= ax1 == bx1
-    identical &= ay1 == by1
-    result[identical] = 0.0
-    return result
+    """``S[p, q] = pair_score(a[p], b[q])`` for checked float64 boxes: the compiled
+    rule, broadcast over every pair by a NumPy ufunc, so it is the same number to the
+    last bit."""
+    return _pair_score_ufunc(*columns(a, 0), *columns(b, 1), kind)
 
 
 def match_scores(a, b, score: str = "center_iou") -> np.ndarray:
