@@ -47,6 +47,7 @@ from ..common.checks import InputError, check_positive_int
 from ..ops.merge import (
     MergeResult,
     assemble,
+    merge_into_rule,
     merge_weights,
     merged_coordinate,
     pair_score_rule,
@@ -57,8 +58,9 @@ from .boxes import iou_device
 
 # The scalar rules of the CPU code, compiled for the device.
 _pair_score = cuda.jit(device=True)(pair_score_rule(iou_device))
-_merge_weights = cuda.jit(device=True)(merge_weights)
-_merged_coordinate = cuda.jit(device=True)(merged_coordinate)
+_merge_into = cuda.jit(device=True)(
+    merge_into_rule(cuda.jit(device=True)(merge_weights), cuda.jit(device=True)(merged_coordinate))
+)
 
 # Index offered by a slot with no partner: larger than any slot.
 NO_PAIR = 1 << 62
@@ -181,11 +183,7 @@ def make_kernels(threads: int):
 def merge_pair_kernel(b, conf, counts, alive, best, best_score, n_rows, i, j, average):
     """One thread: merge slot ``j`` into slot ``i``; empty the list of rows to rescan."""
     if cuda.grid(1) == 0:
-        wa, wb = _merge_weights(average, counts[i], counts[j], conf[i], conf[j])
-        for k in range(4):
-            b[i, k] = _merged_coordinate(b[i, k], b[j, k], wa, wb)
-        conf[i] = conf[i] + conf[j]
-        counts[i] = counts[i] + counts[j]
+        _merge_into(b, conf, counts, i, j, average)
         alive[j] = 0
         best[j] = -1
         best_score[j] = math.inf

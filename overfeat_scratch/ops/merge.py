@@ -238,8 +238,31 @@ _pair_score = numba.njit(cache=False, nogil=True)(_pair_score_compiled)
 # The same rule as a NumPy ufunc (compiled at its first call): boxes broadcast against
 # boxes, one score per pair.
 _pair_score_ufunc = numba.vectorize(nopython=True)(_pair_score_compiled)
+
+
+def merge_into_rule(weights, coordinate):
+    """The step that merges two boxes, built on the rules ``weights`` and ``coordinate``
+    (plain, ``njit`` or CUDA device compilations of :func:`merge_weights` and
+    :func:`merged_coordinate`)."""
+
+    def merge_into(b, conf, counts, i, j, average):
+        """Box ``j`` joins box ``i``: slot ``i`` takes their average (by ``average``, an
+        ``AVERAGES`` code), their summed confidence and their summed count."""
+        wa, wb = weights(average, counts[i], counts[j], conf[i], conf[j])
+        for k in range(4):
+            b[i, k] = coordinate(b[i, k], b[j, k], wa, wb)
+        conf[i] = conf[i] + conf[j]
+        counts[i] = counts[i] + counts[j]
+
+    return merge_into
+
+
+merge_into = merge_into_rule(merge_weights, merged_coordinate)
 _merge_weights = numba.njit(cache=False, nogil=True)(merge_weights)
 _merged_coordinate = numba.njit(cache=False, nogil=True)(merged_coordinate)
+_merge_into = numba.njit(cache=False, nogil=True)(
+    merge_into_rule(_merge_weights, _merged_coordinate)
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -438,11 +461,7 @@ def merge_literal(
                 bi, bj = r0 + flat // n, flat % n
         if bi < 0 or not best <= prep.threshold:
             break
-        wa, wb = merge_weights(prep.average, counts[bi], counts[bj], conf[bi], conf[bj])
-        for k in range(4):
-            b[bi, k] = merged_coordinate(b[bi, k], b[bj, k], wa, wb)
-        conf[bi] = conf[bi] + conf[bj]
-        counts[bi] = counts[bi] + counts[bj]
+        merge_into(b, conf, counts, bi, bj, prep.average)
         alive[bj] = False
         parent[bj] = bi
         rounds += 1
@@ -565,11 +584,7 @@ def _merge_fast_loop(b, conf, counts, first, kind, average, threshold, parent):
         if g < 0 or not top_s[g] <= threshold:
             break
         i, j = top_i[g], top_j[g]
-        wa, wb = _merge_weights(average, counts[i], counts[j], conf[i], conf[j])
-        for k in range(4):
-            b[i, k] = _merged_coordinate(b[i, k], b[j, k], wa, wb)
-        conf[i] = conf[i] + conf[j]
-        counts[i] = counts[i] + counts[j]
+        _merge_into(b, conf, counts, i, j, average)
         alive[j] = False
         parent[j] = i
         best[j], best_score[j] = -1, np.inf
