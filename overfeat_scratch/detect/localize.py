@@ -4,7 +4,7 @@ The classifier says *what* is in each window; a second head on the same pooled
 features says *where*: four numbers per window (per class, or shared by all
 classes), the edges of the object's box. Both heads are convolutional, so one
 dense pass gives a class distribution and a box for every window of every scale,
-at every pooling offset. The greedy merge (:mod:`.merge`) then fuses the boxes
+at every pooling offset. The greedy merge (:mod:`~overfeat_scratch.ops.merge`) then fuses the boxes
 that agree and adds up their confidences: many windows at several scales voting
 for the same box beat one confident window.
 

@@ -103,7 +103,8 @@ class Backend:
         raise NotImplementedError
 
     def sgd_step(self, param, grad, velocity, lr, momentum, weight_decay):
-        """In place: ``v = momentum*v - lr*(g + wd*w)``, ``w += v`` (see :mod:`.optim`)."""
+        """In place: ``v = momentum*v - lr*(g + wd*w)``, ``w += v``
+        (see :mod:`~overfeat_scratch.ops.optim`)."""
         raise NotImplementedError
 
     def reshape(self, x, shape):

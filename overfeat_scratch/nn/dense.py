@@ -6,10 +6,10 @@ in one pass, sharing all the computation where windows overlap. Output ``(i, j)`
 of the map is the network's answer for the window at
 ``geometry.window_box(i, j)``.
 
-``fine=True`` adds offset pooling (:mod:`.offset_pool`): the last pool is applied
-at every offset, the classifier runs on all ``s*s`` pooled maps in one batch, and
-the interleaved map has outputs ``S / s`` pixels apart (12 instead of 36 for the
-accurate model, 16 instead of 32 for the fast one).
+``fine=True`` adds offset pooling (:mod:`~overfeat_scratch.ops.offset_pool`): the last
+pool is applied at every offset, the classifier runs on all ``s*s`` pooled maps in one
+batch, and the interleaved map has outputs ``S / s`` pixels apart (12 instead of 36 for
+the accurate model, 16 instead of 32 for the fast one).
 
 Multi-scale classification (paper Section 3.3) runs this at several image sizes
 and with horizontal flips, takes each class's spatial maximum and averages.
@@ -159,7 +159,7 @@ def fine_multiply_adds(net: Sequential, height: int, width: int) -> tuple[int, i
     """``(features, classifier)`` multiply-adds of ``dense_evaluate(..., fine=True)``.
 
     The layers before the last pool run once; the classifier runs on all ``s*s``
-    pooled maps, each the size of the offset-0 map (see :mod:`.offset_pool`).
+    pooled maps, each the size of the offset-0 map (see :mod:`~overfeat_scratch.ops.offset_pool`).
     """
     index = last_pool_index(net)
     net.check_size(height, width)

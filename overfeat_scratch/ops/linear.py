@@ -3,9 +3,10 @@
 ``y = x @ w.T + b`` with ``x: (N, D)``, ``w: (O, D)``, ``b: (O,)``, ``y: (N, O)``.
 
 The OverFeat networks do not use this layer: their fully connected layers are
-convolutions whose kernel covers the whole input map (see :mod:`.conv`), which is
-what lets them slide over larger images. ``Linear`` is here for heads that act on
-flat feature vectors, and as the smallest example of a layer with parameters.
+convolutions whose kernel covers the whole input map (see
+:mod:`overfeat_scratch.ops.conv`), which is what lets them slide over larger images.
+``Linear`` is here for heads that act on flat feature vectors, and as the smallest
+example of a layer with parameters.
 The CUDA kernels are in :mod:`overfeat_scratch.cuda.linear`.
 """
 

@@ -48,7 +48,7 @@ Degenerate boxes get a definite answer rather than a NaN:
 - identical boxes score exactly 0 in every convention (tested first, so no
   rounding can spoil it); hence ``t = 0`` merges exact duplicates and nothing else
   (except, for ``"center"``, boxes that share a centre exactly);
-- the IoU is the package's one rule (:mod:`.boxes`): 0 unless the boxes share an
+- the IoU is the package's one rule (:mod:`overfeat_scratch.ops.boxes`): 0 unless the boxes share an
   area greater than zero, so two zero-size boxes have IoU 0 (and, being identical,
   score 0 by the rule above when they are the same box);
 - the mean diagonal is floored at ``TINY`` (1e-12 pixels) so that two zero-size boxes
