@@ -2,8 +2,8 @@
 
 Everything here is a fact from Sermanet et al., "OverFeat" (ICLR 2014) or from the
 authors' released weight files; the rest of the package reads these tables instead
-of repeating the numbers, and ``tests/test_paper.py`` checks them against the
-paper's tables.
+of repeating the numbers, and ``tests/test_networks.py`` checks the networks built
+from them against the paper's tables (parameters and multiply-adds per layer).
 
 Architectures are lists of :class:`LayerSpec`, one per row of the paper's Tables 1
 and 3: a convolution (or fully connected layer) with its ReLU, optionally followed
