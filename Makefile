@@ -9,7 +9,7 @@ CUDA_STAMP := $(VENV)/.cuda-installed-stamp
 # CUDA code runs on the Numba CUDA simulator unless a GPU is requested explicitly.
 SIM    := NUMBA_ENABLE_CUDASIM=1
 
-.PHONY: demo test lint docs bench clean
+.PHONY: demo test lint docs bench clean coursework
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ test: lint $(CUDA_STAMP)
 
 docs: $(STAMP)
 	$(SIM) $(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+# The coursework notebooks: notebooks/ holds the sources, with the solutions between
+# `### BEGIN SOLUTION` and `### END SOLUTION`; this writes the student version (solutions
+# replaced by placeholders) and the instructor version (solutions in) into build/coursework/.
+coursework: $(STAMP)
+	$(BIN)/python tools/coursework.py --out build/coursework
 
 # Side-by-side benchmarks against PyTorch CPU (optional; installs the CPU wheel).
 bench: $(STAMP)
