@@ -219,28 +219,17 @@ def test_every_task_has_tests():
         assert f"@pytest.mark.{marker}\n" in source, marker
 
 
+def run_pytest(*args) -> subprocess.CompletedProcess:
+    """This test file in a pytest of its own, with ``args``; only student tests are
+    selected by the callers, so that these tests never run themselves again."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, __file__]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+
+
 def test_the_template_fails_every_task_with_not_implemented():
     """The template, run through ``--student``: every student test fails, and says the
     function is not written yet; nothing else breaks."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--student",
-            str(TEMPLATE),
-            "-m",
-            " or ".join(TASKS),
-            str(Path(__file__)),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
+    result = run_pytest("--student", str(TEMPLATE), "-m", " or ".join(TASKS))
     out = result.stdout
     assert result.returncode == 1, out[-2000:]
     source = Path(__file__).read_text()
@@ -250,24 +239,6 @@ def test_the_template_fails_every_task_with_not_implemented():
 
 
 def test_a_missing_student_file_is_a_clear_error(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--student",
-            str(tmp_path / "none.py"),
-            "-m",
-            "student_ap",  # only the student tests: this one must not run itself again
-            __file__,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
+    result = run_pytest("--student", str(tmp_path / "none.py"), "-m", "student_ap")
     assert result.returncode != 0
     assert "no such file; expected a Python module" in result.stdout + result.stderr
