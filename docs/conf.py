@@ -11,6 +11,8 @@ reference (``api.md``) links every module to its highlighted source (``viewcode`
 """
 
 import os
+import sys
+from pathlib import Path
 
 # autodoc imports the CUDA modules: without an NVIDIA GPU they must load on Numba's
 # simulator, which has to be chosen before Numba is first imported. The Makefile sets
@@ -18,6 +20,15 @@ import os
 # kernels inherit it, as they do from the Makefile).
 if not os.path.exists("/dev/nvidia0"):
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+# The chapters link to the coursework notebooks as a student gets them: the committed
+# notebooks hold the reference solutions, so the book offers the student versions,
+# built here from them (tools/coursework.py, the generator of `make coursework`).
+DOCS = Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS.parent / "tools"))
+import coursework  # noqa: E402
+
+coursework.build(DOCS.parent / "notebooks", DOCS / "_coursework")
 
 project = "overfeat-scratch"
 author = "overfeat-scratch authors"
@@ -33,7 +44,14 @@ extensions = [
     "sphinx-mathjax-offline",
 ]
 
-exclude_patterns = ["_build", "jupyter_execute", "**.ipynb_checkpoints", "Thumbs.db", ".DS_Store"]
+exclude_patterns = [
+    "_build",
+    "_coursework",
+    "jupyter_execute",
+    "**.ipynb_checkpoints",
+    "Thumbs.db",
+    ".DS_Store",
+]
 
 # MyST: $...$ and $$...$$ maths, LaTeX environments, ::: fences.
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
