@@ -183,30 +183,40 @@ def test_dense_rejects_small_images():
 @pytest.mark.parametrize("size", [(64, 64), (200, 300)])
 def test_dense_memory_estimates_the_peak_from_above(size, fine):
     """The estimate is at least the peak that tracemalloc measures (NumPy's arrays are
-    traced) and at most 1.5 times it; with the localizer's two heads too."""
+    traced) and, with one worker thread, at most 1.5 times it; with the localizer's
+    two heads too. With two workers, whether two tiles are in flight at once depends
+    on timing: the estimate counts both, so only the bound from above is exact."""
     import tracemalloc
 
     from overfeat_scratch.detect.localize import build_regressor, head_layers
     from overfeat_scratch.nn.dense import dense_evaluate_heads, dense_memory
+    from overfeat_scratch.ops import parallel
 
     net = build_network("mini", seed=0).eval()
     heads = [head_layers(net), build_regressor(seed=0).eval().layers]
     x = np.random.default_rng(0).random((1, 1, *size), dtype=np.float32)
-    for run, estimate in (
-        (lambda: dense_evaluate(net, x, fine), dense_memory(net, *size, fine)),
-        (
-            lambda: dense_evaluate_heads(net, heads, x, fine),
-            dense_memory(net, *size, fine, heads),
-        ),
-    ):
-        run()  # compiles the Numba loops, whose memory is not the evaluation's
-        tracemalloc.start()
-        try:
-            run()
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-        assert peak + x.nbytes <= estimate <= 1.5 * peak
+    saved = parallel.workers()
+    try:
+        for count in (1, 2):
+            parallel.set_workers(count)
+            for run, estimate in (
+                (lambda: dense_evaluate(net, x, fine), dense_memory(net, *size, fine)),
+                (
+                    lambda: dense_evaluate_heads(net, heads, x, fine),
+                    dense_memory(net, *size, fine, heads),
+                ),
+            ):
+                run()  # compiles the Numba loops, whose memory is not the evaluation's
+                tracemalloc.start()
+                try:
+                    run()
+                    peak = tracemalloc.get_traced_memory()[1]
+                finally:
+                    tracemalloc.stop()
+                assert peak + x.nbytes <= estimate
+                assert count == 2 or estimate <= 1.5 * peak
+    finally:
+        parallel.set_workers(saved)
 
 
 def test_check_memory_refuses_with_the_estimate_and_a_way_out():

@@ -144,7 +144,7 @@ def test_both_backends_implement_the_whole_interface_with_its_signatures():
         return list(inspect.signature(member).parameters)[1:]
 
     # The interface's own defaults, which a backend may keep.
-    defaults = {"conv2d_forward_saving", "reshape"}
+    defaults = {"reshape"}
     operations = [
         name for name, member in vars(Backend).items() if callable(member) and name[0] != "_"
     ]

@@ -74,13 +74,28 @@ def test_conv_is_cross_correlation_not_convolution():
     np.testing.assert_array_equal(y[0, 0], x[0, 0, :3, :3])
 
 
-def test_im2col_col2im_are_adjoint():
+# (stride, padding): the unit-stride kernel with and without padding, the strided one.
+@pytest.mark.parametrize("stride, padding", [(1, 0), (1, 1), (1, 2), (2, 1), (3, 0), (2, 2)])
+def test_im2col_col2im_are_adjoint(stride, padding):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 3, 7, 6))
-    cols = conv.im2col(x, 3, 2, stride=2, padding=1)
+    cols = conv.im2col(x, 3, 2, stride=stride, padding=padding)
     c = rng.standard_normal(cols.shape)
-    back = conv.col2im(c, x.shape, 3, 2, stride=2, padding=1)
+    back = conv.col2im(c, x.shape, 3, 2, stride=stride, padding=padding)
+    assert back.shape == x.shape and back.flags.c_contiguous
     assert np.isclose(np.sum(cols * c), np.sum(x * back), rtol=1e-12)
+
+
+@pytest.mark.parametrize("stride, padding", [(1, 0), (1, 2), (2, 1), (4, 0)])
+def test_compiled_columns_equal_the_strided_view(stride, padding):
+    x = np.random.default_rng(4).standard_normal((3, 2, 11, 9)).astype(np.float32)
+    xp = conv.pad_input(x, padding)
+    np.testing.assert_array_equal(
+        conv.columns(xp, 3, 4, stride), conv.im2col(x, 3, 4, stride, padding)
+    )
+    # A band of rows of one image (a non-contiguous view), as the tiles pass it.
+    band = xp[1:2, :, 2:9]
+    np.testing.assert_array_equal(conv.columns(band, 3, 4, stride), conv.im2col(band, 3, 4, stride))
 
 
 @given(pool_cases())
@@ -231,26 +246,3 @@ def test_l2_loss_matches_loops_and_gradient(case, weighted):
     assert relative_error(grad, grad_ref) < EXACT
     numeric = numerical_gradient(lambda: losses.l2_loss(pred, target, weight)[0], pred)
     assert relative_error(grad, numeric) < 1e-7
-
-
-@pytest.mark.parametrize("n, size", [(2, 7), (48, 9)])  # one group, and several groups
-def test_forward_keeps_the_columns_the_backward_pass_would_build(n, size):
-    from overfeat_scratch.ops.conv import GROUP_COLUMNS, im2col
-
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((n, 3, size, size)).astype(np.float32)
-    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
-    b = rng.standard_normal(4).astype(np.float32)
-    y, cols = conv.conv2d_forward(x, w, b, 2, 1, keep_cols=True)
-    assert (n * ((size - 1) // 2 + 1) ** 2 > GROUP_COLUMNS) == (n == 48)
-    np.testing.assert_array_equal(y, conv.conv2d_forward(x, w, b, 2, 1))
-    np.testing.assert_array_equal(cols, im2col(x, 3, 3, 2, 1))
-    dy = rng.standard_normal(y.shape).astype(np.float32)
-    for a, r in zip(
-        conv.conv2d_backward(dy, x, w, 2, 1, cols=cols),
-        conv.conv2d_backward(dy, x, w, 2, 1),
-        strict=True,
-    ):
-        np.testing.assert_array_equal(a, r)
-    with pytest.raises(ValueError, match="cols of shape"):
-        conv.conv2d_backward(dy, x, w, 2, 1, cols=cols[:, 1:])

@@ -22,6 +22,7 @@ import importlib
 import numpy as np
 
 from ..common.checks import InputError
+from ..common.memory import keep_freed_memory
 from ..ops import activations, conv, linear, losses, merge, nms, offset_pool, optim, pool
 
 
@@ -55,15 +56,8 @@ class Backend:
     def conv2d_forward(self, x, w, b, stride, padding):
         raise NotImplementedError
 
-    def conv2d_forward_saving(self, x, w, b, stride, padding):
-        """``(y, saved)``: the forward pass and whatever its backward pass can reuse,
-        handed back to :meth:`conv2d_backward` as ``saved``. By default nothing
-        (``None``)."""
-        return self.conv2d_forward(x, w, b, stride, padding), None
-
-    def conv2d_backward(self, dy, x, w, stride, padding, input_grad=True, saved=None):
-        """``(dx, dw, db)``; ``dx`` is None with ``input_grad=False``. ``saved``: what
-        :meth:`conv2d_forward_saving` returned for this ``x`` (or None)."""
+    def conv2d_backward(self, dy, x, w, stride, padding, input_grad=True):
+        """``(dx, dw, db)``; ``dx`` is None with ``input_grad=False``."""
         raise NotImplementedError
 
     def max_pool2d_forward(self, x, kernel, stride):
@@ -131,6 +125,9 @@ class NumpyBackend(Backend):
 
     name = "numpy"
 
+    def __init__(self):
+        keep_freed_memory()  # see common.memory: no page faults for reused arrays
+
     def asarray(self, x, dtype=np.float32):
         if hasattr(x, "copy_to_host"):  # a Numba device array
             x = x.copy_to_host()
@@ -146,14 +143,10 @@ class NumpyBackend(Backend):
         return bool(np.isfinite(x).all())
 
     def conv2d_forward(self, x, w, b, stride, padding):
-        return conv.conv2d_forward(x, w, b, stride, padding)
+        return conv.conv2d_forward_tiled(x, w, b, stride, padding)
 
-    def conv2d_forward_saving(self, x, w, b, stride, padding):
-        """The forward pass keeps its im2col columns for the weight gradient."""
-        return conv.conv2d_forward(x, w, b, stride, padding, keep_cols=True)
-
-    def conv2d_backward(self, dy, x, w, stride, padding, input_grad=True, saved=None):
-        return conv.conv2d_backward(dy, x, w, stride, padding, input_grad, cols=saved)
+    def conv2d_backward(self, dy, x, w, stride, padding, input_grad=True):
+        return conv.conv2d_backward_tiled(dy, x, w, stride, padding, input_grad)
 
     max_pool2d_forward = staticmethod(pool.max_pool2d_forward)
     max_pool2d_backward = staticmethod(pool.max_pool2d_backward)

@@ -73,8 +73,7 @@ class CudaBackend(Backend):
     def conv2d_forward(self, x, w, b, stride, padding):
         return conv.conv2d_forward(x, w, b, stride, padding)
 
-    def conv2d_backward(self, dy, x, w, stride, padding, input_grad=True, saved=None):
-        # The GEMM kernels read x directly: the forward pass saves nothing.
+    def conv2d_backward(self, dy, x, w, stride, padding, input_grad=True):
         return conv.conv2d_backward(dy, x, w, stride, padding, input_grad=input_grad)
 
     def max_pool2d_forward(self, x, kernel, stride):

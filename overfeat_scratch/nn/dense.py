@@ -175,28 +175,29 @@ def fine_multiply_adds(net: Sequential, height: int, width: int) -> tuple[int, i
     return features, classifier
 
 
-def _layer_memory(layer, shape: tuple, n: int) -> tuple[int, int, tuple]:
+def _layer_memory(layer, shape: tuple, n: int, itemsize: int) -> tuple[int, int, tuple]:
     """``(temporary, kept, output shape)``: elements one layer's forward pass over ``n``
     inputs of ``shape`` allocates for the pass only, and keeps afterwards.
 
     Layers keep references to what their backward pass would need (a convolution its
     input, a ReLU its output, a pool its winners' indices), in evaluation too, so
     every layer's output stays alive until the network's next forward pass. A
-    convolution's temporaries are the padded input, the im2col columns (for as many
-    images at a time as :data:`~overfeat_scratch.ops.conv.GROUP_COLUMNS` allows), the
-    product and the product with the bias; an in-place ReLU allocates nothing.
+    convolution's temporaries are those of its tiles
+    (:func:`~overfeat_scratch.ops.conv.forward_temporaries`); an in-place ReLU
+    allocates nothing.
     """
-    from ..ops.conv import GROUP_COLUMNS
+    from ..ops.conv import forward_temporaries
+    from ..ops.parallel import workers
     from .layers import Conv2d, Dropout, MaxPool2d, ReLU
 
     out = layer.output_shape(shape)
     outputs = n * int(np.prod(out))
     if isinstance(layer, Conv2d):
-        c, h, w = shape
-        positions = out[1] * out[2]
-        images = min(n, max(1, GROUP_COLUMNS // positions))
-        padded = n * c * (h + 2 * layer.padding) * (w + 2 * layer.padding) if layer.padding else 0
-        return padded + images * positions * c * layer.kernel**2 + 2 * outputs, outputs, out
+        w_shape = (layer.out_channels, layer.in_channels, layer.kernel, layer.kernel)
+        temporary = forward_temporaries(
+            (n, *shape), w_shape, layer.stride, layer.padding, itemsize, workers()
+        )
+        return temporary, outputs, out
     if isinstance(layer, MaxPool2d):
         return 0, 2 * outputs, out
     if isinstance(layer, Dropout) or (isinstance(layer, ReLU) and layer.inplace):
@@ -224,16 +225,16 @@ def dense_memory(net: Sequential, height: int, width: int, fine: bool = False, h
         heads = [net.layers[split + 1 :]] if heads is None else heads
     kept, peak = int(np.prod(shape)), 0
     for layer in net.layers[:split]:
-        temporary, more, shape = _layer_memory(layer, shape, 1)
+        temporary, more, shape = _layer_memory(layer, shape, 1, itemsize)
         peak, kept = max(peak, kept + temporary + more), kept + more
     if split < len(net.layers):
         n = net.layers[split].stride ** 2 if fine else 1
-        temporary, more, pooled = _layer_memory(net.layers[split], shape, n)
+        temporary, more, pooled = _layer_memory(net.layers[split], shape, n, itemsize)
         peak, kept = max(peak, kept + temporary + more), kept + more
         for head in heads:
             head_shape = pooled
             for layer in head:
-                temporary, more, head_shape = _layer_memory(layer, head_shape, n)
+                temporary, more, head_shape = _layer_memory(layer, head_shape, n, itemsize)
                 peak, kept = max(peak, kept + temporary + more), kept + more
             kept += n * int(np.prod(head_shape))  # the interleaved map
     return max(peak, kept) * itemsize

@@ -137,8 +137,6 @@ class Conv2d(Layer):
             w = rng.standard_normal(shape, dtype=np.float32)
             w *= np.float32(init_std)
         self.params = {"w": w, "b": np.zeros(self.out_channels, np.float32)}
-        # What the last training forward pass kept for the backward pass (or None).
-        self.saved = None
 
     def output_shape(self, in_shape):
         c, h, w = in_shape
@@ -160,21 +158,16 @@ class Conv2d(Layer):
         self.check_rank(x)
         self.output_shape(tuple(x.shape[1:]))
         self.x = x
-        args = (x, self.params["w"], self.params["b"], self.stride, self.padding)
-        if not self.training:
-            self.saved = None
-            return self.backend.conv2d_forward(*args)
-        # Training: what the backward pass can reuse (the NumPy backend's im2col columns).
-        y, self.saved = self.backend.conv2d_forward_saving(*args)
-        return y
+        return self.backend.conv2d_forward(
+            x, self.params["w"], self.params["b"], self.stride, self.padding
+        )
 
     def backward(self, dy, input_grad: bool = True):
         """``dx`` (``None`` with ``input_grad=False``); sets ``grads["w"]``, ``grads["b"]``."""
         (x,) = self.forward_state("x")
         dx, dw, db = self.backend.conv2d_backward(
-            dy, x, self.params["w"], self.stride, self.padding, input_grad, self.saved
+            dy, x, self.params["w"], self.stride, self.padding, input_grad
         )
-        self.saved = None  # used once: the next backward pass follows a new forward pass
         self.grads = {"w": dw, "b": db}
         return dx
 

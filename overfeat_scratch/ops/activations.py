@@ -14,9 +14,11 @@ The CUDA kernels are in :mod:`overfeat_scratch.cuda.activations`.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from ..common.checks import InputError, check_float_array
+from .parallel import run_tiles, split
 
 MASK32 = np.uint64(0xFFFFFFFF)
 
@@ -29,15 +31,44 @@ def relu_naive(x):
     return y
 
 
+# Elements per tile when an elementwise pass is shared among the worker threads
+# (:mod:`.parallel`); smaller arrays run in one piece.
+ELEMENTS_PER_TILE = 1 << 18
+
+
+def elementwise(job, size):
+    """Run ``job(start, stop)`` over ``range(size)`` in tiles on the worker threads."""
+    run_tiles(lambda tile: job(*tile), split(size, -(-size // ELEMENTS_PER_TILE)))
+
+
 def relu_forward(x, inplace=False):
     """``y = max(x, 0)``; with ``inplace``, ``x`` itself is overwritten and returned."""
     check_float_array(x, "relu input x")
-    return np.maximum(x, x.dtype.type(0), out=x if inplace else None)
+    y = x if inplace and x.flags.c_contiguous else np.empty_like(x, order="C")
+    source, target = np.ascontiguousarray(x).reshape(-1), y.reshape(-1)
+    zero = x.dtype.type(0)
+    elementwise(lambda a, b: np.maximum(source[a:b], zero, out=target[a:b]), x.size)
+    if inplace and y is not x:
+        x[...] = y
+        return x
+    return y
+
+
+@numba.njit(cache=False, nogil=True)
+def _relu_backward_kernel(dy, y, dx):
+    for i in range(dx.shape[0]):
+        dx[i] = dy[i] if y[i] > 0 else 0
 
 
 def relu_backward(dy, y):
     """``dx = dy`` where the output was positive, else 0 (the kink at 0 gets 0)."""
-    return dy * (y > 0)
+    dy, y = np.ascontiguousarray(dy), np.ascontiguousarray(y)
+    dx = np.empty(np.broadcast_shapes(dy.shape, y.shape), dtype=np.result_type(dy, y))
+    if dx.shape != dy.shape or dx.shape != y.shape or dx.dtype != dy.dtype:
+        return dy * (y > 0)  # broadcasting or mixed types: the plain NumPy rule
+    flat = dy.reshape(-1), y.reshape(-1), dx.reshape(-1)
+    elementwise(lambda a, b: _relu_backward_kernel(*(v[a:b] for v in flat)), dx.size)
+    return dx
 
 
 def fmix32(h):

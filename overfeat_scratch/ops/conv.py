@@ -34,6 +34,7 @@ from ..common.checks import (
     check_same_dtype,
     conv_output_size,
 )
+from .parallel import run_tiles, split
 
 
 def check_conv_args(x, w, b, stride, padding):
@@ -163,10 +164,18 @@ def im2col(x, kh, kw, stride=1, padding=0, out=None):
     return view.transpose(1, 2, 3, 0, 4, 5).reshape(c * kh * kw, n * ho * wo)
 
 
-# col2im is a compiled loop (Numba): one pass over the columns, adding straight into
-# the unpadded gradient and skipping the taps that fall into the padding. It is
-# single-threaded on purpose: BLAS keeps its worker threads spinning between calls,
-# and a second thread pool fighting them for the cores costs more than it gains.
+# col2im is a compiled loop (Numba): one pass over the columns, adding each tap's row
+# onto its window of the gradient. Two versions, both written so that every array
+# index is a loop counter or a sum of loop counters: Numba then knows no index is
+# negative and drops its wrap-around check, and the compiler turns the inner loop
+# into vector code (an index such as ``j + v - padding`` that might be negative
+# keeps the check, and runs 3 to 5 times slower).
+#
+# - unit stride (every convolution but the paper's first): add into a zero-padded
+#   gradient, where every tap lands inside, then cut the padding off;
+# - any stride: the taps that fall into the padding are skipped by computing each
+#   row's range of columns first, and the row is added through strided views.
+#
 # ``cache=False``: nothing is written to disk.
 
 
@@ -180,31 +189,43 @@ def _span(offset, stride, size, count):
 
 
 @numba.njit(cache=False, nogil=True)
-def _col2im_kernel(cols, n, c, h, w, kh, kw, stride, padding, ho, wo, dx):
-    """``dx[n, c, s*i + u - p, s*j + v - p] += cols[(c*kh + u)*kw + v, (n*Ho + i)*Wo + j]``.
+def _col2im_unit_stride(cols, kh, kw, ho, wo, dxp):
+    """``dxp[n, c, i + u, j + v] += cols[(c*kh + u)*kw + v, (n*Ho + i)*Wo + j]``
+    (``dxp``: the padded gradient, ``(N, C, Ho + kh - 1, Wo + kw - 1)``)."""
+    n, c, _, _ = dxp.shape
+    for a in range(n):
+        for ci in range(c):
+            for u in range(kh):
+                for v in range(kw):
+                    row = (ci * kh + u) * kw + v
+                    for i in range(ho):
+                        first = (a * ho + i) * wo
+                        for j in range(wo):
+                            dxp[a, ci, i + u, j + v] += cols[row, first + j]
 
-    ``cols`` is ``(C*kh*kw, N*Ho*Wo)`` C-contiguous; ``dx`` is the flat ``(N*C*H*W,)``
-    gradient. Each row of ``cols`` (one kernel tap) is read once, front to back.
-    """
-    hw = h * w
-    for ci in range(c):
-        for u in range(kh):
-            i_lo, i_hi = _span(u - padding, stride, h, ho)
-            for v in range(kw):
-                j_lo, j_hi = _span(v - padding, stride, w, wo)
-                row = cols[(ci * kh + u) * kw + v]
-                for a in range(n):
-                    dst0 = (a * c + ci) * hw + v - padding
-                    src0 = a * ho * wo
+
+@numba.njit(cache=False, nogil=True)
+def _col2im_strided(cols, kh, kw, stride, padding, ho, wo, dx):
+    """``dx[n, c, s*i + u - p, s*j + v - p] += cols[(c*kh + u)*kw + v, (n*Ho + i)*Wo + j]``,
+    for the ``(i, j)`` that land inside ``dx`` (``(N, C, H, W)``, unpadded)."""
+    n, c, h, w = dx.shape
+    for a in range(n):
+        for ci in range(c):
+            for u in range(kh):
+                i_lo, i_hi = _span(u - padding, stride, h, ho)
+                for v in range(kw):
+                    j_lo, j_hi = _span(v - padding, stride, w, wo)
+                    if j_hi == j_lo:
+                        continue
+                    row = (ci * kh + u) * kw + v
+                    first = j_lo * stride + v - padding
+                    stop = (j_hi - 1) * stride + v - padding + 1
                     for i in range(i_lo, i_hi):
-                        d = dst0 + (i * stride + u - padding) * w
-                        src = src0 + i * wo
-                        if stride == 1:  # unit stride on both sides: vectorizes
-                            for j in range(j_lo, j_hi):
-                                dx[d + j] += row[src + j]
-                        else:
-                            for j in range(j_lo, j_hi):
-                                dx[d + j * stride] += row[src + j]
+                        start = (a * ho + i) * wo
+                        source = cols[row, start + j_lo : start + j_hi]
+                        target = dx[a, ci, i * stride + u - padding, first:stop:stride]
+                        for j in range(source.shape[0]):
+                            target[j] += source[j]
 
 
 def col2im(cols, x_shape, kh, kw, stride=1, padding=0):
@@ -217,10 +238,43 @@ def col2im(cols, x_shape, kh, kw, stride=1, padding=0):
     n, c, h, wd = x_shape
     ho = (h + 2 * padding - kh) // stride + 1
     wo = (wd + 2 * padding - kw) // stride + 1
-    dx = np.zeros(n * c * h * wd, dtype=cols.dtype)
-    _col2im_kernel(np.ascontiguousarray(cols), n, c, h, wd, kh, kw, stride, padding, ho, wo, dx)
-    dx = dx.reshape(n, c, h, wd)
+    if stride == 1:
+        dxp = np.zeros((n, c, h + 2 * padding, wd + 2 * padding), dtype=cols.dtype)
+        _col2im_unit_stride(cols, kh, kw, ho, wo, dxp)
+        if padding == 0:
+            return dxp
+        return np.ascontiguousarray(dxp[:, :, padding : padding + h, padding : padding + wd])
+    dx = np.zeros((n, c, h, wd), dtype=cols.dtype)
+    _col2im_strided(cols, kh, kw, stride, padding, ho, wo, dx)
     return dx
+
+
+@numba.njit(cache=False, nogil=True)
+def _im2col_unit_stride(xp, kh, kw, ho, wo, cols):
+    """``cols[(c*kh + u)*kw + v, (n*Ho + i)*Wo + j] = xp[n, c, i + u, j + v]``: the
+    columns of a unit-stride convolution of the (already padded) ``xp``, compiled.
+    NumPy's copy of the strided view does the same work 1.4 to 2.7 times slower."""
+    n, c, _, _ = xp.shape
+    for ci in range(c):
+        for u in range(kh):
+            for v in range(kw):
+                row = (ci * kh + u) * kw + v
+                for a in range(n):
+                    for i in range(ho):
+                        first = (a * ho + i) * wo
+                        for j in range(wo):
+                            cols[row, first + j] = xp[a, ci, i + u, j + v]
+
+
+def columns(xp, kh, kw, stride):
+    """:func:`im2col` of an already padded input, compiled for unit stride."""
+    n, c, h, wd = xp.shape
+    ho, wo = (h - kh) // stride + 1, (wd - kw) // stride + 1
+    if stride != 1:
+        return im2col(xp, kh, kw, stride)
+    cols = np.empty((c * kh * kw, n * ho * wo), dtype=xp.dtype)
+    _im2col_unit_stride(xp, kh, kw, ho, wo, cols)
+    return cols
 
 
 def to_nchw(y_mat, n, o, ho, wo):
@@ -238,67 +292,27 @@ def from_nchw(dy):
     return dy.transpose(1, 0, 2, 3).reshape(o, n * ho * wo)
 
 
-# A batch is cut into groups of about this many columns (output positions) per
-# matrix product: enough to read the weights once for many columns, few enough
-# that a group's columns are still in cache when the product reads them. A group
-# of one image writes its (O, Ho*Wo) block of the NCHW output in place.
-GROUP_COLUMNS = 1024
-
-
-def conv2d_forward(x, w, b, stride=1, padding=0, keep_cols=False):
-    """Convolution as one GEMM: ``y = w.reshape(O, -1) @ im2col(x) + b``.
-
-    A large batch runs as one such product per group of images (see
-    ``GROUP_COLUMNS``). ``keep_cols=True`` (training) returns ``(y, cols)``: the
-    groups write their columns into one ``(C*kh*kw, N*Ho*Wo)`` matrix, which the
-    backward pass reuses for the weight gradient instead of building it again.
-    """
+def conv2d_forward(x, w, b, stride=1, padding=0):
+    """Convolution as one GEMM: ``y = w.reshape(O, -1) @ im2col(x) + b``."""
     ho, wo = check_conv_args(x, w, b, stride, padding)
-    n, c = x.shape[:2]
+    n = x.shape[0]
     o, _, kh, kw = w.shape
-    w_mat = w.reshape(o, -1)
-    positions = ho * wo
-    group = max(1, GROUP_COLUMNS // positions)
-    if n <= group:
-        cols = im2col(x, kh, kw, stride, padding)
-        y = to_nchw(w_mat @ cols + b[:, None], n, o, ho, wo)
-        return (y, cols) if keep_cols else y
-    y = np.empty((n, o, positions), dtype=np.result_type(w, x))
-    kept = np.empty((c, kh, kw, n, ho, wo), dtype=x.dtype) if keep_cols else None
-    for start in range(0, n, group):
-        stop = min(n, start + group)
-        if keep_cols:
-            im2col(x[start:stop], kh, kw, stride, padding, out=kept[:, :, :, start:stop])
-            cols = kept.reshape(c * kh * kw, n * positions)[:, start * positions : stop * positions]
-        else:
-            cols = im2col(x[start:stop], kh, kw, stride, padding)
-        if stop - start == 1:
-            np.matmul(w_mat, cols, out=y[start])
-        else:
-            y[start:stop] = (w_mat @ cols).reshape(o, stop - start, positions).transpose(1, 0, 2)
-        y[start:stop] += b[:, None]
-    y = y.reshape(n, o, ho, wo)
-    return (y, kept.reshape(c * kh * kw, n * positions)) if keep_cols else y
+    cols = im2col(x, kh, kw, stride, padding)
+    return to_nchw(w.reshape(o, -1) @ cols + b[:, None], n, o, ho, wo)
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0, input_grad=True, cols=None):
+def conv2d_backward(dy, x, w, stride=1, padding=0, input_grad=True):
     """Gradients of :func:`conv2d_forward`; returns ``(dx, dw, db)``.
 
     With ``Y = W @ X_cols``: ``dW = dY @ X_cols.T`` and ``dX_cols = W.T @ dY``,
     then :func:`col2im` folds the columns back into an image. ``input_grad=False``
     skips ``dx`` (returned as ``None``): a network's first layer needs no gradient
-    for the image. ``cols``: the forward pass's columns of ``x``, if it kept them.
+    for the image.
     """
     o, _, kh, kw = w.shape
-    ho, wo = check_conv_backward_args(dy, x, w, stride, padding)
+    check_conv_backward_args(dy, x, w, stride, padding)
     dy_mat = from_nchw(dy)
-    if cols is None:
-        cols = im2col(x, kh, kw, stride, padding)
-    elif cols.shape != (x.shape[1] * kh * kw, x.shape[0] * ho * wo):
-        raise InputError(
-            f"conv2d_backward: cols of shape {cols.shape}, expected "
-            f"{(x.shape[1] * kh * kw, x.shape[0] * ho * wo)} for input {x.shape}"
-        )
+    cols = im2col(x, kh, kw, stride, padding)
     dw = (dy_mat @ cols.T).reshape(w.shape)
     db = dy_mat.sum(axis=1)
     if not input_grad:
@@ -306,3 +320,168 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, input_grad=True, cols=None):
     dcols = w.reshape(o, -1).T @ dy_mat
     dx = col2im(dcols, x.shape, kh, kw, stride, padding)
     return dx, dw, db
+
+
+# --------------------------------------------------------------------------------------
+# 3. The NumPy backend: the same products, tile by tile, on every core
+#
+# :func:`conv2d_forward` builds the whole column matrix, then multiplies. For a batch
+# of 128 digit windows at ``mini``'s second convolution that matrix is 41 MB: written
+# to main memory by the copy, read back by the product. Cut into tiles of about
+# ``TILE_COLUMNS`` output positions, one tile's columns (a few hundred kB) are still
+# in the core's cache when its product reads them, and the tiles run on all the
+# cores at once (:mod:`.parallel`). The arithmetic is the same products, on slices.
+#
+# Tiles depend on the shapes only, never on the number of workers, so a result does
+# not change with the machine's core count.
+
+# Output positions per tile: at least ``TILE_COLUMNS`` (enough columns for an
+# efficient product), more while the tile's columns stay under ``TILE_BYTES`` (a
+# layer with few input channels has short columns: wider tiles cost nothing and save
+# the per-tile overhead).
+TILE_COLUMNS = 1024
+TILE_BYTES = 1 << 20
+# The narrowest band of output rows worth a tile of its own (in positions).
+MIN_BAND = 256
+# Rows of the weight matrix (filters) per tile, when the output has one tile of columns.
+FILTER_BLOCK = 64
+# At most this many blocks of input channels in the backward pass of one image.
+CHANNEL_TILES = 8
+
+
+def tile_width(rows, itemsize):
+    """Output positions per tile, for columns of ``rows`` numbers of ``itemsize`` bytes."""
+    return max(TILE_COLUMNS, TILE_BYTES // (rows * itemsize))
+
+
+def column_tiles(n, ho, wo, width=TILE_COLUMNS):
+    """The forward pass's tiles of output positions: ``(n0, n1, i0, i1)``, images
+    ``n0:n1`` and output rows ``i0:i1``.
+
+    Small maps: groups of whole images, up to ``width`` positions. Large maps (or a
+    single image): each image in bands of rows, at most ``width`` positions and,
+    where the map allows, 4 bands per image.
+    """
+    positions = ho * wo
+    if n > 1 and positions < width:
+        group = max(1, width // positions)
+        return [(a, min(n, a + group), 0, ho) for a in range(0, n, group)]
+    bands = max(-(-positions // width), min(4, positions // MIN_BAND), 1)
+    rows = split(ho, bands)
+    return [(a, a + 1, i0, i1) for a in range(n) for i0, i1 in rows]
+
+
+def conv2d_forward_tiled(x, w, b, stride=1, padding=0):
+    """:func:`conv2d_forward`, tile by tile on the worker threads (same result).
+
+    Each tile copies its windows into columns, multiplies them by the weights and
+    adds the bias straight into its block of the output. When the whole output is
+    one tile of columns (a fully connected layer, or one small map), the columns are
+    built once and the tiles are blocks of ``FILTER_BLOCK`` filters instead.
+    """
+    ho, wo = check_conv_args(x, w, b, stride, padding)
+    n = x.shape[0]
+    o, _, kh, kw = w.shape
+    w_mat = w.reshape(o, -1)
+    xp = pad_input(x, padding)
+    y = np.empty((n, o, ho * wo), dtype=np.result_type(w, x))
+    tiles = column_tiles(n, ho, wo, tile_width(w_mat.shape[1], x.itemsize))
+
+    def tile_columns(n0, n1, i0, i1):
+        return columns(xp[n0:n1, :, i0 * stride : (i1 - 1) * stride + kh], kh, kw, stride)
+
+    def write(product, n0, n1, i0, i1, o0=0, o1=o):
+        """Add the bias to ``product`` (filters o0:o1, tile's positions) into ``y``."""
+        bias = b[o0:o1, None]
+        if n1 - n0 == 1:
+            np.add(product, bias, out=y[n0, o0:o1, i0 * wo : i1 * wo])
+        else:
+            per_image = product.reshape(o1 - o0, n1 - n0, -1).transpose(1, 0, 2)
+            np.add(per_image, bias, out=y[n0:n1, o0:o1])
+
+    if len(tiles) > 1 or o < 2 * FILTER_BLOCK:
+
+        def job(tile):
+            write(w_mat @ tile_columns(*tile), *tile)
+
+        run_tiles(job, tiles)
+    else:
+        cols = tile_columns(*tiles[0])
+
+        def job(block):
+            o0, o1 = block
+            write(w_mat[o0:o1] @ cols, *tiles[0], o0, o1)
+
+        run_tiles(job, split(o, o // FILTER_BLOCK))
+    return y.reshape(n, o, ho, wo)
+
+
+def forward_temporaries(x_shape, w_shape, stride, padding, itemsize, workers):
+    """How many numbers :func:`conv2d_forward_tiled` allocates besides its output, at
+    most, with ``workers`` tiles in flight: the padded input, and per tile its
+    columns and its product (or, when the filters are the tiles, the columns once
+    and one product per block), plus one more product's worth for NumPy's own
+    buffers and small arrays (an estimate from above, not an exact account)."""
+    n, c, h, wd = x_shape
+    o, _, kh, kw = w_shape
+    ho = (h + 2 * padding - kh) // stride + 1
+    wo = (wd + 2 * padding - kw) // stride + 1
+    rows = c * kh * kw
+    padded = n * c * (h + 2 * padding) * (wd + 2 * padding) if padding else 0
+    tiles = column_tiles(n, ho, wo, tile_width(rows, itemsize))
+    widest = max((n1 - n0) * (i1 - i0) * wo for n0, n1, i0, i1 in tiles)
+    if len(tiles) > 1 or o < 2 * FILTER_BLOCK:
+        return padded + min(workers, len(tiles)) * widest * (rows + o) + widest * o
+    blocks = split(o, o // FILTER_BLOCK)
+    largest = max(o1 - o0 for o0, o1 in blocks)
+    return padded + widest * rows + (min(workers, len(blocks)) + 1) * largest * widest
+
+
+def conv2d_backward_tiled(dy, x, w, stride=1, padding=0, input_grad=True):
+    """:func:`conv2d_backward`, tile by tile on the worker threads.
+
+    A batch is cut into groups of whole images (their input gradients do not
+    overlap): each tile rebuilds its columns in cache, adds its part of ``dW`` and
+    ``db`` and folds its own images' ``dx``; the parts of ``dW`` are added in tile
+    order. One image (or a batch that fits one tile) is cut by input channels
+    instead: channel block ``c0:c1`` owns rows ``c0*kh*kw:c1*kh*kw`` of the columns,
+    the matching columns of ``dW`` and its channels of ``dx``.
+    """
+    ho, wo = check_conv_backward_args(dy, x, w, stride, padding)
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    w_mat = w.reshape(o, -1)
+    group = max(1, tile_width(w_mat.shape[1], x.itemsize) // (ho * wo))
+    dx = np.empty_like(x) if input_grad else None
+
+    if n > group:
+
+        def job(bounds):
+            n0, n1 = bounds
+            cols = columns(pad_input(x[n0:n1], padding), kh, kw, stride)
+            dy_mat = from_nchw(dy[n0:n1])
+            if input_grad:
+                dx[n0:n1] = col2im(w_mat.T @ dy_mat, (n1 - n0, c, h, wd), kh, kw, stride, padding)
+            return dy_mat @ cols.T, dy_mat.sum(axis=1)
+
+        parts = run_tiles(job, [(a, min(n, a + group)) for a in range(0, n, group)])
+        dw, db = parts[0]
+        for part_w, part_b in parts[1:]:
+            dw += part_w
+            db += part_b
+        return dx, dw.reshape(w.shape), db
+
+    dy_mat = from_nchw(dy)
+    dw = np.empty_like(w)
+    taps = kh * kw
+
+    def job(block):
+        c0, c1 = block
+        cols = columns(pad_input(x[:, c0:c1], padding), kh, kw, stride)
+        dw[:, c0:c1] = (dy_mat @ cols.T).reshape(o, c1 - c0, kh, kw)
+        if input_grad:
+            w_block = w_mat[:, c0 * taps : c1 * taps]
+            dx[:, c0:c1] = col2im(w_block.T @ dy_mat, (n, c1 - c0, h, wd), kh, kw, stride, padding)
+
+    run_tiles(job, split(c, CHANNEL_TILES))
+    return dx, dw, dy_mat.sum(axis=1)

@@ -21,6 +21,7 @@ import numba
 import numpy as np
 
 from ..common.checks import InputError, check_float_array, check_positive_int, conv_output_size
+from .parallel import run_tiles, split
 
 
 def check_pool_args(x, kernel, stride):
@@ -78,9 +79,9 @@ def max_pool2d_backward_naive(dy, arg, x_shape, kernel, stride=None):
 # keep the running maximum and its position. The window loops are unrolled for the
 # network's 2x2 and 3x3 pools (a copy of the loop with the sizes fixed, which the
 # compiler turns into vector code); other sizes run the same loop with run-time
-# sizes. Single-threaded on purpose: BLAS keeps its worker threads spinning between
-# calls, and a second thread pool fighting them for the cores costs more than it
-# gains. ``cache=False``: nothing is written to disk.
+# sizes. Every (image, channel) plane pools on its own, so the planes are shared
+# among the package's worker threads in blocks (:mod:`.parallel`).
+# ``cache=False``: nothing is written to disk.
 
 
 @numba.njit(cache=False, nogil=True, inline="always")
@@ -126,6 +127,7 @@ _MAX_POOL_LOOPS = {(2, 2): _max_pool_2x2, (3, 3): _max_pool_3x3}
 
 @numba.njit(cache=False, nogil=True)
 def _max_pool_backward_kernel(dy, arg, kernel, stride, dx):
+    """Add each gradient to its window's winner (``dx`` starts at zero)."""
     n, c, ho, wo = dy.shape
     for a in range(n):
         for ci in range(c):
@@ -136,6 +138,17 @@ def _max_pool_backward_kernel(dy, arg, kernel, stride, dx):
                     dx[a, ci, i * stride + u, j * stride + v] += dy[a, ci, i, j]
 
 
+# Planes (image, channel) per tile of work for the worker threads.
+PLANES_PER_TILE = 64
+
+
+def plane_tiles(x):
+    """``x`` as ``(N*C, 1, H, W)`` planes and the ``(start, stop)`` blocks of them."""
+    n, c, h, w = x.shape
+    planes = x.reshape(n * c, 1, h, w)
+    return planes, split(n * c, -(-(n * c) // PLANES_PER_TILE))
+
+
 def max_pool2d_forward(x, kernel, stride=None):
     """Max pooling; returns ``(y, arg)`` as :func:`max_pool2d_naive` does."""
     kernel, stride, ho, wo = check_pool_args(x, kernel, stride)
@@ -143,7 +156,14 @@ def max_pool2d_forward(x, kernel, stride=None):
     y = np.empty((n, c, ho, wo), dtype=x.dtype)
     arg = np.empty((n, c, ho, wo), dtype=np.int32)
     loop = _MAX_POOL_LOOPS.get((kernel, stride), _max_pool_any)
-    loop(x, kernel, stride, y, arg)
+    planes, tiles = plane_tiles(np.ascontiguousarray(x))
+    y_planes, arg_planes = plane_tiles(y)[0], plane_tiles(arg)[0]
+
+    def job(tile):
+        p0, p1 = tile
+        loop(planes[p0:p1], kernel, stride, y_planes[p0:p1], arg_planes[p0:p1])
+
+    run_tiles(job, tiles)
     return y, arg
 
 
@@ -173,5 +193,14 @@ def max_pool2d_backward(dy, arg, x_shape, kernel, stride=None):
     if arg.size and (arg.min() < 0 or arg.max() >= kernel * kernel):
         raise InputError(f"max_pool2d backward: arg must lie in [0, {kernel * kernel})")
     dx = np.zeros(x_shape, dtype=dy.dtype)
-    _max_pool_backward_kernel(dy, arg, kernel, stride, dx)
+    dy_planes, tiles = plane_tiles(np.ascontiguousarray(dy))
+    arg_planes, dx_planes = plane_tiles(np.ascontiguousarray(arg))[0], plane_tiles(dx)[0]
+
+    def job(tile):
+        p0, p1 = tile
+        _max_pool_backward_kernel(
+            dy_planes[p0:p1], arg_planes[p0:p1], kernel, stride, dx_planes[p0:p1]
+        )
+
+    run_tiles(job, tiles)
     return dx

@@ -1,0 +1,234 @@
+"""The worker pool and the tiled kernels of the NumPy backend.
+
+The tiled convolution, pooling and ReLU must give what the loop references give,
+whatever the tiles (shrunk here so that small shapes cut into many tiles of every
+kind) and whatever the number of workers.
+"""
+
+import contextlib
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import conv_cases, pool_cases
+
+from overfeat_scratch.common import memory
+from overfeat_scratch.common.checks import InputError
+from overfeat_scratch.ops import activations, conv, parallel, pool
+from overfeat_scratch.ops.gradcheck import relative_error
+
+EXACT = 1e-10  # float64 against float64: only the order of the sums differs
+F32 = 2e-5  # float32 against the float64 reference (see test_ops)
+
+
+@contextlib.contextmanager
+def workers(count):
+    saved = parallel.workers()
+    parallel.set_workers(count)
+    try:
+        yield
+    finally:
+        parallel.set_workers(saved)
+
+
+@contextlib.contextmanager
+def tiles(module, **sizes):
+    """Temporarily set the tile-size constants of ``module``."""
+    saved = {name: getattr(module, name) for name in sizes}
+    for name, value in sizes.items():
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(module, name, value)
+
+
+tile_sizes = st.fixed_dictionaries(
+    {
+        "TILE_COLUMNS": st.sampled_from([1, 3, 8, 1024]),
+        "TILE_BYTES": st.just(0),
+        "MIN_BAND": st.sampled_from([1, 4]),
+        "FILTER_BLOCK": st.sampled_from([1, 2, 64]),
+        "CHANNEL_TILES": st.sampled_from([1, 2, 3]),
+    }
+)
+
+
+@settings(max_examples=40)
+@given(conv_cases(max_n=3, max_o=5), tile_sizes, st.sampled_from([1, 2]), st.booleans())
+def test_tiled_convolution_matches_loops(case, sizes, count, input_grad):
+    x, w, b, stride, padding = case
+    expected = conv.conv2d_naive(x, w, b, stride, padding)
+    dy = np.random.default_rng(5).standard_normal(expected.shape)
+    dx_ref, dw_ref, db_ref = conv.conv2d_backward_naive(dy, x, w, stride, padding)
+    with workers(count), tiles(conv, **sizes):
+        y = conv.conv2d_forward_tiled(x, w, b, stride, padding)
+        dx, dw, db = conv.conv2d_backward_tiled(dy, x, w, stride, padding, input_grad)
+        y32 = conv.conv2d_forward_tiled(*(a.astype(np.float32) for a in (x, w, b)), stride, padding)
+    assert y.shape == expected.shape and relative_error(y, expected) < EXACT
+    assert y32.dtype == np.float32 and relative_error(y32, expected) < F32
+    assert relative_error(dw, dw_ref) < EXACT and dw.shape == w.shape
+    assert relative_error(db, db_ref) < EXACT
+    if input_grad:
+        assert dx.shape == x.shape and relative_error(dx, dx_ref) < EXACT
+    else:
+        assert dx is None
+
+
+def test_every_kind_of_tile_occurs():
+    # The shapes of the paper's and mini's layers pick each route.
+    assert len(conv.column_tiles(128, 10, 10, conv.tile_width(800, 4))) == 13  # image groups
+    assert conv.column_tiles(1, 56, 56) == [
+        (0, 1, 0, 14),
+        (0, 1, 14, 28),
+        (0, 1, 28, 42),
+        (0, 1, 42, 56),
+    ]
+    assert conv.column_tiles(1, 12, 12) == [(0, 1, 0, 12)]  # one tile: filter blocks instead
+    assert conv.tile_width(25, 4) > conv.TILE_COLUMNS  # short columns: wider tiles
+
+
+@pytest.mark.parametrize(
+    "n, c, side, o, k, stride, padding",
+    [
+        (128, 32, 14, 64, 5, 1, 0),
+        (1, 3, 59, 16, 11, 4, 0),
+        (2, 64, 12, 160, 3, 1, 1),
+        (64, 64, 5, 96, 5, 1, 0),
+    ],
+)
+def test_results_do_not_depend_on_the_number_of_workers(n, c, side, o, k, stride, padding):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((n, c, side, side), dtype=np.float32)
+    w = rng.standard_normal((o, c, k, k), dtype=np.float32) * np.float32(0.1)
+    b = rng.standard_normal(o, dtype=np.float32)
+    results = []
+    for count in (1, 2, 3):
+        with workers(count):
+            y = conv.conv2d_forward_tiled(x, w, b, stride, padding)
+            dy = np.tanh(y)
+            results.append((y, *conv.conv2d_backward_tiled(dy, x, w, stride, padding)))
+    for other in results[1:]:
+        for a, r in zip(results[0], other, strict=True):
+            np.testing.assert_array_equal(a, r)
+
+
+@settings(max_examples=20)
+@given(pool_cases(max_n=3, max_c=4), st.sampled_from([1, 2, 5]))
+def test_pooling_in_tiles_matches_loops(case, planes):
+    x, k, s = case
+    y_ref, arg_ref = pool.max_pool2d_naive(x, k, s)
+    dy = np.random.default_rng(7).standard_normal(y_ref.shape)
+    with workers(2), tiles(pool, PLANES_PER_TILE=planes):
+        y, arg = pool.max_pool2d_forward(x, k, s)
+        dx = pool.max_pool2d_backward(dy, arg, x.shape, k, s)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+    np.testing.assert_allclose(
+        dx, pool.max_pool2d_backward_naive(dy, arg_ref, x.shape, k, s), rtol=1e-15
+    )
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_relu_in_tiles(inplace):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 4, 5, 7)).astype(np.float32)
+    x[0, 0, 0, :2] = [0.0, -0.0]
+    expected = activations.relu_naive(x)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    with workers(2), tiles(activations, ELEMENTS_PER_TILE=17):
+        source = x.copy()
+        y = activations.relu_forward(source, inplace=inplace)
+        assert (y is source) == inplace
+        np.testing.assert_array_equal(y, expected)
+        dx = activations.relu_backward(dy, y)
+        # A transposed (non-contiguous) input gives the same values.
+        yt = activations.relu_forward(x.transpose(0, 1, 3, 2))
+        np.testing.assert_array_equal(yt, expected.transpose(0, 1, 3, 2))
+    np.testing.assert_array_equal(dx, np.where(expected > 0, dy, 0))
+    assert dx.dtype == np.float32
+
+
+def test_run_tiles_keeps_order_and_raises_the_first_error():
+    seen = set()
+
+    def job(tile):
+        seen.add(threading.get_ident())
+        return tile * tile
+
+    with workers(2):
+        assert parallel.run_tiles(job, range(50)) == [t * t for t in range(50)]
+
+        def failing(tile):
+            if tile == 7:
+                raise InputError("tile 7 is bad")
+            return tile
+
+        with pytest.raises(InputError, match="tile 7"):
+            parallel.run_tiles(failing, range(20))
+        # A tile that runs tiles itself runs them in its own thread: no deadlock.
+        nested = parallel.run_tiles(
+            lambda t: sum(parallel.run_tiles(lambda u: u, range(t))), range(6)
+        )
+        assert nested == [sum(range(t)) for t in range(6)]
+    with workers(1):
+        seen.clear()
+        parallel.run_tiles(job, range(10))
+        assert seen == {threading.get_ident()}
+
+
+def test_blas_thread_count_is_restored():
+    controllers = parallel._blas_controllers()
+    if not controllers:
+        pytest.skip("no BLAS library that threadpoolctl can control")
+    before = [lib.get_num_threads() for lib in controllers]
+    inside = []
+    with workers(2):
+        parallel.run_tiles(lambda t: inside.append(controllers[0].get_num_threads()), range(4))
+    assert inside == [1] * 4
+    assert [lib.get_num_threads() for lib in controllers] == before
+
+
+@given(st.integers(0, 200), st.integers(1, 9), st.integers(1, 30))
+def test_split_covers_the_range_evenly(count, parts, minimum):
+    ranges = parallel.split(count, parts, minimum)
+    assert [i for a, b in ranges for i in range(a, b)] == list(range(count))
+    sizes = [b - a for a, b in ranges]
+    assert len(ranges) <= parts
+    if sizes:
+        assert max(sizes) - min(sizes) <= 1
+        assert len(sizes) == 1 or min(sizes) >= minimum
+
+
+def test_worker_count_is_checked(monkeypatch):
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(InputError, match="positive integer"):
+            parallel.set_workers(bad)
+    monkeypatch.setenv("OVERFEAT_THREADS", "two")
+    with pytest.raises(InputError, match="OVERFEAT_THREADS"):
+        parallel._default_workers()
+    monkeypatch.setenv("OVERFEAT_THREADS", "3")
+    assert parallel._default_workers() == 3
+
+
+def test_keeping_freed_memory_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("OVERFEAT_KEEP_FREED_MEMORY", "0")
+    assert memory._configure() is False
+    monkeypatch.delenv("OVERFEAT_KEEP_FREED_MEMORY")
+    assert isinstance(memory.keep_freed_memory(), bool)
+
+
+def test_workers_follow_the_callers_floating_point_error_settings():
+    def overflow(tile):
+        return np.float32(3e38) * np.float32(tile + 10)
+
+    with workers(2):
+        with np.errstate(over="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert all(np.isinf(parallel.run_tiles(overflow, range(8))))
+        with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+            parallel.run_tiles(overflow, range(8))
