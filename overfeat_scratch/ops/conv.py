@@ -371,6 +371,45 @@ def column_tiles(n, ho, wo, width=TILE_COLUMNS):
     return [(a, a + 1, i0, i1) for a in range(n) for i0, i1 in rows]
 
 
+def is_fully_connected(x_shape, w_shape, padding):
+    """Whether the kernel covers the whole unpadded input: one output per image, and
+    the im2col columns are just the images themselves."""
+    return padding == 0 and tuple(x_shape[2:]) == tuple(w_shape[2:])
+
+
+def _fully_connected_forward(x_flat, w_mat, b):
+    """``y = x_flat @ w_mat.T + b`` (``(N, O)``), in blocks of ``FILTER_BLOCK`` filters."""
+    y = np.empty((x_flat.shape[0], w_mat.shape[0]), dtype=np.result_type(x_flat, w_mat))
+
+    def job(block):
+        o0, o1 = block
+        np.add(x_flat @ w_mat[o0:o1].T, b[o0:o1], out=y[:, o0:o1])
+
+    run_tiles(job, split(w_mat.shape[0], w_mat.shape[0] // FILTER_BLOCK))
+    return y
+
+
+def _fully_connected_backward(dy_flat, x_flat, w_mat, input_grad):
+    """``dx = dy @ W``, ``dW = dy.T @ x``, ``db = sum(dy)``: the filters' rows of ``dW``
+    and the input's columns of ``dx`` in blocks, all in one set of tiles."""
+    o, k = w_mat.shape
+    dw = np.empty_like(w_mat)
+    dx = np.empty((x_flat.shape[0], k), dtype=dy_flat.dtype) if input_grad else None
+
+    def job(tile):
+        kind, start, stop = tile
+        if kind == "w":
+            dw[start:stop] = dy_flat[:, start:stop].T @ x_flat
+        else:
+            dx[:, start:stop] = dy_flat @ w_mat[:, start:stop]
+
+    tiles = [("w", a, z) for a, z in split(o, o // FILTER_BLOCK)]
+    if input_grad:
+        tiles += [("x", a, z) for a, z in split(k, k // (FILTER_BLOCK * 8))]
+    run_tiles(job, tiles)
+    return dx, dw, dy_flat.sum(axis=0)
+
+
 def conv2d_forward_tiled(x, w, b, stride=1, padding=0):
     """:func:`conv2d_forward`, tile by tile on the worker threads (same result).
 
@@ -383,6 +422,8 @@ def conv2d_forward_tiled(x, w, b, stride=1, padding=0):
     n = x.shape[0]
     o, _, kh, kw = w.shape
     w_mat = w.reshape(o, -1)
+    if is_fully_connected(x.shape, w.shape, padding):
+        return _fully_connected_forward(x.reshape(n, -1), w_mat, b).reshape(n, o, 1, 1)
     xp = pad_input(x, padding)
     y = np.empty((n, o, ho * wo), dtype=np.result_type(w, x))
     tiles = column_tiles(n, ho, wo, tile_width(w_mat.shape[1], x.itemsize))
@@ -427,6 +468,9 @@ def forward_temporaries(x_shape, w_shape, stride, padding, itemsize, workers):
     ho = (h + 2 * padding - kh) // stride + 1
     wo = (wd + 2 * padding - kw) // stride + 1
     rows = c * kh * kw
+    if is_fully_connected(x_shape, w_shape, padding):
+        blocks = split(o, o // FILTER_BLOCK)
+        return (min(workers, len(blocks)) + 1) * n * max(o1 - o0 for o0, o1 in blocks)
     padded = n * c * (h + 2 * padding) * (wd + 2 * padding) if padding else 0
     tiles = column_tiles(n, ho, wo, tile_width(rows, itemsize))
     widest = max((n1 - n0) * (i1 - i0) * wo for n0, n1, i0, i1 in tiles)
@@ -451,6 +495,11 @@ def conv2d_backward_tiled(dy, x, w, stride=1, padding=0, input_grad=True):
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
     w_mat = w.reshape(o, -1)
+    if is_fully_connected(x.shape, w.shape, padding):
+        dx, dw, db = _fully_connected_backward(
+            dy.reshape(n, o), x.reshape(n, -1), w_mat, input_grad
+        )
+        return (None if dx is None else dx.reshape(x.shape)), dw.reshape(w.shape), db
     group = max(1, tile_width(w_mat.shape[1], x.itemsize) // (ho * wo))
     dx = np.empty_like(x) if input_grad else None
 

@@ -127,10 +127,12 @@ _MAX_POOL_LOOPS = {(2, 2): _max_pool_2x2, (3, 3): _max_pool_3x3}
 
 @numba.njit(cache=False, nogil=True)
 def _max_pool_backward_kernel(dy, arg, kernel, stride, dx):
-    """Add each gradient to its window's winner (``dx`` starts at zero)."""
+    """Add each gradient to its window's winner; zeroes each plane of ``dx`` first
+    (in the worker that fills it, so the plane is in its cache)."""
     n, c, ho, wo = dy.shape
     for a in range(n):
         for ci in range(c):
+            dx[a, ci] = 0
             for i in range(ho):
                 for j in range(wo):
                     where = arg[a, ci, i, j]
@@ -192,7 +194,7 @@ def max_pool2d_backward(dy, arg, x_shape, kernel, stride=None):
         )
     if arg.size and (arg.min() < 0 or arg.max() >= kernel * kernel):
         raise InputError(f"max_pool2d backward: arg must lie in [0, {kernel * kernel})")
-    dx = np.zeros(x_shape, dtype=dy.dtype)
+    dx = np.empty(x_shape, dtype=dy.dtype)
     dy_planes, tiles = plane_tiles(np.ascontiguousarray(dy))
     arg_planes, dx_planes = plane_tiles(np.ascontiguousarray(arg))[0], plane_tiles(dx)[0]
 
