@@ -354,6 +354,12 @@ def tile_width(rows, itemsize):
     return max(TILE_COLUMNS, TILE_BYTES // (rows * itemsize))
 
 
+def image_groups(n, positions, width):
+    """``n`` images in ranges ``(n0, n1)`` of at most ``width`` output positions (at
+    least one image each), as equal in size as the count of ranges allows."""
+    return split(n, -(-n // max(1, width // positions)))
+
+
 def column_tiles(n, ho, wo, width=TILE_COLUMNS):
     """The forward pass's tiles of output positions: ``(n0, n1, i0, i1)``, images
     ``n0:n1`` and output rows ``i0:i1``.
@@ -364,8 +370,7 @@ def column_tiles(n, ho, wo, width=TILE_COLUMNS):
     """
     positions = ho * wo
     if n > 1 and positions < width:
-        group = max(1, width // positions)
-        return [(a, min(n, a + group), 0, ho) for a in range(0, n, group)]
+        return [(a, z, 0, ho) for a, z in image_groups(n, positions, width)]
     bands = max(-(-positions // width), min(4, positions // MIN_BAND), 1)
     rows = split(ho, bands)
     return [(a, a + 1, i0, i1) for a in range(n) for i0, i1 in rows]
@@ -500,10 +505,10 @@ def conv2d_backward_tiled(dy, x, w, stride=1, padding=0, input_grad=True):
             dy.reshape(n, o), x.reshape(n, -1), w_mat, input_grad
         )
         return (None if dx is None else dx.reshape(x.shape)), dw.reshape(w.shape), db
-    group = max(1, tile_width(w_mat.shape[1], x.itemsize) // (ho * wo))
+    groups = image_groups(n, ho * wo, tile_width(w_mat.shape[1], x.itemsize))
     dx = np.empty_like(x) if input_grad else None
 
-    if n > group:
+    if len(groups) > 1:
 
         def job(bounds):
             n0, n1 = bounds
@@ -511,14 +516,16 @@ def conv2d_backward_tiled(dy, x, w, stride=1, padding=0, input_grad=True):
             dy_mat = from_nchw(dy[n0:n1])
             if input_grad:
                 dx[n0:n1] = col2im(w_mat.T @ dy_mat, (n1 - n0, c, h, wd), kh, kw, stride, padding)
-            return dy_mat @ cols.T, dy_mat.sum(axis=1)
+            # dW transposed, (C*kh*kw, O): BLAS reads both operands along their rows
+            # (dy_mat @ cols.T, the same numbers, is about 25% slower).
+            return cols @ dy_mat.T, dy_mat.sum(axis=1)
 
-        parts = run_tiles(job, [(a, min(n, a + group)) for a in range(0, n, group)])
-        dw, db = parts[0]
+        parts = run_tiles(job, groups)
+        dw_t, db = parts[0]
         for part_w, part_b in parts[1:]:
-            dw += part_w
+            dw_t += part_w
             db += part_b
-        return dx, dw.reshape(w.shape), db
+        return dx, np.ascontiguousarray(dw_t.T).reshape(w.shape), db
 
     dy_mat = from_nchw(dy)
     dw = np.empty_like(w)
@@ -527,7 +534,7 @@ def conv2d_backward_tiled(dy, x, w, stride=1, padding=0, input_grad=True):
     def job(block):
         c0, c1 = block
         cols = columns(pad_input(x[:, c0:c1], padding), kh, kw, stride)
-        dw[:, c0:c1] = (dy_mat @ cols.T).reshape(o, c1 - c0, kh, kw)
+        dw[:, c0:c1] = (cols @ dy_mat.T).T.reshape(o, c1 - c0, kh, kw)
         if input_grad:
             w_block = w_mat[:, c0 * taps : c1 * taps]
             dx[:, c0:c1] = col2im(w_block.T @ dy_mat, (n, c1 - c0, h, wd), kh, kw, stride, padding)
