@@ -53,6 +53,7 @@ tile_sizes = st.fixed_dictionaries(
         "TILE_BYTES": st.just(0),
         "MIN_BAND": st.sampled_from([1, 4]),
         "FILTER_BLOCK": st.sampled_from([1, 2, 64]),
+        "MIN_FILTERS": st.sampled_from([1, 2, 32]),
         "CHANNEL_TILES": st.sampled_from([1, 2, 3]),
     }
 )
@@ -89,6 +90,11 @@ def test_every_kind_of_tile_occurs():
         (0, 1, 42, 56),
     ]
     assert conv.column_tiles(1, 12, 12) == [(0, 1, 0, 12)]  # one tile: filter blocks instead
+    # Many filters for the positions (the paper's conv2 at batch 1): filters are split.
+    assert conv.column_tiles(1, 30, 30, filters=256) == [(0, 1, 0, 30)]
+    assert conv.filter_blocks(1024) == [(0, 256), (256, 512), (512, 768), (768, 1024)]
+    assert conv.filter_blocks(256) == [(0, 128), (128, 256)]
+    assert conv.filter_blocks(10) == [(0, 10)]
     assert conv.tile_width(25, 4) > conv.TILE_COLUMNS  # short columns: wider tiles
 
 
