@@ -281,9 +281,9 @@ def test_a_new_backend_needs_no_layer_changes():
     class CountingBackend(NumpyBackend):
         name = "counting"
 
-        def conv2d_forward(self, *args):
+        def conv2d_forward(self, *args, **kwargs):
             calls.append("conv")
-            return super().conv2d_forward(*args)
+            return super().conv2d_forward(*args, **kwargs)
 
     register_backend("counting", CountingBackend)
     net = tiny_net()
@@ -314,3 +314,27 @@ def test_inplace_relu_overwrites_its_input_and_matches():
     y = ReLU(inplace=True).forward(x)
     assert y is x
     np.testing.assert_array_equal(y, expected)
+
+
+@pytest.mark.parametrize("name", ["mini", "mini-detector"])
+def test_fused_steps_give_the_same_bits_as_the_layers_one_by_one(name):
+    """A convolution with its ReLU in one pass, and a ReLU's mask applied before the
+    max pool's backward pass: the same numbers as every layer on its own."""
+    from overfeat_scratch import build_network
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((5, 1, 40, 44)).astype(np.float32)
+    results = []
+    for fuse in (False, True):
+        net = build_network(name, seed=3).train()
+        net.fuse = fuse
+        y = net.forward(x)
+        dy = np.random.default_rng(10).standard_normal(y.shape).astype(np.float32)
+        dx = net.backward(dy)
+        results.append((y, dx, [layer.grads[key] for _, layer, key in net.named_parameters()]))
+    (y0, dx0, g0), (y1, dx1, g1) = results
+    np.testing.assert_array_equal(y0, y1)
+    np.testing.assert_array_equal(dx0, dx1)
+    for a, b in zip(g0, g1, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert (y0 != 0).any() and (dx0 != 0).any()

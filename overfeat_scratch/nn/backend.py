@@ -53,7 +53,9 @@ class Backend:
         raise NotImplementedError
 
     # Layers: see conv, pool, activations, linear, losses for the contracts.
-    def conv2d_forward(self, x, w, b, stride, padding):
+    def conv2d_forward(self, x, w, b, stride, padding, relu=False):
+        """The convolution; with ``relu``, its output rectified in the same pass (what a
+        convolution followed by an in-place ReLU computes)."""
         raise NotImplementedError
 
     def conv2d_backward(self, dy, x, w, stride, padding, input_grad=True):
@@ -142,8 +144,8 @@ class NumpyBackend(Backend):
     def all_finite(self, x):
         return bool(np.isfinite(x).all())
 
-    def conv2d_forward(self, x, w, b, stride, padding):
-        return conv.conv2d_forward_tiled(x, w, b, stride, padding)
+    def conv2d_forward(self, x, w, b, stride, padding, relu=False):
+        return conv.conv2d_forward_tiled(x, w, b, stride, padding, relu=relu)
 
     def conv2d_backward(self, dy, x, w, stride, padding, input_grad=True):
         return conv.conv2d_backward_tiled(dy, x, w, stride, padding, input_grad)

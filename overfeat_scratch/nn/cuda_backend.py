@@ -70,8 +70,9 @@ class CudaBackend(Backend):
         return checks.all_finite(x)
 
     # Layers.
-    def conv2d_forward(self, x, w, b, stride, padding):
-        return conv.conv2d_forward(x, w, b, stride, padding)
+    def conv2d_forward(self, x, w, b, stride, padding, relu=False):
+        y = conv.conv2d_forward(x, w, b, stride, padding)
+        return self.relu_forward(y, inplace=True) if relu else y
 
     def conv2d_backward(self, dy, x, w, stride, padding, input_grad=True):
         return conv.conv2d_backward(dy, x, w, stride, padding, input_grad=input_grad)

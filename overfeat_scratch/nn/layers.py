@@ -154,12 +154,14 @@ class Conv2d(Layer):
         _, ho, wo = self.output_shape(in_shape)
         return ho * wo * self.out_channels * self.in_channels * self.kernel**2
 
-    def forward(self, x):
+    def forward(self, x, relu: bool = False):
+        """The convolution; ``relu=True`` also rectifies the output in the same pass
+        (:class:`Sequential` asks for it when an in-place ReLU follows)."""
         self.check_rank(x)
         self.output_shape(tuple(x.shape[1:]))
         self.x = x
         return self.backend.conv2d_forward(
-            x, self.params["w"], self.params["b"], self.stride, self.padding
+            x, self.params["w"], self.params["b"], self.stride, self.padding, relu=relu
         )
 
     def backward(self, dy, input_grad: bool = True):
@@ -218,9 +220,9 @@ class MaxPool2d(Layer):
     def forward(self, x):
         self.check_rank(x)
         self.output_shape(tuple(x.shape[1:]))
-        y, self.arg = self.backend.max_pool2d_forward(x, self.kernel, self.stride)
+        self.y, self.arg = self.backend.max_pool2d_forward(x, self.kernel, self.stride)
         self.x_shape = tuple(x.shape)
-        return y
+        return self.y
 
     def backward(self, dy):
         arg, x_shape = self.forward_state("arg", "x_shape")
@@ -244,6 +246,12 @@ class ReLU(Layer):
     def forward(self, x):
         self.y = self.backend.relu_forward(x, inplace=self.inplace)
         return self.y
+
+    def rectified(self, y):
+        """Record ``y``, already rectified by the layer before (a fused step), as this
+        layer's output."""
+        self.y = y
+        return y
 
     def backward(self, dy):
         (y,) = self.forward_state("y")
@@ -348,6 +356,10 @@ class Linear(Layer):
         return f"{self.in_features}->{self.out_features}"
 
 
+def _in_place_relu(layer) -> bool:
+    return isinstance(layer, ReLU) and layer.inplace
+
+
 class Sequential(Layer):
     """Layers applied in order; backward in reverse order.
 
@@ -439,12 +451,30 @@ class Sequential(Layer):
         if not finite:
             raise InputError(f"{self.name}: input contains NaN or infinite values")
 
+    # Two steps fuse a ReLU with its neighbour (``fuse = False`` runs every layer on
+    # its own; the results are the same to the bit, tests/test_layers.py):
+    #
+    # - forward, a convolution then an in-place ReLU: the convolution rectifies each
+    #   block of its output while computing it, and the ReLU only records the result;
+    # - backward, a ReLU then a max pool: the ReLU's mask is applied to the pool's
+    #   gradient at the pooled size (where the pooled output is positive: the window's
+    #   winner is then positive too), before the pool routes it to the winners, and
+    #   the ReLU's own pass over the larger map is skipped.
+    fuse = True
+
     def forward(self, x):
         self.check_input(x)
         if not self.backend.is_array(x) or x.dtype != self.dtype:
             x = self.backend.asarray(x, dtype=self.dtype)
-        for layer in self.layers:
+        layers, index = self.layers, 0
+        while index < len(layers):
+            layer, after = layers[index], layers[index + 1 : index + 2]
+            if self.fuse and isinstance(layer, Conv2d) and after and _in_place_relu(after[0]):
+                x = after[0].rectified(layer.forward(x, relu=True))
+                index += 2
+                continue
             x = layer.forward(x)
+            index += 1
         return x
 
     def backward(self, dy, input_grad: bool = True):
@@ -453,11 +483,19 @@ class Sequential(Layer):
         ``input_grad=False`` (training) lets a first convolution skip the gradient
         with respect to the image, and returns ``None``.
         """
-        for index in range(len(self.layers) - 1, -1, -1):
+        index = len(self.layers) - 1
+        while index >= 0:
             layer = self.layers[index]
             if index == 0 and not input_grad and isinstance(layer, Conv2d):
                 return layer.backward(dy, input_grad=False)
+            before = self.layers[index - 1] if index > 0 else None
+            if self.fuse and isinstance(layer, MaxPool2d) and isinstance(before, ReLU):
+                (pooled,) = layer.forward_state("y")
+                dy = layer.backward(self.backend.relu_backward(dy, pooled))
+                index -= 2
+                continue
             dy = layer.backward(dy)
+            index -= 1
         return dy
 
     @property

@@ -398,13 +398,16 @@ def is_fully_connected(x_shape, w_shape, padding):
     return padding == 0 and tuple(x_shape[2:]) == tuple(w_shape[2:])
 
 
-def _fully_connected_forward(x_flat, w_mat, b):
-    """``y = x_flat @ w_mat.T + b`` (``(N, O)``), in blocks of filters."""
+def _fully_connected_forward(x_flat, w_mat, b, relu=False):
+    """``y = x_flat @ w_mat.T + b`` (``(N, O)``; rectified with ``relu``), in blocks of
+    filters."""
     y = np.empty((x_flat.shape[0], w_mat.shape[0]), dtype=np.result_type(x_flat, w_mat))
 
     def job(block):
         o0, o1 = block
         np.add(x_flat @ w_mat[o0:o1].T, b[o0:o1], out=y[:, o0:o1])
+        if relu:
+            np.maximum(y[:, o0:o1], 0, out=y[:, o0:o1])
 
     run_tiles(job, filter_blocks(w_mat.shape[0]))
     return y
@@ -431,21 +434,22 @@ def _fully_connected_backward(dy_flat, x_flat, w_mat, input_grad):
     return dx, dw, dy_flat.sum(axis=0)
 
 
-def conv2d_forward_tiled(x, w, b, stride=1, padding=0):
+def conv2d_forward_tiled(x, w, b, stride=1, padding=0, relu=False):
     """:func:`conv2d_forward`, tile by tile on the worker threads (same result).
 
     Each tile copies its windows into columns, multiplies them by the weights and
     adds the bias straight into its block of the output. When the whole output is
     one tile of columns (a fully connected layer, or one small map), the columns are
     built once (by the workers, in blocks of channels) and the tiles are blocks of
-    filters instead (:func:`filter_blocks`).
+    filters instead (:func:`filter_blocks`). ``relu``: each tile also rectifies its
+    block while it is in cache (a ReLU fused into the product's epilogue).
     """
     ho, wo = check_conv_args(x, w, b, stride, padding)
     n = x.shape[0]
     o, _, kh, kw = w.shape
     w_mat = w.reshape(o, -1)
     if is_fully_connected(x.shape, w.shape, padding):
-        return _fully_connected_forward(x.reshape(n, -1), w_mat, b).reshape(n, o, 1, 1)
+        return _fully_connected_forward(x.reshape(n, -1), w_mat, b, relu).reshape(n, o, 1, 1)
     xp = pad_input(x, padding)
     y = np.empty((n, o, ho * wo), dtype=np.result_type(w, x))
     tiles = column_tiles(n, ho, wo, tile_width(w_mat.shape[1], x.itemsize), o)
@@ -457,10 +461,13 @@ def conv2d_forward_tiled(x, w, b, stride=1, padding=0):
         """Add the bias to ``product`` (filters o0:o1, tile's positions) into ``y``."""
         bias = b[o0:o1, None]
         if n1 - n0 == 1:
-            np.add(product, bias, out=y[n0, o0:o1, i0 * wo : i1 * wo])
+            block = y[n0, o0:o1, i0 * wo : i1 * wo]
+            np.add(product, bias, out=block)
         else:
-            per_image = product.reshape(o1 - o0, n1 - n0, -1).transpose(1, 0, 2)
-            np.add(per_image, bias, out=y[n0:n1, o0:o1])
+            block = y[n0:n1, o0:o1]
+            np.add(product.reshape(o1 - o0, n1 - n0, -1).transpose(1, 0, 2), bias, out=block)
+        if relu:
+            np.maximum(block, 0, out=block)
 
     blocks = filter_blocks(o)
     if len(tiles) > 1 or len(blocks) == 1:
