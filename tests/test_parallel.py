@@ -54,6 +54,8 @@ tile_sizes = st.fixed_dictionaries(
         "MIN_BAND": st.sampled_from([1, 4]),
         "FILTER_BLOCK": st.sampled_from([1, 2, 64]),
         "MIN_FILTERS": st.sampled_from([1, 2, 32]),
+        "TILE_ROWS_MAX": st.sampled_from([1, 1024]),
+        "FC_TILE_IMAGES": st.sampled_from([1, 64]),
         "CHANNEL_TILES": st.sampled_from([1, 2, 3]),
     }
 )
