@@ -140,15 +140,19 @@ def _max_pool_backward_kernel(dy, arg, kernel, stride, dx):
                     dx[a, ci, i * stride + u, j * stride + v] += dy[a, ci, i, j]
 
 
-# Planes (image, channel) per tile of work for the worker threads.
+# Planes (image, channel) per tile of work for the worker threads, at most; and the
+# fewest input numbers worth a tile (a small pool is done before a second worker
+# would have started).
 PLANES_PER_TILE = 64
+MIN_TILE_ELEMENTS = 1 << 18
 
 
 def plane_tiles(x):
     """``x`` as ``(N*C, 1, H, W)`` planes and the ``(start, stop)`` blocks of them."""
     n, c, h, w = x.shape
     planes = x.reshape(n * c, 1, h, w)
-    return planes, split(n * c, -(-(n * c) // PLANES_PER_TILE))
+    tiles = min(-(-(n * c) // PLANES_PER_TILE), max(1, x.size // MIN_TILE_ELEMENTS))
+    return planes, split(n * c, tiles)
 
 
 def max_pool2d_forward(x, kernel, stride=None):
