@@ -11,7 +11,7 @@ from strategies import dense_networks
 from overfeat_scratch import build_network
 from overfeat_scratch.nn import paper
 from overfeat_scratch.nn.dense import dense_evaluate, last_pool_index
-from overfeat_scratch.nn.geometry import Geometry
+from overfeat_scratch.nn.geometry import Geometry, Stage
 from overfeat_scratch.ops.gradcheck import relative_error
 from overfeat_scratch.ops.offset_pool import (
     interleave_offsets,
@@ -152,6 +152,19 @@ def test_geometry_reproduces_the_released_size_formulas():
     assert accurate.receptive_box(0, 0) == (-48, -48, 221 + 48, 221 + 48)
     with pytest.raises(ValueError, match="smaller than the network's window 231x231"):
         fast.output_size(230, 500)
+
+
+def test_receptive_fields_and_crops_of_small_stacks_by_hand():
+    # One padded 3x3 convolution, stride 1: output i sees input pixels i - 1 .. i + 1,
+    # so its crop is that range cut at the borders, and the output sits at i - a in it.
+    conv = Geometry((Stage(3, 1, 1),))
+    assert (conv.window, conv.stride, conv.padding, conv.receptive_field) == (1, 1, 1, 3)
+    assert [conv.crop(i, 10) for i in (0, 4, 9)] == [(0, 2, 0), (3, 6, 1), (8, 10, 1)]
+    # Then a 2x2 pool, stride 2: output 0 pools convolution outputs 0 and 1, which see
+    # input pixels -1 .. 2: a receptive field of 4 around a window of 2.
+    pooled = Geometry((Stage(3, 1, 1), Stage(2, 2)))
+    assert (pooled.window, pooled.stride, pooled.padding) == (2, 2, 1)
+    assert pooled.receptive_field == 4 and pooled.receptive_box(1, 0) == (-1, 1, 3, 5)
 
 
 @pytest.mark.slow
