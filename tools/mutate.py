@@ -269,7 +269,7 @@ def run_module(
     if survivors and previous_path.exists():
         previous = json.loads(previous_path.read_text())
         for m in previous["results"]:
-            if m["status"] in ("killed", "timeout"):
+            if m["status"] in ("killed", "timeout", "crashed"):
                 carried[mutant_key(m)] = m
         previous_time = previous["time_s"]
     else:
@@ -353,7 +353,10 @@ def run_module(
             elif result.output == "timeout":
                 status = "timeout"
             elif not TEST_FAILURE.search(result.output or ""):
-                status = "error"  # no failing test to be seen: not counted as a kill
+                # The command ran the tests unmutated, so a failure without pytest's
+                # summary is the test process dying (a compiled loop reading out of
+                # bounds): a kill, counted apart.
+                status = "crashed"
             else:
                 status = "killed"
             equivalent = find_equivalent(
@@ -368,14 +371,16 @@ def run_module(
                     reason=equivalent["reason"] if equivalent and status == "equivalent" else None,
                     stale_equivalent=bool(equivalent) and status != "equivalent",
                     diff=result.diff if status in ("survived", "equivalent", "error") else None,
-                    output=(result.output or "")[-1500:] if status == "error" else None,
+                    output=(result.output or "")[-1500:]
+                    if status in ("error", "crashed")
+                    else None,
                 )
             )
     mutants += kept
     elapsed += previous_time if kept else 0.0
     mutants.sort(key=lambda m: (m["line"], m["operator"]))
     counts = {s: sum(m["status"] == s for m in mutants) for s in STATUSES}
-    killed = counts["killed"] + counts["timeout"]
+    killed = counts["killed"] + counts["timeout"] + counts["crashed"]
     scored = killed + counts["survived"]
     record = dict(
         module=module,
@@ -391,6 +396,7 @@ def run_module(
         survived=counts["survived"],
         equivalent=counts["equivalent"],
         timeouts=counts["timeout"],
+        crashes=counts["crashed"],
         errors=counts["error"],
         score=round(killed / scored, 4) if scored else None,
         results=mutants,
@@ -406,7 +412,7 @@ def run_module(
     return record
 
 
-STATUSES = ("killed", "timeout", "survived", "equivalent", "error")
+STATUSES = ("killed", "timeout", "crashed", "survived", "equivalent", "error")
 # pytest's summary of a run with a failing test (or a test module that no longer
 # imports); a bad command line prints none of these.
 TEST_FAILURE = re.compile(r"\b\d+ (failed|errors?)\b|Interrupted: ")
