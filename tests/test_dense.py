@@ -108,10 +108,27 @@ def test_offset_pool_matches_loops(kernel, stride, seed, data):
     w = data.draw(st.integers(kernel, 11))
     x = np.random.default_rng(seed).standard_normal((2, 2, h, w))
     fast = offset_max_pool2d(x, kernel, stride)
-    for dy, row in enumerate(offset_max_pool2d_naive(x, kernel, stride)):
+    naive = offset_max_pool2d_naive(x, kernel, stride)
+    # One array, as large as the map at offset (0, 0), the largest.
+    assert fast.shape == (stride, stride) + naive[0][0].shape
+    for dy, row in enumerate(naive):
         for dx, expected in enumerate(row):
+            if h - dy < kernel or w - dx < kernel:  # not one whole window: an empty map
+                assert expected.shape == (2, 2, 0, 0)
             hh, ww = expected.shape[2:]
             np.testing.assert_array_equal(fast[dy, dx, :, :, :hh, :ww], expected)
+
+
+def test_offsets_past_the_last_window_give_empty_maps():
+    # 4x5 input, 3x3 pool, stride 3: offset dy = 2 leaves 2 rows, less than a window.
+    x = np.arange(2 * 2 * 4 * 5, dtype=np.float64).reshape(2, 2, 4, 5)
+    naive = offset_max_pool2d_naive(x, 3, 3)
+    assert [m.shape for m in naive[2]] == [(2, 2, 0, 0)] * 3
+    assert [m.shape for m in naive[1]] == [(2, 2, 1, 1)] * 3
+    fast = offset_max_pool2d(x, 3, 3)
+    assert fast.shape == (3, 3, 2, 2, 1, 1)
+    assert not fast[2].any()  # never read, left at 0
+    np.testing.assert_array_equal(fast[1, 2], x[:, :, 1:4, 2:5].max(axis=(2, 3), keepdims=True))
 
 
 def test_interleave_places_each_offset_on_its_grid():
