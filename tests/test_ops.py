@@ -138,7 +138,9 @@ def test_pool_gradient_matches_finite_differences():
 @given(st.integers(1, 200), st.integers(0, 2**32 - 1))
 def test_relu_matches_loops_and_gradient(size, seed):
     x = np.random.default_rng(seed).standard_normal(size)
+    before = x.copy()
     y = activations.relu_forward(x)
+    np.testing.assert_array_equal(x, before)  # not in place unless asked
     np.testing.assert_array_equal(y, activations.relu_naive(x))
     dy = np.ones_like(x)
     np.testing.assert_array_equal(activations.relu_backward(dy, y), (x > 0).astype(float))
@@ -166,6 +168,33 @@ def test_dropout_keeps_the_expected_scale(p):
     assert abs(keep.mean() - (1 - p)) < 5 * np.sqrt(p * (1 - p) / n)
     assert abs(y.mean() - 1.0) < 5 * np.sqrt(p / (1 - p) / n)
     assert set(np.unique(y)) <= {0.0, np.float32(1 / (1 - p))}
+
+
+def murmur3_fmix32(h: int) -> int:
+    """MurmurHash3's 32-bit finaliser, from its published definition, on Python ints."""
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
+@given(st.sampled_from([0.0, 0.25, 0.5, 0.9]), st.integers(0, 2**40))
+def test_dropout_mask_is_the_documented_hash(p, seed):
+    """keep[i] = hash(seed, i) >= round(p 2**32), with hash(seed, i) = fmix32((i *
+    0x9E3779B9 + fmix32((seed mod 2**32) ^ 0x2545F491)) mod 2**32), computed here on
+    Python integers (the CUDA kernels compute the same bits)."""
+    key = murmur3_fmix32((seed & 0xFFFFFFFF) ^ 0x2545F491)
+    threshold = round(p * 2**32)
+    want = [murmur3_fmix32((i * 0x9E3779B9 + key) & 0xFFFFFFFF) >= threshold for i in range(64)]
+    keep = activations.dropout_keep_mask(64, p, seed)
+    np.testing.assert_array_equal(keep, np.array(want, dtype=np.uint8))
+
+
+def test_dropout_threshold_stays_within_32_bits():
+    # p just below 1 rounds to 2**32, past every 32-bit hash: it is held at 2**32 - 1.
+    assert activations.dropout_threshold(1 - 2**-40) == 2**32 - 1
+    assert activations.dropout_threshold(0.5) == 2**31
 
 
 def test_dropout_seeds_differ():

@@ -426,12 +426,32 @@ def percent(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
+def reclassify(record: dict, equivalents: list[dict]) -> dict:
+    """A module's saved result under the current list of equivalent mutants: a survivor
+    listed since counts as equivalent, an equivalent no longer listed as a survivor."""
+    for m in record["results"]:
+        if m["status"] not in ("survived", "equivalent"):
+            continue
+        entry = find_equivalent(
+            equivalents, record["module"], m["operator"], m["before"], m["after"]
+        )
+        m["status"] = "equivalent" if entry else "survived"
+        m["reason"] = entry["reason"] if entry else None
+    survived = sum(m["status"] == "survived" for m in record["results"])
+    record["survived"] = survived
+    record["equivalent"] = sum(m["status"] == "equivalent" for m in record["results"])
+    scored = record["killed"] + survived
+    record["score"] = round(record["killed"] / scored, 4) if scored else None
+    return record
+
+
 def write_report(out: Path, modules: list[str]) -> None:
+    equivalents = load_equivalents()
     records = []
     for module in modules:
         path = out / "modules" / f"{slug(module)}.json"
         if path.exists():
-            records.append(json.loads(path.read_text()))
+            records.append(reclassify(json.loads(path.read_text()), equivalents))
     total = {k: sum(r[k] for r in records) for k in ("mutants", "killed", "survived", "equivalent")}
     total["time_s"] = round(sum(r["time_s"] for r in records), 1)
     scored = total["killed"] + total["survived"]
@@ -461,7 +481,7 @@ def write_report(out: Path, modules: list[str]) -> None:
     )
     lines += ["", "## Commands", ""]
     for r in records:
-        lines.append(f"- {r['module']}: `{r['command']}`")
+        lines.append(f"- {r['module']}: `{r['command'].replace(str(ROOT) + '/', '')}`")
     for title, status in (("Survivors", "survived"), ("Errors", "error")):
         items = [(r["module"], m) for r in records for m in r["results"] if m["status"] == status]
         lines += ["", f"## {title} ({len(items)})", ""]
