@@ -104,6 +104,32 @@ def test_pool_backward_matches_loops(case):
     np.testing.assert_allclose(pool.max_pool2d_backward(dy, arg, x.shape, k, s), expected, 1e-12)
 
 
+@pytest.mark.parametrize("kernel", [2, 3, 4])  # the unrolled 2x2 and 3x3 loops, and the rest
+def test_pool_nan_wins_as_np_argmax_says(kernel):
+    """A NaN inside a window wins it, the first NaN if there are several, as in the loop
+    reference (np.argmax); a window without NaN keeps its maximum."""
+    x = np.random.default_rng(kernel).standard_normal((1, 2, 2 * kernel, 2 * kernel))
+    x[0, 0, 1, 1] = np.nan  # inside the first window, not its first element
+    x[0, 1, kernel + 1, kernel] = np.nan
+    x[0, 1, kernel + 1, kernel + 1] = np.nan
+    y, arg = pool.max_pool2d_forward(x, kernel, kernel)
+    y_ref, arg_ref = pool.max_pool2d_naive(x, kernel, kernel)
+    np.testing.assert_array_equal(y, y_ref)  # NaNs compare equal here
+    np.testing.assert_array_equal(arg, arg_ref)
+    assert np.isnan(y[0, 0, 0, 0]) and arg[0, 0, 0, 0] == kernel + 1
+    assert arg[0, 1, 1, 1] == kernel
+
+
+def test_pool_backward_refuses_winners_outside_the_window():
+    x = np.zeros((1, 1, 4, 4))
+    dy = np.ones((1, 1, 2, 2))
+    for bad in (-1, 4):  # a 2x2 window has positions 0 .. 3
+        arg = np.zeros((1, 1, 2, 2), dtype=np.int32)
+        arg[0, 0, 1, 0] = bad
+        with pytest.raises(ValueError, match=r"arg must lie in \[0, 4\)"):
+            pool.max_pool2d_backward(dy, arg, x.shape, 2, 2)
+
+
 @given(pool_cases())
 def test_pool_backward_routes_each_gradient_to_its_argmax(case):
     x, k, s = case
