@@ -184,6 +184,43 @@ def test_receptive_fields_and_crops_of_small_stacks_by_hand():
     assert pooled.receptive_field == 4 and pooled.receptive_box(1, 0) == (-1, 1, 3, 5)
 
 
+def tiny_network(end_with_pool=False):
+    """conv 3x3 (1 -> 2), ReLU, pool 2x2, then (unless ``end_with_pool``) a 2x2 fully
+    connected layer (2 -> 3), ReLU and a 1x1 one (3 -> 4)."""
+    from overfeat_scratch import Conv2d, FullyConnected, MaxPool2d, ReLU, Sequential
+
+    rng = np.random.default_rng(0)
+    layers = [Conv2d(1, 2, 3, 1, 0, 0.5, rng, "conv"), ReLU(name="relu"), MaxPool2d(2, name="pool")]
+    if not end_with_pool:
+        layers += [
+            FullyConnected(2, 3, 2, 0.5, rng, "fc1"),
+            ReLU(name="relu1"),
+            FullyConnected(3, 4, 1, 0.5, rng, "fc2"),
+        ]
+    return Sequential(layers, "tiny")
+
+
+def test_dense_helpers_on_a_tiny_network():
+    from overfeat_scratch.nn.dense import dense_evaluate_heads, fine_multiply_adds, softmax
+
+    net = tiny_network()
+    assert last_pool_index(net) == 2 and last_pool_index(tiny_network(end_with_pool=True)) == 2
+    # 10x10 input: conv 8x8 x 2 outputs of 9 multiply-adds = 1152. Pooled 4x4 at each of
+    # the 2x2 offsets; per offset fc1 gives 3x3 x 3 outputs of 2x2x2 = 216 and fc2 3x3 x 4
+    # outputs of 3 = 108: 4 x 324 = 1296 for the classifier.
+    assert fine_multiply_adds(net, 10, 10) == (1152, 1296)
+    # Heads are evaluated coarsely unless asked.
+    x = np.random.default_rng(1).standard_normal((2, 1, 10, 10))
+    (coarse,) = dense_evaluate_heads(net, [net.layers[3:]], x)
+    np.testing.assert_array_equal(coarse.scores, dense_evaluate(net, x).scores)
+    assert coarse.scores.shape == (2, 4, 3, 3)
+    # Softmax over the classes (axis 1) of a batch of maps.
+    z = np.random.default_rng(2).standard_normal((2, 3, 4, 5))
+    p = softmax(z)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(p[:, 0] / p[:, 2], np.exp(z[:, 0] - z[:, 2]), rtol=1e-12)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["fast", "accurate"])
 def test_released_networks_dense_equals_crops_at_some_positions(model):
