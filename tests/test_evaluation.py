@@ -307,6 +307,11 @@ def test_ap50_and_curves_are_read_at_one_half_whatever_the_thresholds():
     assert c.max_recall == 1.0 and c.n_detections == 2
     assert c.precision.tolist() == [1.0] and c.recall.tolist() == [1.0]
     assert c.scores.tolist() == [0.9]
+    # The other way round: a hit at 0.5 that lies inside a crowd region is ignored at
+    # 0.75, leaving no curve there; the maximum recall is still read at 0.5.
+    gt = ground_truth([(1, 1, [0, 0, 10, 10]), (1, 1, [0, 0, 40, 40], 1)])
+    c = evaluate_detections(gt, results[:1], iou_thresholds=(0.75,)).per_class["0"]
+    assert c.ap50 == 1.0 and c.ap_per_threshold == (0.0,) and c.max_recall == 1.0
 
 
 def test_detections_without_ground_truth_are_reported_not_averaged():

@@ -83,6 +83,17 @@ def test_im2col_col2im_are_adjoint():
     assert np.isclose(np.sum(cols * c), np.sum(x * back), rtol=1e-12)
 
 
+def test_im2col_by_default_takes_every_window_unpadded():
+    # 2x3 windows of a 4x5 image, stride 1, no padding: 3x3 positions; column (n, i, j)
+    # holds the window at row i, column j, read row by row, channel by channel.
+    x = np.arange(2 * 2 * 4 * 5, dtype=np.float64).reshape(2, 2, 4, 5)
+    cols = conv.im2col(x, 2, 3)
+    assert cols.shape == (2 * 2 * 3, 2 * 3 * 3)
+    for n, i, j in np.ndindex(2, 3, 3):
+        window = x[n, :, i : i + 2, j : j + 3].reshape(-1)
+        np.testing.assert_array_equal(cols[:, (n * 3 + i) * 3 + j], window)
+
+
 @given(pool_cases())
 def test_pool_forward_matches_loops(case):
     x, k, s = case
