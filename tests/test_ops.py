@@ -139,9 +139,10 @@ def test_pool_backward_refuses_winners_outside_the_window():
         arg[0, 0, 1, 0] = bad
         with pytest.raises(ValueError, match=r"arg must lie in \[0, 4\)"):
             pool.max_pool2d_backward(dy, arg, x.shape, 2, 2)
-    # Two 2x2 windows, stride 2, need 4 rows and 4 columns: 3 of either is refused.
+    # Two 2x2 windows, stride 2, need 4 rows and 4 columns: 3 of either is refused, and
+    # so is another batch size or channel count.
     arg = np.zeros((1, 1, 2, 2), dtype=np.int32)
-    for shape in ((1, 1, 3, 4), (1, 1, 4, 3)):
+    for shape in ((1, 1, 3, 4), (1, 1, 4, 3), (2, 1, 4, 4), (1, 2, 4, 4)):
         with pytest.raises(ValueError, match="cannot give output"):
             pool.max_pool2d_backward(dy, arg, shape, 2, 2)
 
