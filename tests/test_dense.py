@@ -201,7 +201,12 @@ def tiny_network(end_with_pool=False):
 
 
 def test_dense_helpers_on_a_tiny_network():
-    from overfeat_scratch.nn.dense import dense_evaluate_heads, fine_multiply_adds, softmax
+    from overfeat_scratch.nn.dense import (
+        dense_evaluate_heads,
+        fine_multiply_adds,
+        offset_plan,
+        softmax,
+    )
 
     net = tiny_network()
     assert last_pool_index(net) == 2 and last_pool_index(tiny_network(end_with_pool=True)) == 2
@@ -209,6 +214,18 @@ def test_dense_helpers_on_a_tiny_network():
     # the 2x2 offsets; per offset fc1 gives 3x3 x 3 outputs of 2x2x2 = 216 and fc2 3x3 x 4
     # outputs of 3 = 108: 4 x 324 = 1296 for the classifier.
     assert fine_multiply_adds(net, 10, 10) == (1152, 1296)
+    # Table 5's columns for it: 8x8 before the pool, 4x4 after, 3x3 per offset, and
+    # 8 - 2 (2 - 1) - 2 + 1 = 5 fine rows, 2 / 2 = 1 pixel apart (a stride: an int).
+    plan = offset_plan(net, 10, 10)
+    assert plan == {
+        "pre_pool": (8, 8),
+        "post_pool": (4, 4),
+        "per_offset": (3, 3),
+        "fine": (5, 5),
+        "offsets": (2, 2),
+        "fine_stride": 1,
+    }
+    assert isinstance(plan["fine_stride"], int)
     # Heads are evaluated coarsely unless asked.
     x = np.random.default_rng(1).standard_normal((2, 1, 10, 10))
     (coarse,) = dense_evaluate_heads(net, [net.layers[3:]], x)
