@@ -83,6 +83,28 @@ def test_im2col_col2im_are_adjoint():
     assert np.isclose(np.sum(cols * c), np.sum(x * back), rtol=1e-12)
 
 
+def test_conv_defaults_by_hand():
+    """Stride 1, no padding unless asked: a 2x2 kernel of ones over a 3x3 ramp sums each
+    2x2 window; its gradient counts the windows over each pixel."""
+    x = np.arange(9, dtype=np.float64).reshape(1, 1, 3, 3)
+    w = np.ones((1, 1, 2, 2))
+    b = np.array([0.5])
+    sums = [[0 + 1 + 3 + 4, 1 + 2 + 4 + 5], [3 + 4 + 6 + 7, 4 + 5 + 7 + 8]]
+    np.testing.assert_array_equal(conv.conv2d_naive(x, w, b)[0, 0], np.add(sums, 0.5))
+    np.testing.assert_array_equal(conv.conv2d_forward(x, w, b)[0, 0], np.add(sums, 0.5))
+    dy = np.ones((1, 1, 2, 2))
+    for backward in (conv.conv2d_backward_naive, conv.conv2d_backward):
+        dx, dw, db = backward(dy, x, w)
+        np.testing.assert_array_equal(dx[0, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+        np.testing.assert_array_equal(dw[0, 0], sums)
+        np.testing.assert_array_equal(db, [4])
+    # col2im adds each column back onto its window: with columns of ones, the counts.
+    cols = np.ones((4, 4))
+    np.testing.assert_array_equal(
+        conv.col2im(cols, x.shape, 2, 2)[0, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]]
+    )
+
+
 def test_im2col_by_default_takes_every_window_unpadded():
     # 2x3 windows of a 4x5 image, stride 1, no padding: 3x3 positions; column (n, i, j)
     # holds the window at row i, column j, read row by row, channel by channel.
