@@ -303,6 +303,10 @@ B = [1.0, 0.0, 3.0, 2.0]  # A shifted right by 1: intersection 2, union 6
         ([1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], 0.0, 0.0),
         # Identical boxes: IoU 1, score 0.
         (B, B, 1.0, 0.0),
+        # Sharing only the top-left corner, or only the bottom-right one: a quarter of
+        # A, IoU 1/4; centres 1/sqrt(2) apart over a mean diagonal of 1.5 sqrt(2).
+        (A, [0.0, 0.0, 1.0, 1.0], 0.25, 1 / 3),
+        (A, [1.0, 1.0, 2.0, 2.0], 0.25, 1 / 3),
     ],
 )
 def test_scores_by_hand(a, b, iou, center):
