@@ -414,6 +414,14 @@ def test_prepare_sorts_by_class_and_gives_each_slot_its_class_run():
 
 
 @pytest.mark.parametrize("merge_function", [merge_literal, merge_fast])
+def test_a_confidence_of_minus_zero_comes_out_as_zero(merge_function):
+    # -0.0 passes the check (it is not below 0); the output holds 0.0, not -0.0.
+    result = merge_function([A, [10.0, 10.0, 12.0, 12.0]], [0, 0], [-0.0, 1.0])
+    assert result.confidences.tolist() == [1.0, 0.0]
+    assert not np.signbit(result.confidences).any()
+
+
+@pytest.mark.parametrize("merge_function", [merge_literal, merge_fast])
 def test_default_threshold_is_one_half(merge_function):
     # Two 10x10 boxes 5 apart: centre distance 5 over the mean diagonal 10 sqrt(2), plus
     # 1 - IoU = 1 - 50 / 150: a score of 1.02, so they stay apart at the default 0.5.
