@@ -9,7 +9,7 @@ CUDA_STAMP := $(VENV)/.cuda-installed-stamp
 # CUDA code runs on the Numba CUDA simulator unless a GPU is requested explicitly.
 SIM    := NUMBA_ENABLE_CUDASIM=1
 
-.PHONY: demo test lint docs bench clean coursework
+.PHONY: demo test lint docs bench clean coursework mutate
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,15 @@ docs: $(STAMP)
 # replaced by placeholders) and the instructor version (solutions in) into build/coursework/.
 coursework: $(STAMP)
 	$(BIN)/python tools/coursework.py --out build/coursework
+
+# Mutation testing of the core algorithms with cosmic-ray (the `mutate` extra): every
+# mutant of tools/mutation.toml's modules against the tests that cover it, one at a
+# time; the report goes to build/mutation/report.md. Slow (hours for all modules on two
+# cores), so not part of `make test`; MODULES="ops/merge.py detect/evaluation.py" runs
+# some modules only, and the report keeps the latest result of every module.
+mutate: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,mutate]"
+	$(SIM) OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 $(BIN)/python tools/mutate.py $(MODULES)
 
 # Side-by-side benchmarks against PyTorch CPU (optional; installs the CPU wheel).
 bench: $(STAMP)

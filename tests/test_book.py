@@ -32,6 +32,7 @@ NOTEBOOKS = {
     "localization": "05_localization.ipynb",
     "detection": "06_detection.ipynb",
     "pipeline": "06_detection.ipynb",
+    "verification": "01_convolution.ipynb",
     "performance": "01_convolution.ipynb",
 }
 GLOSSARY_TERMS = (

@@ -67,6 +67,16 @@ def test_iou_counts_shared_cells(a, b):
 
 
 @given(a=grid_boxes(inverted=True), b=grid_boxes(inverted=True))
+def test_intersection_counts_shared_cells(a, b):
+    """Every pair's intersection area is the number of cells both boxes cover (exact:
+    integer areas in float64)."""
+    want = [[len(cells(p) & cells(q)) for q in b] for p in a]
+    got = intersection_matrix(a, b)
+    assert got.shape == (len(a), len(b))
+    np.testing.assert_array_equal(got, np.array(want, dtype=np.float64).reshape(got.shape))
+
+
+@given(a=grid_boxes(inverted=True), b=grid_boxes(inverted=True))
 def test_every_compilation_agrees_to_the_bit(a, b):
     matrix = iou_matrix(a, b)
     for p in range(len(a)):

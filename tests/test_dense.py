@@ -11,7 +11,7 @@ from strategies import dense_networks
 from overfeat_scratch import build_network
 from overfeat_scratch.nn import paper
 from overfeat_scratch.nn.dense import dense_evaluate, last_pool_index
-from overfeat_scratch.nn.geometry import Geometry
+from overfeat_scratch.nn.geometry import Geometry, Stage
 from overfeat_scratch.ops.gradcheck import relative_error
 from overfeat_scratch.ops.offset_pool import (
     interleave_offsets,
@@ -108,10 +108,27 @@ def test_offset_pool_matches_loops(kernel, stride, seed, data):
     w = data.draw(st.integers(kernel, 11))
     x = np.random.default_rng(seed).standard_normal((2, 2, h, w))
     fast = offset_max_pool2d(x, kernel, stride)
-    for dy, row in enumerate(offset_max_pool2d_naive(x, kernel, stride)):
+    naive = offset_max_pool2d_naive(x, kernel, stride)
+    # One array, as large as the map at offset (0, 0), the largest.
+    assert fast.shape == (stride, stride) + naive[0][0].shape
+    for dy, row in enumerate(naive):
         for dx, expected in enumerate(row):
+            if h - dy < kernel or w - dx < kernel:  # not one whole window: an empty map
+                assert expected.shape == (2, 2, 0, 0)
             hh, ww = expected.shape[2:]
             np.testing.assert_array_equal(fast[dy, dx, :, :, :hh, :ww], expected)
+
+
+def test_offsets_past_the_last_window_give_empty_maps():
+    # 4x5 input, 3x3 pool, stride 3: offset dy = 2 leaves 2 rows, less than a window.
+    x = np.arange(2 * 2 * 4 * 5, dtype=np.float64).reshape(2, 2, 4, 5)
+    naive = offset_max_pool2d_naive(x, 3, 3)
+    assert [m.shape for m in naive[2]] == [(2, 2, 0, 0)] * 3
+    assert [m.shape for m in naive[1]] == [(2, 2, 1, 1)] * 3
+    fast = offset_max_pool2d(x, 3, 3)
+    assert fast.shape == (3, 3, 2, 2, 1, 1)
+    assert not fast[2].any()  # never read, left at 0
+    np.testing.assert_array_equal(fast[1, 2], x[:, :, 1:4, 2:5].max(axis=(2, 3), keepdims=True))
 
 
 def test_interleave_places_each_offset_on_its_grid():
@@ -152,6 +169,73 @@ def test_geometry_reproduces_the_released_size_formulas():
     assert accurate.receptive_box(0, 0) == (-48, -48, 221 + 48, 221 + 48)
     with pytest.raises(ValueError, match="smaller than the network's window 231x231"):
         fast.output_size(230, 500)
+
+
+def test_receptive_fields_and_crops_of_small_stacks_by_hand():
+    # One padded 3x3 convolution, stride 1: output i sees input pixels i - 1 .. i + 1,
+    # so its crop is that range cut at the borders, and the output sits at i - a in it.
+    conv = Geometry((Stage(3, 1, 1),))
+    assert (conv.window, conv.stride, conv.padding, conv.receptive_field) == (1, 1, 1, 3)
+    assert [conv.crop(i, 10) for i in (0, 4, 9)] == [(0, 2, 0), (3, 6, 1), (8, 10, 1)]
+    # Then a 2x2 pool, stride 2: output 0 pools convolution outputs 0 and 1, which see
+    # input pixels -1 .. 2: a receptive field of 4 around a window of 2.
+    pooled = Geometry((Stage(3, 1, 1), Stage(2, 2)))
+    assert (pooled.window, pooled.stride, pooled.padding) == (2, 2, 1)
+    assert pooled.receptive_field == 4 and pooled.receptive_box(1, 0) == (-1, 1, 3, 5)
+
+
+def tiny_network(end_with_pool=False):
+    """conv 3x3 (1 -> 2), ReLU, pool 2x2, then (unless ``end_with_pool``) a 2x2 fully
+    connected layer (2 -> 3), ReLU and a 1x1 one (3 -> 4)."""
+    from overfeat_scratch import Conv2d, FullyConnected, MaxPool2d, ReLU, Sequential
+
+    rng = np.random.default_rng(0)
+    layers = [Conv2d(1, 2, 3, 1, 0, 0.5, rng, "conv"), ReLU(name="relu"), MaxPool2d(2, name="pool")]
+    if not end_with_pool:
+        layers += [
+            FullyConnected(2, 3, 2, 0.5, rng, "fc1"),
+            ReLU(name="relu1"),
+            FullyConnected(3, 4, 1, 0.5, rng, "fc2"),
+        ]
+    return Sequential(layers, "tiny")
+
+
+def test_dense_helpers_on_a_tiny_network():
+    from overfeat_scratch.nn.dense import (
+        dense_evaluate_heads,
+        fine_multiply_adds,
+        offset_plan,
+        softmax,
+    )
+
+    net = tiny_network()
+    assert last_pool_index(net) == 2 and last_pool_index(tiny_network(end_with_pool=True)) == 2
+    # 10x10 input: conv 8x8 x 2 outputs of 9 multiply-adds = 1152. Pooled 4x4 at each of
+    # the 2x2 offsets; per offset fc1 gives 3x3 x 3 outputs of 2x2x2 = 216 and fc2 3x3 x 4
+    # outputs of 3 = 108: 4 x 324 = 1296 for the classifier.
+    assert fine_multiply_adds(net, 10, 10) == (1152, 1296)
+    # Table 5's columns for it: 8x8 before the pool, 4x4 after, 3x3 per offset, and
+    # 8 - 2 (2 - 1) - 2 + 1 = 5 fine rows, 2 / 2 = 1 pixel apart (a stride: an int).
+    plan = offset_plan(net, 10, 10)
+    assert plan == {
+        "pre_pool": (8, 8),
+        "post_pool": (4, 4),
+        "per_offset": (3, 3),
+        "fine": (5, 5),
+        "offsets": (2, 2),
+        "fine_stride": 1,
+    }
+    assert isinstance(plan["fine_stride"], int)
+    # Heads are evaluated coarsely unless asked.
+    x = np.random.default_rng(1).standard_normal((2, 1, 10, 10))
+    (coarse,) = dense_evaluate_heads(net, [net.layers[3:]], x)
+    np.testing.assert_array_equal(coarse.scores, dense_evaluate(net, x).scores)
+    assert coarse.scores.shape == (2, 4, 3, 3)
+    # Softmax over the classes (axis 1) of a batch of maps.
+    z = np.random.default_rng(2).standard_normal((2, 3, 4, 5))
+    p = softmax(z)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(p[:, 0] / p[:, 2], np.exp(z[:, 0] - z[:, 2]), rtol=1e-12)
 
 
 @pytest.mark.slow

@@ -127,6 +127,23 @@ def test_average_precision_edges():
     np.testing.assert_allclose(recall, [1 / 4, 1 / 4, 2 / 4])
 
 
+def test_ap_takes_the_interpolated_precision():
+    # Two objects; detections in score order: miss, hit, hit. Precision 0, 1/2, 2/3 at
+    # recall 0, 1/2, 1 rises after the first recall step, so interpolation matters:
+    #   interpolated 2/3, 2/3, 2/3 -> AP = 1/2 * 2/3 + 1/2 * 2/3 = 2/3
+    #   (the raw precision would give 1/2 * 1/2 + 1/2 * 2/3 = 7/12).
+    gt = ground_truth([(1, 1, [0, 0, 10, 10]), (1, 1, [20, 0, 10, 10])])
+    results = [
+        det(1, 1, [60, 0, 10, 10], 0.9),  # miss
+        det(1, 1, [0, 0, 10, 10], 0.8),  # hit A
+        det(1, 1, [20, 0, 10, 10], 0.7),  # hit B
+    ]
+    c = evaluate_detections(gt, results).per_class["0"]
+    np.testing.assert_allclose(c.precision, [0, 1 / 2, 2 / 3])
+    assert c.ap50 == pytest.approx(2 / 3)
+    assert voc_all_point_reference([False, True, True], 2) == pytest.approx(2 / 3)
+
+
 def test_perfect_detections_score_one():
     boxes = [(1, 1, [0, 0, 10, 10]), (1, 2, [30, 30, 5, 8]), (2, 1, [3, 4, 20, 20])]
     gt = ground_truth(boxes, images=(1, 2))
@@ -260,6 +277,41 @@ def test_a_regular_box_wins_over_a_crowd():
     # The first takes the regular box; the second finds it taken and falls into the crowd.
     status = match_detections(boxes, gt_boxes, [False, True], (0.5, 0.95))
     assert status.tolist() == [[1, -1], [1, -1]]
+
+
+def test_crowd_overlap_at_the_threshold_counts():
+    # The detection is a unit square, half of it inside the region: an intersection of
+    # area 1/2 (below one pixel), so an overlap of 1/2 exactly: ignored at 0.5, a false
+    # positive at 0.55.
+    detection, region = [[0, 0, 1, 1]], [[0.5, 0, 10, 10]]
+    assert crowd_overlap(detection, region).tolist() == [[0.5]]
+    status = match_detections(detection, region, [True], (0.5, 0.55))
+    assert status.tolist() == [[-1], [0]]
+
+
+def test_matching_threshold_defaults_to_one_half():
+    # IoU 1/2 exactly (the left half of a 2x1 box) matches; 1 / 2.01 does not.
+    half = match_detections([[0, 0, 1, 1]], [[0, 0, 2, 1]])
+    below = match_detections([[0, 0, 1, 1]], [[0, 0, 2.01, 1]])
+    assert half.tolist() == [[1]] and below.tolist() == [[0]]
+
+
+def test_ap50_and_curves_are_read_at_one_half_whatever_the_thresholds():
+    # One object and one crowd region; iou_thresholds=(0.75,) only. The best detection
+    # has IoU 0.6 with the object: a hit at 0.5, a miss at 0.75. The other lies 60%
+    # inside the region: ignored at 0.5, a false positive at 0.75.
+    gt = ground_truth([(1, 1, [0, 0, 10, 10]), (1, 1, [50, 50, 20, 20], 1)])
+    results = [det(1, 1, [0, 0, 10, 6], 0.9), det(1, 1, [64, 50, 10, 10], 0.8)]
+    c = evaluate_detections(gt, results, iou_thresholds=(0.75,)).per_class["0"]
+    assert c.ap50 == 1.0 and c.ap_per_threshold == (0.0,) and c.ap == 0.0
+    assert c.max_recall == 1.0 and c.n_detections == 2
+    assert c.precision.tolist() == [1.0] and c.recall.tolist() == [1.0]
+    assert c.scores.tolist() == [0.9]
+    # The other way round: a hit at 0.5 that lies inside a crowd region is ignored at
+    # 0.75, leaving no curve there; the maximum recall is still read at 0.5.
+    gt = ground_truth([(1, 1, [0, 0, 10, 10]), (1, 1, [0, 0, 40, 40], 1)])
+    c = evaluate_detections(gt, results[:1], iou_thresholds=(0.75,)).per_class["0"]
+    assert c.ap50 == 1.0 and c.ap_per_threshold == (0.0,) and c.max_recall == 1.0
 
 
 def test_detections_without_ground_truth_are_reported_not_averaged():
@@ -481,6 +533,72 @@ def test_bad_settings():
         evaluate_detections(gt, results, iou_thresholds=["high"])
     with pytest.raises(ValueError, match="interpolation must be one of"):
         evaluate_detections(gt, results, interpolation="11-point")
+
+
+# --------------------------------------------------------------------------------------
+# Average precision against references written here
+
+
+def curve(hits, n_ground_truth):
+    """Precision and recall after each detection of a hit list (score order)."""
+    precision, recall, found = [], [], 0
+    for k, hit in enumerate(hits, 1):
+        found += bool(hit)
+        precision.append(found / k)
+        recall.append(found / n_ground_truth)
+    return precision, recall
+
+
+def voc_all_point_reference(hits, n_ground_truth) -> float:
+    """PASCAL VOC's all-point AP, level by level: each recall level reached adds its
+    gain in recall times the best precision at that recall or beyond."""
+    precision, recall = curve(hits, n_ground_truth)
+    ap, previous = 0.0, 0.0
+    for level in sorted(set(recall)):
+        if level > previous:
+            best = max(p for p, r in zip(precision, recall, strict=True) if r >= level)
+            ap += (level - previous) * best
+            previous = level
+    return ap
+
+
+def coco101_reference(hits, n_ground_truth) -> float:
+    """COCO's AP: the best precision at recall ``t`` or beyond, averaged over the 101
+    recall points its tool uses (``np.linspace(0, 1, 101)``, rounding included); a
+    point no detection reaches counts 0."""
+    precision, recall = curve(hits, n_ground_truth)
+    total = 0.0
+    for t in np.linspace(0.0, 1.0, 101).tolist():
+        reached = [p for p, r in zip(precision, recall, strict=True) if r >= t]
+        total += max(reached) if reached else 0.0
+    return total / 101
+
+
+@given(
+    hits=st.lists(st.booleans(), min_size=1, max_size=25),
+    missed=st.integers(0, 4),
+    ignored=st.lists(st.integers(0, 25), max_size=3),
+)
+def test_ap_matches_references_written_out_here(hits, missed, ignored):
+    """AP of any hit list equals the VOC and COCO rules computed above, in float64
+    (tolerance 1e-12: only the order of the additions differs); ignored detections
+    (-1) slipped in anywhere change nothing."""
+    n_gt = sum(hits) + missed
+    if n_gt == 0:
+        return
+    status = [int(h) for h in hits]
+    for position in sorted(ignored, reverse=True):
+        status.insert(min(position, len(status)), -1)
+    precision, recall = precision_recall(np.array(status, dtype=np.int8), n_gt)
+    want_p, want_r = curve(hits, n_gt)
+    np.testing.assert_allclose(precision, want_p, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(recall, want_r, rtol=0, atol=1e-15)
+    assert average_precision(precision, recall) == pytest.approx(
+        voc_all_point_reference(hits, n_gt), abs=1e-12
+    )
+    assert average_precision(precision, recall, "coco101") == pytest.approx(
+        coco101_reference(hits, n_gt), abs=1e-12
+    )
 
 
 # --------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from overfeat_scratch.ops.merge import (
     merge_fast,
     merge_literal,
     pair_score,
+    prepare,
 )
 
 AVAILABLE = cuda_available()
@@ -302,6 +303,10 @@ B = [1.0, 0.0, 3.0, 2.0]  # A shifted right by 1: intersection 2, union 6
         ([1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], 0.0, 0.0),
         # Identical boxes: IoU 1, score 0.
         (B, B, 1.0, 0.0),
+        # Sharing only the top-left corner, or only the bottom-right one: a quarter of
+        # A, IoU 1/4; centres 1/sqrt(2) apart over a mean diagonal of 1.5 sqrt(2).
+        (A, [0.0, 0.0, 1.0, 1.0], 0.25, 1 / 3),
+        (A, [1.0, 1.0, 2.0, 2.0], 0.25, 1 / 3),
     ],
 )
 def test_scores_by_hand(a, b, iou, center):
@@ -348,6 +353,13 @@ def test_pair_merge_by_hand(method):
         ("count", [1.0, 1.0, 2.0], (2 * 0 + 1 * 1) / 3, (2 * 2 + 1 * 3) / 3),
         ("confidence", [1.0, 1.0, 2.0], (2 * 0 + 2 * 1) / 4, (2 * 2 + 2 * 3) / 4),
         ("confidence", [1.0, 1.0, 6.0], (2 * 0 + 6 * 1) / 8, (2 * 2 + 6 * 3) / 8),
+        # Confidences summing to less than 1 still weigh by confidence.
+        (
+            "confidence",
+            [0.125, 0.125, 0.5],
+            (0.25 * 0 + 0.5 * 1) / 0.75,
+            (0.25 * 2 + 0.5 * 3) / 0.75,
+        ),
         # All confidences 0: weighted by counts.
         ("confidence", [0.0, 0.0, 0.0], (2 * 0 + 1 * 1) / 3, (2 * 2 + 1 * 3) / 3),
     ],
@@ -391,6 +403,36 @@ def test_classes_never_merge(method):
     np.testing.assert_array_equal(result.members, [1, 0, 1])
 
 
+def test_prepare_sorts_by_class_and_gives_each_slot_its_class_run():
+    # Classes 1, 0, 1, 2 sort to 0 | 1 1 | 2: slots 0, 1-2, 3, each with its run
+    # [start, stop) (the CUDA kernels read them).
+    boxes = [[0, 0, 1, 1], [1, 1, 2, 2], [2, 2, 3, 3], [3, 3, 4, 4]]
+    prep = prepare(boxes, [1, 0, 1, 2], [1.0, 2.0, 3.0, 4.0])
+    assert prep.classes.tolist() == [0, 1, 1, 2] and prep.order.tolist() == [1, 0, 2, 3]
+    assert prep.class_start.tolist() == [0, 1, 1, 3]
+    assert prep.class_stop.tolist() == [1, 3, 3, 4]
+
+
+@pytest.mark.parametrize("merge_function", [merge_literal, merge_fast])
+def test_a_confidence_of_minus_zero_comes_out_as_zero(merge_function):
+    # -0.0 passes the check (it is not below 0); the output holds 0.0, not -0.0.
+    result = merge_function([A, [10.0, 10.0, 12.0, 12.0]], [0, 0], [-0.0, 1.0])
+    assert result.confidences.tolist() == [1.0, 0.0]
+    assert not np.signbit(result.confidences).any()
+
+
+@pytest.mark.parametrize("merge_function", [merge_literal, merge_fast])
+def test_default_threshold_is_one_half(merge_function):
+    # Two 10x10 boxes 5 apart: centre distance 5 over the mean diagonal 10 sqrt(2), plus
+    # 1 - IoU = 1 - 50 / 150: a score of 1.02, so they stay apart at the default 0.5.
+    boxes, classes, confidences = [[0, 0, 10, 10], [5, 0, 15, 10]], [0, 0], [1.0, 1.0]
+    assert pair_score(*boxes[0], *boxes[1], SCORES["center_iou"]) == pytest.approx(
+        5 / (10 * ROOT2) + 2 / 3
+    )
+    assert len(merge_function(boxes, classes, confidences)) == 2
+    assert len(merge_function(boxes, classes, confidences, threshold=1.1)) == 1
+
+
 def test_center_score_merges_concentric_boxes_at_zero():
     big = [-1.0, -1.0, 3.0, 3.0]
     assert len(merge_fast([A, big], [0, 0], [1, 1], 0.0, "center")) == 1
@@ -403,6 +445,11 @@ def test_output_ties_by_slot_and_max_rounds():
     # Equal confidences: in canonical (x0) order.
     np.testing.assert_array_equal(result.boxes[:, 0], [0, 10, 20])
     np.testing.assert_array_equal(result.members, [2, 0, 1])
+    # Boxes that differ in x0 only: x0 decides, not the input order.
+    for merge_function in (merge_literal, merge_fast):
+        result = merge_function([[5, 0, 6, 1], [0, 0, 6, 1]], [0, 0], [1.0, 1.0], threshold=-1)
+        np.testing.assert_array_equal(result.boxes[:, 0], [0, 5])
+        np.testing.assert_array_equal(result.members, [1, 0])
     dupes = [A] * 4
     assert len(merge_literal(dupes, [0] * 4, [1.0] * 4, max_rounds=2)) == 2
     assert len(merge_literal(dupes, [0] * 4, [1.0] * 4)) == 1
@@ -455,8 +502,16 @@ GOOD = {"boxes": [A, B], "classes": [0, 0], "confidences": [1.0, 1.0]}
             ValueError,
             r"boxes: box 1 is inverted, x1 < x0 or y1 < y0 .*2 box\(es\) in all",
         ),
-        ({"confidences": [1.0, -0.5]}, ValueError, r"confidences: 1 negative value\(s\)"),
-        ({"confidences": [1.0, np.nan]}, ValueError, "confidences: 1 NaN or infinite"),
+        (
+            {"confidences": [1.0, -0.5]},
+            ValueError,
+            r"confidences: 1 negative value\(s\) \(first at index 1: -0.5\)",
+        ),
+        (
+            {"confidences": [1.0, np.nan]},
+            ValueError,
+            r"confidences: 1 NaN or infinite value\(s\) \(first at index 1\)",
+        ),
         ({"classes": [0.0, 1.0]}, TypeError, "classes: expected a .* integer class labels"),
         ({"threshold": np.nan}, ValueError, "threshold: expected a finite number"),
         ({"threshold": np.inf}, ValueError, "threshold: expected a finite number"),

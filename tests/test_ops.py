@@ -98,6 +98,39 @@ def test_compiled_columns_equal_the_strided_view(stride, padding):
     np.testing.assert_array_equal(conv.columns(band, 3, 4, stride), conv.im2col(band, 3, 4, stride))
 
 
+def test_conv_defaults_by_hand():
+    """Stride 1, no padding unless asked: a 2x2 kernel of ones over a 3x3 ramp sums each
+    2x2 window; its gradient counts the windows over each pixel."""
+    x = np.arange(9, dtype=np.float64).reshape(1, 1, 3, 3)
+    w = np.ones((1, 1, 2, 2))
+    b = np.array([0.5])
+    sums = [[0 + 1 + 3 + 4, 1 + 2 + 4 + 5], [3 + 4 + 6 + 7, 4 + 5 + 7 + 8]]
+    np.testing.assert_array_equal(conv.conv2d_naive(x, w, b)[0, 0], np.add(sums, 0.5))
+    np.testing.assert_array_equal(conv.conv2d_forward(x, w, b)[0, 0], np.add(sums, 0.5))
+    dy = np.ones((1, 1, 2, 2))
+    for backward in (conv.conv2d_backward_naive, conv.conv2d_backward):
+        dx, dw, db = backward(dy, x, w)
+        np.testing.assert_array_equal(dx[0, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+        np.testing.assert_array_equal(dw[0, 0], sums)
+        np.testing.assert_array_equal(db, [4])
+    # col2im adds each column back onto its window: with columns of ones, the counts.
+    cols = np.ones((4, 4))
+    np.testing.assert_array_equal(
+        conv.col2im(cols, x.shape, 2, 2)[0, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]]
+    )
+
+
+def test_im2col_by_default_takes_every_window_unpadded():
+    # 2x3 windows of a 4x5 image, stride 1, no padding: 3x3 positions; column (n, i, j)
+    # holds the window at row i, column j, read row by row, channel by channel.
+    x = np.arange(2 * 2 * 4 * 5, dtype=np.float64).reshape(2, 2, 4, 5)
+    cols = conv.im2col(x, 2, 3)
+    assert cols.shape == (2 * 2 * 3, 2 * 3 * 3)
+    for n, i, j in np.ndindex(2, 3, 3):
+        window = x[n, :, i : i + 2, j : j + 3].reshape(-1)
+        np.testing.assert_array_equal(cols[:, (n * 3 + i) * 3 + j], window)
+
+
 @given(pool_cases())
 def test_pool_forward_matches_loops(case):
     x, k, s = case
@@ -117,6 +150,38 @@ def test_pool_backward_matches_loops(case):
     dy = np.random.default_rng(4).standard_normal(y.shape)
     expected = pool.max_pool2d_backward_naive(dy, arg, x.shape, k, s)
     np.testing.assert_allclose(pool.max_pool2d_backward(dy, arg, x.shape, k, s), expected, 1e-12)
+
+
+@pytest.mark.parametrize("kernel", [2, 3, 4])  # the unrolled 2x2 and 3x3 loops, and the rest
+def test_pool_nan_wins_as_np_argmax_says(kernel):
+    """A NaN inside a window wins it, the first NaN if there are several, as in the loop
+    reference (np.argmax); a window without NaN keeps its maximum."""
+    x = np.random.default_rng(kernel).standard_normal((1, 2, 2 * kernel, 2 * kernel))
+    x[0, 0, 1, 1] = np.nan  # inside the first window, not its first element
+    x[0, 1, kernel + 1, kernel] = np.nan
+    x[0, 1, kernel + 1, kernel + 1] = np.nan
+    y, arg = pool.max_pool2d_forward(x, kernel, kernel)
+    y_ref, arg_ref = pool.max_pool2d_naive(x, kernel, kernel)
+    np.testing.assert_array_equal(y, y_ref)  # NaNs compare equal here
+    np.testing.assert_array_equal(arg, arg_ref)
+    assert np.isnan(y[0, 0, 0, 0]) and arg[0, 0, 0, 0] == kernel + 1
+    assert arg[0, 1, 1, 1] == kernel
+
+
+def test_pool_backward_refuses_winners_outside_the_window():
+    x = np.zeros((1, 1, 4, 4))
+    dy = np.ones((1, 1, 2, 2))
+    for bad in (-1, 4):  # a 2x2 window has positions 0 .. 3
+        arg = np.zeros((1, 1, 2, 2), dtype=np.int32)
+        arg[0, 0, 1, 0] = bad
+        with pytest.raises(ValueError, match=r"arg must lie in \[0, 4\)"):
+            pool.max_pool2d_backward(dy, arg, x.shape, 2, 2)
+    # Two 2x2 windows, stride 2, need 4 rows and 4 columns: 3 of either is refused, and
+    # so is another batch size or channel count.
+    arg = np.zeros((1, 1, 2, 2), dtype=np.int32)
+    for shape in ((1, 1, 3, 4), (1, 1, 4, 3), (2, 1, 4, 4), (1, 2, 4, 4)):
+        with pytest.raises(ValueError, match="cannot give output"):
+            pool.max_pool2d_backward(dy, arg, shape, 2, 2)
 
 
 @given(pool_cases())
@@ -153,7 +218,9 @@ def test_pool_gradient_matches_finite_differences():
 @given(st.integers(1, 200), st.integers(0, 2**32 - 1))
 def test_relu_matches_loops_and_gradient(size, seed):
     x = np.random.default_rng(seed).standard_normal(size)
+    before = x.copy()
     y = activations.relu_forward(x)
+    np.testing.assert_array_equal(x, before)  # not in place unless asked
     np.testing.assert_array_equal(y, activations.relu_naive(x))
     dy = np.ones_like(x)
     np.testing.assert_array_equal(activations.relu_backward(dy, y), (x > 0).astype(float))
@@ -181,6 +248,33 @@ def test_dropout_keeps_the_expected_scale(p):
     assert abs(keep.mean() - (1 - p)) < 5 * np.sqrt(p * (1 - p) / n)
     assert abs(y.mean() - 1.0) < 5 * np.sqrt(p / (1 - p) / n)
     assert set(np.unique(y)) <= {0.0, np.float32(1 / (1 - p))}
+
+
+def murmur3_fmix32(h: int) -> int:
+    """MurmurHash3's 32-bit finaliser, from its published definition, on Python ints."""
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
+@given(st.sampled_from([0.0, 0.25, 0.5, 0.9]), st.integers(0, 2**40))
+def test_dropout_mask_is_the_documented_hash(p, seed):
+    """keep[i] = hash(seed, i) >= round(p 2**32), with hash(seed, i) = fmix32((i *
+    0x9E3779B9 + fmix32((seed mod 2**32) ^ 0x2545F491)) mod 2**32), computed here on
+    Python integers (the CUDA kernels compute the same bits)."""
+    key = murmur3_fmix32((seed & 0xFFFFFFFF) ^ 0x2545F491)
+    threshold = round(p * 2**32)
+    want = [murmur3_fmix32((i * 0x9E3779B9 + key) & 0xFFFFFFFF) >= threshold for i in range(64)]
+    keep = activations.dropout_keep_mask(64, p, seed)
+    np.testing.assert_array_equal(keep, np.array(want, dtype=np.uint8))
+
+
+def test_dropout_threshold_stays_within_32_bits():
+    # p just below 1 rounds to 2**32, past every 32-bit hash: it is held at 2**32 - 1.
+    assert activations.dropout_threshold(1 - 2**-40) == 2**32 - 1
+    assert activations.dropout_threshold(0.5) == 2**31
 
 
 def test_dropout_seeds_differ():

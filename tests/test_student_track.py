@@ -183,13 +183,14 @@ def voc_all_point_ap(precision, recall) -> float:
 
 @pytest.mark.student_ap
 def test_ap_interpolates_precision(impl):
-    """Hits and misses that make precision rise after a recall step: interpolation
-    changes the answer (the raw precision would give 0.5 * 1 + 0.25 * 0.5 = 0.625)."""
-    hits = np.array([1, 0, 0, 1], dtype=float)  # 2 objects
+    """A miss, then two hits: precision (0, 1/2, 2/3) rises after the first recall
+    step, so interpolation changes the answer: 1/2 * 2/3 + 1/2 * 2/3 = 2/3, where the
+    raw precision would give 1/2 * 1/2 + 1/2 * 2/3 = 7/12."""
+    hits = np.array([0, 1, 1], dtype=float)  # 2 objects
     recall = np.cumsum(hits) / 2
-    precision = np.cumsum(hits) / np.arange(1, 5)
-    assert impl.average_precision(precision, recall) == pytest.approx(0.5 + 0.5 * 0.5)
-    assert voc_all_point_ap(precision, recall) == pytest.approx(0.75)
+    precision = np.cumsum(hits) / np.arange(1, 4)
+    assert impl.average_precision(precision, recall) == pytest.approx(2 / 3)
+    assert voc_all_point_ap(precision, recall) == pytest.approx(2 / 3)
     assert impl.average_precision(np.array([]), np.array([])) == 0.0
 
 

@@ -73,6 +73,8 @@ def test_step_schedule_is_the_papers():
     assert schedule(30) == pytest.approx(0.025)
     assert schedule(85) == pytest.approx(0.05 / 32)
     assert StepSchedule(1.0, (2,), 0.1)(5) == pytest.approx(0.1)
+    # By default each decay epoch halves the rate, as in the paper.
+    assert [StepSchedule(1.0, (2, 4))(e) for e in (1, 2, 4)] == [1.0, 0.5, 0.25]
     assert PAPER_CONFIG.momentum == 0.6 and PAPER_CONFIG.weight_decay == 1e-5
     assert PAPER_CONFIG.batch_size == 128 and PAPER_CONFIG.init_std == 0.01
 
