@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from ..common.checks import InputError, check_float_array
-from .parallel import run_tiles, split
+from .parallel import blocks, run_tiles
 
 MASK32 = np.uint64(0xFFFFFFFF)
 
@@ -38,7 +38,7 @@ ELEMENTS_PER_TILE = 1 << 18
 
 def elementwise(job, size):
     """Run ``job(start, stop)`` over ``range(size)`` in tiles on the worker threads."""
-    run_tiles(lambda tile: job(*tile), split(size, -(-size // ELEMENTS_PER_TILE)))
+    run_tiles(lambda tile: job(*tile), blocks(size, ELEMENTS_PER_TILE))
 
 
 def relu_forward(x, inplace=False):

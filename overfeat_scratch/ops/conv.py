@@ -34,7 +34,7 @@ from ..common.checks import (
     check_same_dtype,
     conv_output_size,
 )
-from .parallel import run_tiles, split
+from .parallel import blocks, run_tiles, split
 
 
 def check_conv_args(x, w, b, stride, padding):
@@ -366,7 +366,7 @@ def tile_width(rows, itemsize):
 def image_groups(n, positions, width):
     """``n`` images in ranges ``(n0, n1)`` of at most ``width`` output positions (at
     least one image each), as equal in size as the count of ranges allows."""
-    return split(n, -(-n // max(1, width // positions)))
+    return blocks(n, width // positions)
 
 
 def column_tiles(n, ho, wo, width=TILE_COLUMNS, filters=0):

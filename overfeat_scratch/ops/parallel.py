@@ -161,3 +161,8 @@ def split(count: int, parts: int, minimum: int = 1) -> list[tuple[int, int]]:
     parts = max(1, min(parts, count // max(1, minimum)))
     bounds = [count * k // parts for k in range(parts + 1)]
     return [(bounds[k], bounds[k + 1]) for k in range(parts) if bounds[k + 1] > bounds[k]]
+
+
+def blocks(count: int, most: int) -> list[tuple[int, int]]:
+    """``count`` items in as few nearly equal ranges as keep each at most ``most``."""
+    return split(count, -(-count // max(1, most)))

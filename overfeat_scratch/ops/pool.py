@@ -21,7 +21,7 @@ import numba
 import numpy as np
 
 from ..common.checks import InputError, check_float_array, check_positive_int, conv_output_size
-from .parallel import run_tiles, split
+from .parallel import blocks, run_tiles
 
 
 def check_pool_args(x, kernel, stride):
@@ -147,12 +147,19 @@ PLANES_PER_TILE = 64
 MIN_TILE_ELEMENTS = 1 << 18
 
 
-def plane_tiles(x):
-    """``x`` as ``(N*C, 1, H, W)`` planes and the ``(start, stop)`` blocks of them."""
-    n, c, h, w = x.shape
-    planes = x.reshape(n * c, 1, h, w)
-    tiles = min(-(-(n * c) // PLANES_PER_TILE), max(1, x.size // MIN_TILE_ELEMENTS))
-    return planes, split(n * c, tiles)
+def as_planes(a):
+    """``(N, C, H, W)`` as ``(N*C, 1, H, W)``: each plane pools on its own."""
+    n, c, h, w = a.shape
+    return np.ascontiguousarray(a).reshape(n * c, 1, h, w)
+
+
+def plane_tiles(x_shape):
+    """Blocks ``(start, stop)`` of the planes of an input of ``x_shape``: at most
+    ``PLANES_PER_TILE`` planes, and no more tiles than the input has
+    ``MIN_TILE_ELEMENTS`` numbers."""
+    n, c, h, w = x_shape
+    size = max(PLANES_PER_TILE, -(-(n * c) // max(1, n * c * h * w // MIN_TILE_ELEMENTS)))
+    return blocks(n * c, size)
 
 
 def max_pool2d_forward(x, kernel, stride=None):
@@ -162,14 +169,13 @@ def max_pool2d_forward(x, kernel, stride=None):
     y = np.empty((n, c, ho, wo), dtype=x.dtype)
     arg = np.empty((n, c, ho, wo), dtype=np.int32)
     loop = _MAX_POOL_LOOPS.get((kernel, stride), _max_pool_any)
-    planes, tiles = plane_tiles(np.ascontiguousarray(x))
-    y_planes, arg_planes = plane_tiles(y)[0], plane_tiles(arg)[0]
+    planes, y_planes, arg_planes = as_planes(x), as_planes(y), as_planes(arg)
 
     def job(tile):
         p0, p1 = tile
         loop(planes[p0:p1], kernel, stride, y_planes[p0:p1], arg_planes[p0:p1])
 
-    run_tiles(job, tiles)
+    run_tiles(job, plane_tiles(x.shape))
     return y, arg
 
 
@@ -199,8 +205,7 @@ def max_pool2d_backward(dy, arg, x_shape, kernel, stride=None):
     if arg.size and (arg.min() < 0 or arg.max() >= kernel * kernel):
         raise InputError(f"max_pool2d backward: arg must lie in [0, {kernel * kernel})")
     dx = np.empty(x_shape, dtype=dy.dtype)
-    dy_planes, tiles = plane_tiles(np.ascontiguousarray(dy))
-    arg_planes, dx_planes = plane_tiles(np.ascontiguousarray(arg))[0], plane_tiles(dx)[0]
+    dy_planes, arg_planes, dx_planes = as_planes(dy), as_planes(arg), as_planes(dx)
 
     def job(tile):
         p0, p1 = tile
@@ -208,5 +213,5 @@ def max_pool2d_backward(dy, arg, x_shape, kernel, stride=None):
             dy_planes[p0:p1], arg_planes[p0:p1], kernel, stride, dx_planes[p0:p1]
         )
 
-    run_tiles(job, tiles)
+    run_tiles(job, plane_tiles(x_shape))
     return dx
