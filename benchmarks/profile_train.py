@@ -1,9 +1,13 @@
 """Where one training step of ``mini`` spends its time: per layer, per phase.
 
 Run:  .venv/bin/python benchmarks/profile_train.py [--threads N] [--batch 128] [--json PATH]
+      .venv/bin/python benchmarks/profile_train.py --detector [--threads N]
 
 One step = forward, softmax cross-entropy, backward, momentum SGD, at batch 128 on
-32x32 windows, timed over 20 steps after 3 of warm-up. Every layer's forward and
+32x32 windows, timed over 20 steps after 3 of warm-up. ``--detector`` profiles the
+detector's step instead: ``mini-detector`` on its training patches (batch 16 of
+64x64, :data:`~overfeat_scratch.detect.detection.DETECTOR_CONFIG`), each a 9x9 map of
+windows, with the mined-window loss. Every layer's forward and
 backward pass is timed, and inside the convolutions the im2col copies and the
 col2im folds (the rest of a convolution is its matrix products, the bias and the
 reshapes). With ``--threads 1`` (the default) everything runs on one core, so the
@@ -26,10 +30,14 @@ import time
 def parse():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--batch", type=int, help="default: 128, or 16 with --detector")
+    parser.add_argument("--detector", action="store_true", help="the detector's step")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--json")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.batch is None:
+        args.batch = 16 if args.detector else 128
+    return args
 
 
 def main():
@@ -41,6 +49,7 @@ def main():
     import numpy as np
 
     from overfeat_scratch import build_network
+    from overfeat_scratch.detect.detection import DETECTOR_CONFIG, PATCH, MinedDetection
     from overfeat_scratch.nn.train import MINI_CONFIG
     from overfeat_scratch.ops import conv
     from overfeat_scratch.ops.optim import SGD
@@ -57,8 +66,9 @@ def main():
 
         return wrapper
 
-    net = build_network("mini", seed=0).train()
-    optimizer = SGD(net, 0.01, MINI_CONFIG.momentum, MINI_CONFIG.weight_decay)
+    network, config = ("mini-detector", DETECTOR_CONFIG) if args.detector else ("mini", MINI_CONFIG)
+    net = build_network(network, seed=0).train()
+    optimizer = SGD(net, 0.01, config.momentum, config.weight_decay)
     current = {"layer": "", "phase": ""}
 
     def in_layer(layer, method, phase):
@@ -83,12 +93,23 @@ def main():
         setattr(conv, name, phase)
 
     rng = np.random.default_rng(0)
-    x = rng.random((args.batch, 1, 32, 32), dtype=np.float32)
-    y = rng.integers(0, 10, (args.batch, 1, 1))
+    size = PATCH if args.detector else net.window()
+    x = rng.random((args.batch, 1, size, size), dtype=np.float32)
+    out = net.output_shape((1, size, size))[-1]
+    # Detector labels: mostly background (class 10), a few digits, some ignored (-1).
+    y = rng.choice([-1, 10, 10, 10, 10, 10, 3], size=(args.batch, out, out))
+    if not args.detector:
+        y = rng.integers(0, 10, (args.batch, 1, 1))
+    mined = MinedDetection(seed=0)
+
+    def loss(scores, labels):
+        if args.detector:
+            return mined.loss(net.backend, scores, labels)[:2]
+        return net.backend.softmax_cross_entropy(scores, labels)
 
     def step():
         scores = net.forward(x)
-        _, grad = timed(("loss", "forward+backward"), net.backend.softmax_cross_entropy)(scores, y)
+        _, grad = timed(("loss", "forward+backward"), loss)(scores, y)
         net.backward(grad, input_grad=False)
         timed(("sgd", "update"), optimizer.step)()
 
@@ -106,8 +127,8 @@ def main():
     rows.sort(key=lambda r: (r["phase"].split(":")[0] != "forward", 0))  # forward first
     rate = args.batch / per_step * 1e3
     print(
-        f"mini, batch {args.batch}, {args.threads} thread(s): {per_step:.1f} ms per step, "
-        f"{rate:.0f} images/s"
+        f"{network}, batch {args.batch} of {size}x{size}, {args.threads} thread(s): "
+        f"{per_step:.1f} ms per step, {rate:.0f} images/s"
     )
     print("| layer | phase | ms per step |\n|---|---|---:|")
     for row in rows:

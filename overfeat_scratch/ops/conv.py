@@ -356,6 +356,9 @@ TILE_ROWS_MAX = 1024
 # Fully connected layers on fewer images than this: one product with BLAS's threads
 # (for one image a matrix-vector product that streams the weights once).
 FC_TILE_IMAGES = 64
+# The backward pass runs its products on the live output positions only (those where
+# some filter's gradient is nonzero) when at most this fraction of them is live.
+LIVE_FRACTION_MAX = 0.5
 
 
 def tile_width(rows, itemsize):
@@ -550,6 +553,99 @@ def forward_temporaries(x_shape, w_shape, stride, padding, itemsize, workers):
     return padded + widest * rows + (min(workers, len(blocks)) + 1) * largest * widest
 
 
+@numba.njit(cache=False, nogil=True)
+def _live_positions(dy, most):
+    """Flat indices ``(n * Ho + i) * Wo + j`` of the positions where some channel of
+    ``dy`` is nonzero (NaN counts as nonzero), in order; ``-1`` alone once there are
+    more than ``most``. Channels are read until the first nonzero one, so a dense
+    gradient costs about one read per position."""
+    n, c, ho, wo = dy.shape
+    live = np.empty(min(most, n * ho * wo) + 1, np.int64)
+    count = 0
+    for a in range(n):
+        for i in range(ho):
+            for j in range(wo):
+                for k in range(c):
+                    if dy[a, k, i, j] != 0:
+                        if count == most:
+                            live[0] = -1
+                            return live[:1]
+                        live[count] = (a * ho + i) * wo + j
+                        count += 1
+                        break
+    return live[:count]
+
+
+def live_positions(dy, fraction=LIVE_FRACTION_MAX):
+    """The columns of ``from_nchw(dy)`` that hold a nonzero gradient, or ``None`` when
+    more than ``fraction`` of them do (then the dense products are the faster way)."""
+    n, _, ho, wo = dy.shape
+    live = _live_positions(np.ascontiguousarray(dy), int(fraction * n * ho * wo))
+    return None if live.size == 1 and live[0] < 0 else live
+
+
+@numba.njit(cache=False, nogil=True)
+def _windows_at(xp, kh, kw, stride, ho, wo, live, patches):
+    """``patches[r] = xp[n, :, i*s : i*s + kh, j*s : j*s + kw].ravel()`` for the
+    ``r``-th live position ``(n * Ho + i) * Wo + j``: the live columns of
+    :func:`im2col`, as rows."""
+    c = xp.shape[1]
+    for r in range(live.size):
+        a, rest = divmod(live[r], ho * wo)
+        i, j = divmod(rest, wo)
+        t = 0
+        for ci in range(c):
+            for u in range(kh):
+                for v in range(kw):
+                    patches[r, t] = xp[a, ci, i * stride + u, j * stride + v]
+                    t += 1
+
+
+@numba.njit(cache=False, nogil=True)
+def _add_windows_at(patches, kh, kw, stride, ho, wo, live, dxp):
+    """The adjoint of :func:`_windows_at`: add each row back onto its window."""
+    c = dxp.shape[1]
+    for r in range(live.size):
+        a, rest = divmod(live[r], ho * wo)
+        i, j = divmod(rest, wo)
+        t = 0
+        for ci in range(c):
+            for u in range(kh):
+                for v in range(kw):
+                    dxp[a, ci, i * stride + u, j * stride + v] += patches[r, t]
+                    t += 1
+
+
+def conv2d_backward_live(dy, x, w, live, stride=1, padding=0, input_grad=True):
+    """:func:`conv2d_backward` when only the output positions ``live`` (columns of
+    ``from_nchw(dy)``, from :func:`live_positions`) have a nonzero gradient.
+
+    A column of ``dY`` that is all zero adds nothing to ``dW = dY @ X_cols.T``, to
+    ``db`` or to ``dX_cols = W.T @ dY``, so the products skip it: they run on the live
+    columns of ``dY`` and of ``X_cols`` (built as rows, one window each), and only the
+    live windows are folded back into ``dx``. A detector's loss reads a few windows of
+    each map (its positives and mined negatives, about a quarter), and so does every
+    layer between the loss and the first layer whose windows overlap.
+    """
+    check_conv_backward_args(dy, x, w, stride, padding)
+    n, o, ho, wo = dy.shape
+    _, _, kh, kw = w.shape
+    xp = pad_input(x, padding)
+    dy_live = from_nchw(dy)[:, live]
+    patches = np.empty((live.size, w[0].size), dtype=x.dtype)
+    _windows_at(xp, kh, kw, stride, ho, wo, live, patches)
+    dw = (dy_live @ patches).reshape(w.shape)
+    db = dy_live.sum(axis=1)
+    if not input_grad:
+        return None, dw, db
+    dxp = np.zeros(xp.shape, dtype=dy.dtype)
+    _add_windows_at(dy_live.T @ w.reshape(o, -1), kh, kw, stride, ho, wo, live, dxp)
+    if padding == 0:
+        return dxp, dw, db
+    h, wd = x.shape[2:]
+    return np.ascontiguousarray(dxp[:, :, padding : padding + h, padding : padding + wd]), dw, db
+
+
 def conv2d_backward_tiled(dy, x, w, stride=1, padding=0, input_grad=True):
     """:func:`conv2d_backward`, tile by tile on the worker threads.
 
@@ -557,11 +653,16 @@ def conv2d_backward_tiled(dy, x, w, stride=1, padding=0, input_grad=True):
     overlap): each tile rebuilds its columns in cache, adds its part of ``dW`` and
     ``db`` and folds its own images' ``dx``; the parts of ``dW`` are added in tile
     order. One image (or a batch that fits one tile) runs :func:`conv2d_backward`.
+    Where at most half the output positions have a gradient (a detector's mined
+    windows), :func:`conv2d_backward_live` runs the products on those only.
     """
     ho, wo = check_conv_backward_args(dy, x, w, stride, padding)
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
     w_mat = w.reshape(o, -1)
+    live = None if ho * wo == 1 else live_positions(dy)
+    if live is not None:
+        return conv2d_backward_live(dy, x, w, live, stride, padding, input_grad)
     if is_fully_connected(x.shape, w.shape, padding):
         dx, dw, db = _fully_connected_backward(
             dy.reshape(n, o), x.reshape(n, -1), w_mat, input_grad
