@@ -7,6 +7,7 @@ kind) and whatever the number of workers.
 
 import contextlib
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -98,6 +99,67 @@ def test_every_kind_of_tile_occurs():
     assert conv.filter_blocks(256) == [(0, 128), (128, 256)]
     assert conv.filter_blocks(10) == [(0, 10)]
     assert conv.tile_width(25, 4) > conv.TILE_COLUMNS  # short columns: wider tiles
+
+
+@settings(max_examples=40)
+@given(conv_cases(max_n=3, max_o=5), st.sampled_from([0.0, 0.2, 0.6, 1.0]), st.booleans())
+def test_backward_on_live_positions_matches_loops(case, share, input_grad):
+    # Output positions whose gradient is zero in every filter are skipped.
+    x, w, b, stride, padding = case
+    y = conv.conv2d_naive(x, w, b, stride, padding)
+    n, _, ho, wo = y.shape
+    rng = np.random.default_rng(7)
+    dy = rng.standard_normal(y.shape) * (rng.random((n, 1, ho, wo)) < share)
+    dy[:, 0] = 0.0  # a live position may have zeros in some filters
+    live = conv.live_positions(dy, fraction=1.0)
+    flags = [dy[a, :, i, j].any() for a in range(n) for i in range(ho) for j in range(wo)]
+    np.testing.assert_array_equal(live, np.flatnonzero(flags))
+    dx_ref, dw_ref, db_ref = conv.conv2d_backward_naive(dy, x, w, stride, padding)
+    for dtype, tol in ((np.float64, EXACT), (np.float32, F32)):
+        x_, w_, dy_ = (a.astype(dtype) for a in (x, w, dy))
+        for dx, dw, db in (
+            conv.conv2d_backward_live(dy_, x_, w_, live, stride, padding, input_grad),
+            conv.conv2d_backward_tiled(dy_, x_, w_, stride, padding, input_grad),
+        ):
+            assert dw.dtype == dtype and dw.shape == w.shape
+            assert relative_error(dw, dw_ref) < tol and relative_error(db, db_ref) < tol
+            if input_grad:
+                assert dx.shape == x.shape and relative_error(dx, dx_ref) < tol
+            else:
+                assert dx is None
+
+
+def test_live_positions_stop_past_the_fraction():
+    dy = np.zeros((2, 3, 2, 5))
+    dy[0, 2, 1, 4] = 1.0
+    dy[1, 1, 0, 0] = np.nan  # a NaN gradient is not skipped
+    dy[1, 0, 1, 2] = -0.5
+    np.testing.assert_array_equal(conv.live_positions(dy), [9, 10, 17])
+    np.testing.assert_array_equal(conv.live_positions(dy, 0.15), [9, 10, 17])  # 3 of 20
+    assert conv.live_positions(dy, 0.1) is None  # 2 of 20 allowed
+    assert conv.live_positions(np.zeros((1, 2, 3, 3))).size == 0
+    assert conv.live_positions(np.ones((1, 2, 3, 3))) is None
+
+
+def test_tiled_backward_takes_the_live_route_where_few_positions_have_a_gradient(monkeypatch):
+    # A detector's mined loss: a quarter of the windows of each 9x9 map.
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((4, 16, 13, 13), dtype=np.float32)
+    w = rng.standard_normal((32, 16, 5, 5), dtype=np.float32)
+    dy = rng.standard_normal((4, 32, 9, 9), dtype=np.float32)
+    mask = rng.random((4, 1, 9, 9)) < 0.25
+    calls = []
+    original = conv.conv2d_backward_live
+    monkeypatch.setattr(
+        conv, "conv2d_backward_live", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    sparse = conv.conv2d_backward_tiled(dy * mask, x, w)
+    assert len(calls) == 1
+    conv.conv2d_backward_tiled(dy, x, w)
+    assert len(calls) == 1  # every position live: the dense products
+    dense = conv.conv2d_backward(dy * mask, x, w)
+    for a, r in zip(sparse, dense, strict=True):
+        assert relative_error(a, r) < F32
 
 
 @pytest.mark.parametrize(
@@ -193,12 +255,43 @@ def test_blas_thread_count_is_restored():
     controllers = parallel._blas_controllers()
     if not controllers:
         pytest.skip("no BLAS library that threadpoolctl can control")
-    before = [lib.get_num_threads() for lib in controllers]
-    inside = []
-    with workers(2):
-        parallel.run_tiles(lambda t: inside.append(controllers[0].get_num_threads()), range(4))
-    assert inside == [1] * 4
-    assert [lib.get_num_threads() for lib in controllers] == before
+    saved = [lib.get_num_threads() for lib in controllers]
+    try:
+        for lib in controllers:  # two BLAS threads outside, whatever the environment says
+            lib.set_num_threads(2)
+        before = [lib.get_num_threads() for lib in controllers]
+        assert 2 in before
+        blas = controllers[before.index(2)]
+        for count in (1, 2):
+            inside = []
+            with workers(count):
+                parallel.run_tiles(
+                    lambda t, seen=inside: seen.append(blas.get_num_threads()), range(4)
+                )
+            assert inside == [1] * 4
+            assert [lib.get_num_threads() for lib in controllers] == before
+    finally:
+        for lib, count in zip(controllers, saved, strict=True):
+            lib.set_num_threads(count)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_tiles_run_on_as_many_threads_as_workers(count):
+    # The calling thread and count - 1 threads of the pool share the tiles; a tile that
+    # takes a while leaves the others to the other workers.
+    seen = set()
+
+    def job(tile):
+        seen.add(threading.get_ident())
+        time.sleep(0.02)
+        return tile
+
+    with workers(count):
+        assert parallel.run_tiles(job, range(6 * count)) == list(range(6 * count))
+        assert len(seen) == count and threading.get_ident() in seen
+        seen.clear()
+        parallel.run_tiles(job, range(1))  # one tile: the calling thread alone
+        assert seen == {threading.get_ident()}
 
 
 @given(st.integers(0, 200), st.integers(1, 9), st.integers(1, 30))
