@@ -286,12 +286,36 @@ def test_tiles_run_on_as_many_threads_as_workers(count):
         time.sleep(0.02)
         return tile
 
-    with workers(count):
-        assert parallel.run_tiles(job, range(6 * count)) == list(range(6 * count))
-        assert len(seen) == count and threading.get_ident() in seen
+    def threads_used(tiles):
         seen.clear()
-        parallel.run_tiles(job, range(1))  # one tile: the calling thread alone
-        assert seen == {threading.get_ident()}
+        assert parallel.run_tiles(job, range(tiles)) == list(range(tiles))
+        return seen.copy()
+
+    with workers(count):
+        for _ in range(2):  # and again: a finished run leaves the thread free to share
+            used = threads_used(6 * count)
+            assert len(used) == count and threading.get_ident() in used
+        assert threads_used(1) == {threading.get_ident()}  # one tile: the caller alone
+        # From a thread that never ran tiles before, the same.
+        result = []
+        caller = threading.Thread(target=lambda: result.append(threads_used(6 * count)))
+        caller.start()
+        caller.join()
+        assert len(result[0]) == count
+
+
+@pytest.mark.parametrize("where", ["caller", "helper"])
+def test_an_error_in_any_worker_reaches_the_caller(where):
+    caller = threading.get_ident()
+
+    def job(tile):
+        time.sleep(0.01)  # every worker gets tiles
+        if (threading.get_ident() == caller) == (where == "caller"):
+            raise InputError(f"a tile failed in the {where}")
+        return tile
+
+    with workers(2), pytest.raises(InputError, match=f"in the {where}"):
+        parallel.run_tiles(job, range(8))
 
 
 @given(st.integers(0, 200), st.integers(1, 9), st.integers(1, 30))
@@ -299,10 +323,35 @@ def test_split_covers_the_range_evenly(count, parts, minimum):
     ranges = parallel.split(count, parts, minimum)
     assert [i for a, b in ranges for i in range(a, b)] == list(range(count))
     sizes = [b - a for a, b in ranges]
-    assert len(ranges) <= parts
+    # As many ranges as allowed: at most `parts`, none shorter than `minimum`.
+    assert len(ranges) == (max(1, min(parts, count // minimum)) if count else 0)
     if sizes:
         assert max(sizes) - min(sizes) <= 1
         assert len(sizes) == 1 or min(sizes) >= minimum
+
+
+def test_split_and_blocks_by_hand():
+    assert parallel.split(3, 3) == [(0, 1), (1, 2), (2, 3)]  # minimum 1 by default
+    assert parallel.split(4, 4, minimum=2) == [(0, 2), (2, 4)]
+    assert parallel.split(7, 2) == [(0, 3), (3, 7)]
+    assert parallel.split(0, 3) == []
+    assert parallel.blocks(5, 1) == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    assert parallel.blocks(5, 2) == [(0, 1), (1, 3), (3, 5)]
+    assert parallel.blocks(4, 0) == [(0, 1), (1, 2), (2, 3), (3, 4)]
+
+
+def test_default_worker_count_is_this_process_cores(monkeypatch):
+    monkeypatch.delenv("OVERFEAT_THREADS", raising=False)
+    # The cores this process may run on (pid 0: this process), not the machine's.
+    monkeypatch.setattr(
+        parallel.os, "sched_getaffinity", lambda pid: {0, 2, 5} if pid == 0 else {0}
+    )
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 8)
+    assert parallel._default_workers() == 3
+    monkeypatch.delattr(parallel.os, "sched_getaffinity")  # not on Linux
+    assert parallel._default_workers() == 8
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: None)  # unknown
+    assert parallel._default_workers() == 1
 
 
 def test_worker_count_is_checked(monkeypatch):
@@ -312,8 +361,14 @@ def test_worker_count_is_checked(monkeypatch):
     monkeypatch.setenv("OVERFEAT_THREADS", "two")
     with pytest.raises(InputError, match="OVERFEAT_THREADS"):
         parallel._default_workers()
-    monkeypatch.setenv("OVERFEAT_THREADS", "3")
-    assert parallel._default_workers() == 3
+    for bad in ("0", "-2", ""):
+        monkeypatch.setenv("OVERFEAT_THREADS", bad)
+        if bad:
+            with pytest.raises(InputError, match="OVERFEAT_THREADS"):
+                parallel._default_workers()
+    for good in ("1", "3"):
+        monkeypatch.setenv("OVERFEAT_THREADS", good)
+        assert parallel._default_workers() == int(good)
 
 
 def test_keeping_freed_memory_can_be_turned_off(monkeypatch):
