@@ -226,6 +226,42 @@ def test_relu_matches_loops_and_gradient(size, seed):
     np.testing.assert_array_equal(activations.relu_backward(dy, y), (x > 0).astype(float))
 
 
+@pytest.mark.parametrize(
+    "dy_shape, y_shape, dy_dtype, y_dtype",
+    [
+        ((2, 5), (2, 5), np.float32, np.float32),  # the compiled kernel
+        ((2, 5), (2, 5), np.float32, np.float64),  # mixed types
+        ((5,), (2, 5), np.float64, np.float64),  # dy broadcast
+        ((2, 5), (5,), np.float64, np.float64),  # y broadcast
+    ],
+)
+def test_relu_backward_blocks_with_a_plus_zero(dy_shape, y_shape, dy_dtype, y_dtype):
+    # Where the output is 0 the gradient is +0, whatever dy holds there (negative,
+    # NaN); any positive output passes it, however small.
+    rng = np.random.default_rng(9)
+    y = rng.choice([0.0, 0.25, 3.0], size=y_shape).astype(y_dtype)
+    y.flat[0], y.flat[1] = 0.0, 0.25
+    dy = rng.standard_normal(dy_shape).astype(dy_dtype)
+    dy.flat[0], dy.flat[-1] = -1.5, np.nan
+    dx = activations.relu_backward(dy, y)
+    shape = np.broadcast_shapes(dy_shape, y_shape)
+    expected = np.empty(shape, np.result_type(dy, y))
+    for index in np.ndindex(shape):
+        value = np.broadcast_to(dy, shape)[index]
+        expected[index] = value if np.broadcast_to(y, shape)[index] > 0 else 0.0
+    assert dx.shape == shape and dx.dtype == expected.dtype
+    np.testing.assert_array_equal(dx, expected)
+    assert not np.signbit(dx[np.broadcast_to(y, shape) == 0]).any()
+
+
+def test_relu_in_place_on_a_strided_array_writes_into_it():
+    x = np.arange(-6.0, 6.0).reshape(3, 4)[:, ::2]  # not contiguous
+    before = x.copy()
+    y = activations.relu_forward(x, inplace=True)
+    assert y is x
+    np.testing.assert_array_equal(x, np.maximum(before, 0))
+
+
 @given(st.sampled_from([0.1, 0.5, 0.9]), st.integers(0, 2**32 - 1))
 def test_dropout_matches_loops_and_is_seeded(p, seed):
     x = np.random.default_rng(seed).standard_normal((3, 40))

@@ -65,7 +65,9 @@ def relu_backward(dy, y):
     dy, y = np.ascontiguousarray(dy), np.ascontiguousarray(y)
     dx = np.empty(np.broadcast_shapes(dy.shape, y.shape), dtype=np.result_type(dy, y))
     if dx.shape != dy.shape or dx.shape != y.shape or dx.dtype != dy.dtype:
-        return dy * (y > 0)  # broadcasting or mixed types: the plain NumPy rule
+        # Broadcasting or mixed types: the same rule in plain NumPy (a blocked
+        # gradient is +0, even where dy is negative or NaN, as in the kernel).
+        return np.where(y > 0, dy, dx.dtype.type(0)).astype(dx.dtype, copy=False)
     flat = dy.reshape(-1), y.reshape(-1), dx.reshape(-1)
     elementwise(lambda a, b: _relu_backward_kernel(*(v[a:b] for v in flat)), dx.size)
     return dx
