@@ -140,7 +140,7 @@ def _max_pool_backward_kernel(dy, arg, kernel, stride, dx):
                     dx[a, ci, i * stride + u, j * stride + v] += dy[a, ci, i, j]
 
 
-# Planes (image, channel) per tile of work for the worker threads, at most; and the
+# Planes (image, channel) per tile of work for the worker threads, at least; and the
 # fewest input numbers worth a tile (a small pool is done before a second worker
 # would have started).
 PLANES_PER_TILE = 64
@@ -154,9 +154,9 @@ def as_planes(a):
 
 
 def plane_tiles(x_shape):
-    """Blocks ``(start, stop)`` of the planes of an input of ``x_shape``: at most
-    ``PLANES_PER_TILE`` planes, and no more tiles than the input has
-    ``MIN_TILE_ELEMENTS`` numbers."""
+    """Blocks ``(start, stop)`` of the planes of an input of ``x_shape``: no more
+    tiles than the input has ``MIN_TILE_ELEMENTS`` numbers (at least one), and none
+    of fewer than ``PLANES_PER_TILE`` planes unless the input has fewer."""
     n, c, h, w = x_shape
     size = max(PLANES_PER_TILE, -(-(n * c) // max(1, n * c * h * w // MIN_TILE_ELEMENTS)))
     return blocks(n * c, size)
