@@ -203,6 +203,25 @@ def test_pooling_in_tiles_matches_loops(case, planes):
     )
 
 
+def test_pooling_a_large_input_in_its_own_tiles():
+    # mini's pool1 at batch 128 (3.2 M numbers): the tiles the constants choose, against
+    # the same pass in one tile.
+    x = np.random.default_rng(8).standard_normal((128, 32, 28, 28), dtype=np.float32)
+    tiles_used = pool.plane_tiles(x.shape)
+    assert len(tiles_used) == x.size // pool.MIN_TILE_ELEMENTS
+    assert min(b - a for a, b in tiles_used) >= pool.PLANES_PER_TILE
+    dy = np.random.default_rng(9).standard_normal((128, 32, 14, 14), dtype=np.float32)
+    with workers(2):
+        y, arg = pool.max_pool2d_forward(x, 2, 2)
+        dx = pool.max_pool2d_backward(dy, arg, x.shape, 2, 2)
+    with tiles(pool, MIN_TILE_ELEMENTS=x.size + 1, PLANES_PER_TILE=x.size):
+        assert len(pool.plane_tiles(x.shape)) == 1
+        y1, arg1 = pool.max_pool2d_forward(x, 2, 2)
+        dx1 = pool.max_pool2d_backward(dy, arg1, x.shape, 2, 2)
+    for a, r in ((y, y1), (arg, arg1), (dx, dx1)):
+        np.testing.assert_array_equal(a, r)
+
+
 @pytest.mark.parametrize("inplace", [False, True])
 def test_relu_in_tiles(inplace):
     rng = np.random.default_rng(8)
