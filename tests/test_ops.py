@@ -275,6 +275,17 @@ def test_dropout_matches_loops_and_is_seeded(p, seed):
     np.testing.assert_allclose(activations.dropout_backward(dy, keep, p), dy * keep / (1 - p))
 
 
+def test_dropout_keeps_an_element_whose_hash_is_the_threshold():
+    # keep[i] = hash >= p * 2**32: a hash equal to the threshold is kept.
+    seed = 11
+    key = murmur3_fmix32(seed ^ 0x2545F491)
+    hashes = [murmur3_fmix32((i * 0x9E3779B9 + key) & 0xFFFFFFFF) for i in range(4)]
+    for i, h in enumerate(hashes):
+        keep = activations.dropout_keep_mask(4, h / 2**32, seed)
+        assert keep[i] == 1
+        np.testing.assert_array_equal(keep, [int(g >= h) for g in hashes])
+
+
 @pytest.mark.parametrize("p", [0.2, 0.5, 0.8])
 def test_dropout_keeps_the_expected_scale(p):
     x = np.ones(200_000, np.float32)
