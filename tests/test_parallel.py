@@ -130,6 +130,9 @@ def test_backward_on_live_positions_matches_loops(case, share, input_grad):
 
 
 def test_live_positions_stop_past_the_fraction():
+    first = np.zeros((1, 2, 3, 3))
+    first[0, 1, 0, 0] = 2.0  # only position 0 live: not mistaken for "too many"
+    np.testing.assert_array_equal(conv.live_positions(first), [0])
     dy = np.zeros((2, 3, 2, 5))
     dy[0, 2, 1, 4] = 1.0
     dy[1, 1, 0, 0] = np.nan  # a NaN gradient is not skipped
@@ -160,6 +163,43 @@ def test_tiled_backward_takes_the_live_route_where_few_positions_have_a_gradient
     dense = conv.conv2d_backward(dy * mask, x, w)
     for a, r in zip(sparse, dense, strict=True):
         assert relative_error(a, r) < F32
+
+
+def test_tiled_conv_backward_adds_the_weight_gradients_of_every_image_group():
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((6, 2, 6, 6))
+    w = rng.standard_normal((3, 2, 3, 3))
+    dy = rng.standard_normal((6, 3, 4, 4))
+    assert len(conv.image_groups(6, 16, 32)) == 3
+    refs = conv.conv2d_backward_naive(dy, x, w)
+    with workers(2), tiles(conv, TILE_COLUMNS=32, TILE_BYTES=0):
+        for input_grad in (True, False):
+            dx, dw, db = conv.conv2d_backward_tiled(dy, x, w, input_grad=input_grad)
+            assert relative_error(dw, refs[1]) < EXACT and relative_error(db, refs[2]) < EXACT
+            if input_grad:
+                assert relative_error(dx, refs[0]) < EXACT
+
+
+def test_conv_forward_temporaries_by_hand():
+    # Each route of conv2d_forward_tiled, counted by hand (float32 numbers).
+    fc = conv.forward_temporaries
+    assert fc((8, 64, 5, 5), (256, 64, 5, 5), 1, 0, 4, 2) == 2 * 8 * 256  # FC, few images
+    # FC on 128 images, 4096 filters: blocks of 256, 2 in flight plus one.
+    assert fc((128, 64, 5, 5), (4096, 64, 5, 5), 1, 0, 4, 2) == 3 * 128 * 256
+    # Long columns (1,600 > 1,024) with padding 1: padded input, columns and product.
+    padded = 2 * 64 * 15 * 15
+    assert fc((2, 64, 13, 13), (256, 64, 5, 5), 1, 1, 4, 2) == padded + 2 * 11 * 11 * (1600 + 256)
+    # Tiles of image groups (mini's conv2 at batch 128): 13 tiles of 10 images (or 9).
+    widest = 10 * 10 * 10
+    assert (
+        fc((128, 32, 14, 14), (64, 32, 5, 5), 1, 0, 4, 2) == 2 * widest * (800 + 64) + widest * 64
+    )
+    # One tile of columns, blocks of filters (the paper's conv2 at batch 1).
+    blocks = conv.filter_blocks(256)
+    assert (
+        fc((1, 96, 28, 28), (256, 96, 3, 3), 1, 0, 4, 2)
+        == 26 * 26 * 864 + (min(2, len(blocks)) + 1) * 128 * 26 * 26
+    )
 
 
 @pytest.mark.parametrize(
