@@ -180,6 +180,39 @@ def test_tiled_conv_backward_adds_the_weight_gradients_of_every_image_group():
                 assert relative_error(dx, refs[0]) < EXACT
 
 
+@pytest.mark.parametrize(
+    "x_shape, w_shape, padding, sizes",
+    [
+        # groups of several images, a first layer (9-number columns, 16 positions)
+        ((6, 1, 6, 6), (4, 1, 3, 3), 0, {"TILE_COLUMNS": 32, "TILE_BYTES": 0}),
+        # bands of rows of one large map
+        ((2, 2, 12, 12), (2, 2, 3, 3), 1, {"TILE_COLUMNS": 16, "MIN_BAND": 4}),
+        # one tile of columns, blocks of filters
+        ((1, 3, 5, 5), (70, 3, 3, 3), 0, {"FILTER_BLOCK": 32}),
+        # fully connected on many images, blocks of filters
+        ((70, 3, 2, 2), (70, 3, 2, 2), 0, {"FILTER_BLOCK": 32}),
+        # fully connected on few images, wide inputs
+        ((3, 40, 2, 2), (5, 40, 2, 2), 0, {}),
+    ],
+)
+def test_tiled_conv_routes_against_the_one_product(x_shape, w_shape, padding, sizes):
+    rng = np.random.default_rng(11)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    b = rng.standard_normal(w_shape[0])
+    y_ref = conv.conv2d_forward(x, w, b, 1, padding)
+    dy = rng.standard_normal(y_ref.shape)
+    refs = conv.conv2d_backward(dy, x, w, 1, padding)
+    with workers(2), tiles(conv, **sizes):
+        for relu in (False, True):
+            y = conv.conv2d_forward_tiled(x, w, b, 1, padding, relu=relu)
+            expected = np.maximum(y_ref, 0) if relu else y_ref
+            assert y.shape == y_ref.shape and relative_error(y, expected) < EXACT
+        for input_grad in (True, False):
+            dx, dw, db = conv.conv2d_backward_tiled(dy, x, w, 1, padding, input_grad)
+            assert relative_error(dw, refs[1]) < EXACT and relative_error(db, refs[2]) < EXACT
+            assert (dx is None) if not input_grad else relative_error(dx, refs[0]) < EXACT
+
+
 def test_conv_forward_temporaries_by_hand():
     # Each route of conv2d_forward_tiled, counted by hand (float32 numbers).
     fc = conv.forward_temporaries
