@@ -181,36 +181,60 @@ def test_tiled_conv_backward_adds_the_weight_gradients_of_every_image_group():
 
 
 @pytest.mark.parametrize(
-    "x_shape, w_shape, padding, sizes",
+    "x_shape, w_shape, stride, padding, sizes",
     [
         # groups of several images, a first layer (9-number columns, 16 positions)
-        ((6, 1, 6, 6), (4, 1, 3, 3), 0, {"TILE_COLUMNS": 32, "TILE_BYTES": 0}),
-        # bands of rows of one large map
-        ((2, 2, 12, 12), (2, 2, 3, 3), 1, {"TILE_COLUMNS": 16, "MIN_BAND": 4}),
-        # one tile of columns, blocks of filters
-        ((1, 3, 5, 5), (70, 3, 3, 3), 0, {"FILTER_BLOCK": 32}),
+        ((6, 1, 6, 6), (4, 1, 3, 3), 1, 0, {"TILE_COLUMNS": 32, "TILE_BYTES": 0}),
+        # bands of rows of one large map, in each of two images
+        ((2, 2, 12, 12), (2, 2, 3, 3), 1, 1, {"TILE_COLUMNS": 16, "TILE_BYTES": 0, "MIN_BAND": 4}),
+        # one tile per image, and filters enough for blocks: the tiles stay the work
+        ((2, 2, 6, 6), (64, 2, 3, 3), 1, 0, {"TILE_COLUMNS": 16, "TILE_BYTES": 0}),
+        # one tile of columns, blocks of filters (shared columns), unit stride and not
+        ((1, 3, 5, 5), (70, 3, 3, 3), 1, 0, {"FILTER_BLOCK": 32}),
+        ((1, 3, 9, 9), (70, 3, 3, 3), 2, 0, {"FILTER_BLOCK": 32}),
+        # columns too long for a tile: one product
+        ((2, 3, 6, 6), (4, 3, 3, 3), 1, 1, {"TILE_ROWS_MAX": 8}),
         # fully connected on many images, blocks of filters
-        ((70, 3, 2, 2), (70, 3, 2, 2), 0, {"FILTER_BLOCK": 32}),
+        ((70, 3, 2, 2), (70, 3, 2, 2), 1, 0, {"FILTER_BLOCK": 32}),
         # fully connected on few images, wide inputs
-        ((3, 40, 2, 2), (5, 40, 2, 2), 0, {}),
+        ((3, 40, 2, 2), (5, 40, 2, 2), 1, 0, {}),
     ],
 )
-def test_tiled_conv_routes_against_the_one_product(x_shape, w_shape, padding, sizes):
+def test_tiled_conv_routes_against_the_one_product(x_shape, w_shape, stride, padding, sizes):
     rng = np.random.default_rng(11)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     b = rng.standard_normal(w_shape[0])
-    y_ref = conv.conv2d_forward(x, w, b, 1, padding)
+    y_ref = conv.conv2d_forward(x, w, b, stride, padding)
     dy = rng.standard_normal(y_ref.shape)
-    refs = conv.conv2d_backward(dy, x, w, 1, padding)
+    refs = conv.conv2d_backward(dy, x, w, stride, padding)
     with workers(2), tiles(conv, **sizes):
         for relu in (False, True):
-            y = conv.conv2d_forward_tiled(x, w, b, 1, padding, relu=relu)
+            y = conv.conv2d_forward_tiled(x, w, b, stride, padding, relu=relu)
             expected = np.maximum(y_ref, 0) if relu else y_ref
             assert y.shape == y_ref.shape and relative_error(y, expected) < EXACT
         for input_grad in (True, False):
-            dx, dw, db = conv.conv2d_backward_tiled(dy, x, w, 1, padding, input_grad)
+            dx, dw, db = conv.conv2d_backward_tiled(dy, x, w, stride, padding, input_grad)
             assert relative_error(dw, refs[1]) < EXACT and relative_error(db, refs[2]) < EXACT
             assert (dx is None) if not input_grad else relative_error(dx, refs[0]) < EXACT
+
+
+def test_tiled_conv_defaults_are_unit_stride_no_padding_no_relu():
+    rng = np.random.default_rng(12)
+    x, w, b = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)), np.zeros(3)
+    w[0] = -np.abs(w[0])  # a filter with negative outputs: no ReLU may clip them
+    x = np.abs(x)
+    y = conv.conv2d_forward_tiled(x, w, b)
+    assert y.shape == (2, 3, 3, 3) and (y < 0).any()
+    assert relative_error(y, conv.conv2d_naive(x, w, b, 1, 0)) < EXACT
+    dy = rng.standard_normal(y.shape)
+    refs = conv.conv2d_backward_naive(dy, x, w, 1, 0)
+    for got, ref in zip(conv.conv2d_backward_tiled(dy, x, w), refs, strict=True):
+        assert got.shape == ref.shape and relative_error(got, ref) < EXACT
+    dy[:, :, 1:] = 0.0  # a third of the positions live
+    refs = conv.conv2d_backward_naive(dy, x, w, 1, 0)
+    live = conv.live_positions(dy)
+    for got, ref in zip(conv.conv2d_backward_live(dy, x, w, live), refs, strict=True):
+        assert got.shape == ref.shape and relative_error(got, ref) < EXACT
 
 
 def test_conv_forward_temporaries_by_hand():
@@ -222,6 +246,11 @@ def test_conv_forward_temporaries_by_hand():
     # Long columns (1,600 > 1,024) with padding 1: padded input, columns and product.
     padded = 2 * 64 * 15 * 15
     assert fc((2, 64, 13, 13), (256, 64, 5, 5), 1, 1, 4, 2) == padded + 2 * 11 * 11 * (1600 + 256)
+    # Long columns with padding 2: the padded input is 14 x 14.
+    assert fc((1, 64, 10, 10), (32, 64, 5, 5), 1, 2, 4, 2) == 64 * 14 * 14 + 10 * 10 * (1600 + 32)
+    # Bands of rows of one 56 x 56 map: 4 bands of 14 rows, 2 in flight.
+    band = 14 * 56
+    assert fc((1, 3, 58, 58), (8, 3, 3, 3), 1, 0, 4, 2) == 2 * band * (27 + 8) + band * 8
     # Tiles of image groups (mini's conv2 at batch 128): 13 tiles of 10 images (or 9).
     widest = 10 * 10 * 10
     assert (

@@ -322,6 +322,8 @@ def run_module(
         flush=True,
     )
     if dry_run:
+        for mutant in sorted(info.values(), key=lambda m: (m["line"], m["operator"])):
+            print(f"  {mutant['line']:5d} {mutant['operator']}: {mutant['after']}")
         return None
 
     start = time.perf_counter()
@@ -521,7 +523,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "build" / "mutation"))
     parser.add_argument("--list", action="store_true", help="list the modules and exit")
     parser.add_argument(
-        "--dry-run", action="store_true", help="count the mutants in scope, run nothing"
+        "--dry-run", action="store_true", help="list the mutants in scope, run nothing"
     )
     parser.add_argument(
         "--report-only", action="store_true", help="rebuild the report from saved results"

@@ -143,22 +143,16 @@ def window_view(xp, kh, kw, stride, ho, wo):
     )
 
 
-def im2col(x, kh, kw, stride=1, padding=0, out=None):
+def im2col(x, kh, kw, stride=1, padding=0):
     """Columns ``(C*kh*kw, N*Ho*Wo)``: one column per output position.
 
     Row order is ``(c, u, v)``, matching ``w.reshape(O, C*kh*kw)``; column order
     is ``(n, i, j)``. This is the only copy the forward pass makes.
-
-    ``out``: a ``(C, kh, kw, N, Ho, Wo)`` array (or a view of one) to write the
-    columns into; the ``(C*kh*kw, N*Ho*Wo)`` matrix is then its reshape.
     """
     n, c, h, wd = x.shape
     ho = (h + 2 * padding - kh) // stride + 1
     wo = (wd + 2 * padding - kw) // stride + 1
     view = window_view(pad_input(x, padding), kh, kw, stride, ho, wo)
-    if out is not None:
-        out[...] = view.transpose(1, 2, 3, 0, 4, 5)
-        return out
     if n == 1:
         return view[0].reshape(c * kh * kw, ho * wo)
     return view.transpose(1, 2, 3, 0, 4, 5).reshape(c * kh * kw, n * ho * wo)
@@ -219,11 +213,12 @@ def _col2im_strided(cols, kh, kw, stride, padding, ho, wo, dx):
                         continue
                     row = (ci * kh + u) * kw + v
                     first = j_lo * stride + v - padding
-                    stop = (j_hi - 1) * stride + v - padding + 1
                     for i in range(i_lo, i_hi):
                         start = (a * ho + i) * wo
                         source = cols[row, start + j_lo : start + j_hi]
-                        target = dx[a, ci, i * stride + u - padding, first:stop:stride]
+                        # every stride-th pixel from the first tap; the loop below
+                        # stops after the row's j_hi - j_lo taps
+                        target = dx[a, ci, i * stride + u - padding, first::stride]
                         for j in range(source.shape[0]):
                             target[j] += source[j]
 
