@@ -37,6 +37,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -548,6 +549,11 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown module(s) {unknown}; known: {', '.join(entries)}")
     out = Path(args.out)
+    if args.dry_run:
+        # The listing builds its own cosmic-ray database: in a scratch folder, so that a
+        # real run's in --out (even one in progress) is left alone.
+        scratch = tempfile.TemporaryDirectory(prefix="mutate-dry-run-")
+        out = Path(scratch.name)
     out.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
         sandbox = make_sandbox(out)
