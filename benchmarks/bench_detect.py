@@ -87,8 +87,21 @@ def stage_times(localizer, repeats=7, size=160, seed=3):
             t_reg += (t2 - t1) - (t1 - t0)  # what the regression head adds
         outputs = [scale_outputs(localizer, image, f) for f in localizer.factors]
         t0 = time.perf_counter()
-        cand = candidates(outputs, DEFAULT_MERGE.top_k, localizer.class_specific, image.shape, 0.1)
-        merge_fast(cand.boxes, cand.classes, cand.confidences, threshold=DEFAULT_MERGE.threshold)
+        cand = candidates(
+            outputs,
+            DEFAULT_MERGE.top_k,
+            localizer.class_specific,
+            image.shape,
+            DEFAULT_MERGE.min_confidence,
+        )
+        merge_fast(
+            cand.boxes,
+            cand.classes,
+            cand.confidences,
+            DEFAULT_MERGE.threshold,
+            DEFAULT_MERGE.score,
+            DEFAULT_MERGE.average,
+        )
         times["candidates + merge"].append(time.perf_counter() - t0)
         times["features + classifier"].append(t_cls)
         times["regression"].append(max(t_reg, 0.0))

@@ -179,6 +179,10 @@ def main(argv=None) -> int:
 
     results_path = Path(args.json)
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    # One BLAS thread and one Numba thread per process, set before NumPy and Numba are
+    # first imported: the workers are forked from this process and keep its pools.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     from overfeat_scratch.detect.localize import PLAIN_REGRESSOR
 
     paths = {"shipped": args.shipped, "before": args.before or str(PLAIN_REGRESSOR)}

@@ -55,6 +55,9 @@ class DetectSettings:
 
 def detect_merge_settings(**changes):
     """The merge's settings for detection: every digit class at every scale (a scene
-    holds several digits) and a threshold of 0.3; localization's are the defaults of
-    :class:`MergeSettings` (one class per scale, t = 0.15)."""
-    return MergeSettings(**{"top_k": DIGITS, "threshold": 0.3, **changes})
+    holds several digits), a threshold of 0.3, and boxes averaged by confidence (a box
+    that joins a cluster late weighs what its windows' probabilities sum to, not half,
+    so one oversized box no longer drags a merged box off its digit);
+    localization's are the defaults of :class:`MergeSettings` (one class per scale,
+    t = 0.15, the paper's plain mean of two boxes)."""
+    return MergeSettings(**{"top_k": DIGITS, "threshold": 0.3, "average": "confidence", **changes})
