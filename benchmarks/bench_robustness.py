@@ -82,7 +82,6 @@ def seed_of(index: int, task: str) -> int:
 
 
 def run_task(model_path: str | None, task: str, changes: dict, n: int, seed: int) -> dict:
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from overfeat_scratch.datasets.scenes import SceneConfig, coco_dict, generate_scenes
     from overfeat_scratch.detect.detection import coco_results, detect
     from overfeat_scratch.detect.evaluation import evaluate_detections
