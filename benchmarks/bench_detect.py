@@ -29,15 +29,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from overfeat_scratch.datasets.scenes import SceneConfig, coco_dict, generate_scenes  # noqa: E402
-from overfeat_scratch.detect.detection import (  # noqa: E402
-    DetectSettings,
-    coco_results,
-    detect,
-    detect_merge_settings,
-)
+from overfeat_scratch.detect.detection import DetectSettings, coco_results, detect  # noqa: E402
 from overfeat_scratch.detect.evaluation import evaluate_detections  # noqa: E402
 from overfeat_scratch.detect.localize import (  # noqa: E402
     Localizer,
+    MergeSettings,
     candidates,
     head_layers,
     scale_outputs,
@@ -46,7 +42,7 @@ from overfeat_scratch.detect.pyramid import SCALE_FACTORS, SCALE_SETS, resize_sc
 from overfeat_scratch.nn.dense import dense_evaluate_heads  # noqa: E402
 from overfeat_scratch.ops.merge import merge_fast  # noqa: E402
 
-DEFAULT_MERGE = detect_merge_settings()
+DEFAULT_MERGE = MergeSettings()
 
 
 def run_setting(localizer, scenes, gt, factors, merge, settings, fine=True):

@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", help="class-specific localizer (default: shipped)")
     parser.add_argument("--shared", help="a shared-regressor checkpoint to compare")
     parser.add_argument("--quick", action="store_true", help="the localizer's own scales only")
-    parser.add_argument("--top-classes", type=int, default=1)
+    parser.add_argument("--top-classes", type=int, default=MergeSettings().top_k)
     parser.add_argument("--threshold", type=float, default=MergeSettings().threshold)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)

@@ -1082,7 +1082,7 @@ PLAIN_SCENES_HELP = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .detect.settings import MergeSettings, detect_merge_settings
+    from .detect.settings import MergeSettings
 
     parser = Parser(
         prog="overfeat-scratch",
@@ -1216,7 +1216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", type=count, default=10, help="detections printed per image")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     add_image_command_arguments(
-        p, detect_merge_settings(), "a train-regressor checkpoint on the detector", "detections"
+        p, MergeSettings(), "a train-regressor checkpoint on the detector", "detections"
     )
     p.set_defaults(func=cmd_detect, check=check_image_outputs)
 

@@ -40,11 +40,51 @@ def test_committed_results_cover_the_grid_for_both_models():
                 record = results[f"{model}|{bench.point_key(factor, value)}|{task}"]
                 assert record["n"] >= 300 and record["seed"] == bench.seed_of(index, task)
                 assert 0 <= record[metric] <= 1
+                # Measured with the merge and detection settings the package ships.
+                assert record["settings"] == bench.settings_of(task), record
+
+
+def test_targets_count_a_rate_equal_to_the_target_as_met():
+    assert bench.meets_target("localization", 1 - 291 / 300)  # 9 of 300, 0.030000000000000027
+    assert not bench.meets_target("localization", 10 / 300)
+    assert bench.meets_target("detection", 0.9) and bench.meets_target("detection", 0.95)
+    assert not bench.meets_target("detection", 0.897)
+
+
+def test_only_missing_small_or_stale_results_are_run_again():
+    current = {task: bench.settings_of(task) for task in bench.METRICS}
+    results = {
+        f"{model}|{bench.point_key(f, v)}|{task}": {"n": 300, "settings": current[task]}
+        for f, v, _ in bench.points()
+        for task in bench.METRICS
+        for model in ("before", "shipped")
+    }
+    assert bench.pending(results, ["shipped", "before"], 300) == []
+    assert len(bench.pending(results, ["shipped"], 301)) == len(results) // 2
+    stale = {**current["detection"], "merge": {**current["detection"]["merge"], "threshold": 0.15}}
+    results["shipped|blur=2|detection"]["settings"] = stale
+    del results["before|default=default|localization"]
+    results["shipped|ink=128|localization"].pop("settings")
+    todo = bench.pending(results, ["shipped", "before"], 300)
+    assert [key for key, *_ in todo] == [
+        "before|default=default|localization",
+        "shipped|ink=128|localization",
+        "shipped|blur=2|detection",
+    ]
+    index = [bench.point_key(f, v) for f, v, _ in bench.points()].index("blur=2")
+    assert todo[-1][1:] == (
+        "shipped",
+        "detection",
+        {"blur": 2.0},
+        bench.seed_of(index, "detection"),
+    )
 
 
 def test_one_evaluation_and_the_curves():
     result = bench.run_task(None, "localization", {"background": 60}, 2, 5000)
     assert 0 <= result["top1_error"] <= 1 and result["seconds"] > 0
+    assert result["settings"] == bench.settings_of("localization")
+    assert set(bench.settings_of("detection")) == {"merge", "detect"}
     results = {
         "shipped|default=default|localization": {"top1_error": 0.02},
         "before|background=48|detection": {"map50": 0.5},

@@ -211,24 +211,22 @@ def test_detect_refuses_a_classifier_without_background():
 
 
 def test_detection_averages_merged_boxes_by_confidence_by_default():
-    """detect() and the ``detect`` command merge with detect_merge_settings(), whose
-    boxes are averaged by confidence; localization keeps the paper's pair average, and
-    on the same windows the two rules give other boxes."""
+    """detect() and the ``detect`` and ``localize`` commands merge with MergeSettings(),
+    whose boxes are averaged by confidence; the paper's pair average is an option away
+    and gives other boxes on the same windows."""
     from overfeat_scratch.cli import build_parser
-    from overfeat_scratch.detect.settings import detect_merge_settings
 
-    assert detect_merge_settings().average == "confidence"
-    assert MergeSettings().average == "pair"
-    parser = build_parser()
-    assert parser.parse_args(["detect", "scene.png"]).average == "confidence"
-    assert parser.parse_args(["localize", "scene.png"]).average == "pair"
+    assert MergeSettings().average == "confidence"
+    for command in ("detect", "localize"):
+        args = build_parser().parse_args([command, "scene.png"])
+        assert (args.average, args.threshold, args.top_classes) == ("confidence", 0.3, 10)
     detector = detector_from_classifier(build_network("mini", seed=3)).eval()
     loc = Localizer(detector, build_regressor(class_specific=True, seed=1).eval())
     image = scene_with_digit(1, size=(60, 70)).image
     whole = DetectSettings(max_detections=10**6, after_merge_iou=None)
     default = detect(loc, image, (1.0,), None, whole)
-    by_confidence = detect(loc, image, (1.0,), detect_merge_settings(average="confidence"), whole)
-    by_pair = detect(loc, image, (1.0,), detect_merge_settings(average="pair"), whole)
+    by_confidence = detect(loc, image, (1.0,), MergeSettings(average="confidence"), whole)
+    by_pair = detect(loc, image, (1.0,), MergeSettings(average="pair"), whole)
     np.testing.assert_array_equal(default.boxes, by_confidence.boxes)
     np.testing.assert_array_equal(default.confidences, by_confidence.confidences)
     assert default.boxes.shape != by_pair.boxes.shape or not np.allclose(

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from overfeat_scratch.common.fileio import SHIPPED_DIR
-from overfeat_scratch.detect.settings import MergeSettings, detect_merge_settings
+from overfeat_scratch.detect.settings import MergeSettings
 from overfeat_scratch.nn.train import MINI_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +46,5 @@ def test_the_training_notebook_quotes_the_batch_its_steps_and_the_shipped_error(
 def test_the_localization_notebook_and_chapter_quote_the_merge_thresholds():
     text = notebook_text("05_localization.ipynb")
     assert number_in(text, r"localizer uses\s+\$t = ([\d.]+)\$") == MergeSettings().threshold
-    assert number_in(text, r"detection merges at ([\d.]+)\)") == detect_merge_settings().threshold
     chapter = (ROOT / "docs" / "localization.md").read_text()
     assert number_in(chapter, r"MergeSettings\(\)  # t = ([\d.]+),") == MergeSettings().threshold

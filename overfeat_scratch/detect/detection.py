@@ -35,7 +35,7 @@ from ..datasets.digits import DIGITS
 from ..nn.layers import Sequential
 from ..nn.train import TrainConfig
 from .pyramid import SCALE_FACTORS, resize_scene, scene_border, scene_input
-from .settings import DetectSettings, detect_merge_settings
+from .settings import DetectSettings, MergeSettings
 
 BACKGROUND = DIGITS  # the extra output of mini-detector, after the ten digits
 PATCH = 64  # side of the training patches cut from resized scenes
@@ -338,7 +338,7 @@ def detect(localizer, image, factors=None, merge=None, settings=None, fine=True)
     settings = DetectSettings() if settings is None else settings
     if settings.final not in ("merge", "nms"):
         raise InputError(f"detect: final step {settings.final!r}; expected 'merge' or 'nms'")
-    merge = detect_merge_settings() if merge is None else merge
+    merge = MergeSettings() if merge is None else merge
     if settings.final == "merge":
         result = localize(localizer, image, factors, merge, fine)
         if settings.after_merge_iou is not None and len(result.boxes):

@@ -16,12 +16,21 @@ class MergeSettings:
     """The merge's parameters (see :mod:`overfeat_scratch.ops.merge`): ``top_k``
     classes per scale, the match ``score`` convention, the ``threshold`` t, the
     ``average`` rule, and ``min_confidence`` (windows whose class probability is below
-    it do not vote). The merge runs on the localizer's backend."""
+    it do not vote). The merge runs on the localizer's backend.
 
-    top_k: int = 1
-    threshold: float = 0.15
+    The defaults serve localization and detection alike: every digit class at every
+    scale (a scene may hold any digit, and a single digit's runner-up reading keeps its
+    own cluster instead of being dropped at the scales where it came second), t = 0.3,
+    and boxes averaged by confidence (a box that joins a cluster late weighs what its
+    windows' probabilities sum to, not half, so one oversized box cannot drag a merged
+    box off its digit). The paper's rule for two boxes is ``average="pair"``, their
+    plain mean.
+    """
+
+    top_k: int = DIGITS
+    threshold: float = 0.3
     score: str = "center_iou"
-    average: str = "pair"
+    average: str = "confidence"
     min_confidence: float = 0.1
 
 
@@ -51,13 +60,3 @@ class DetectSettings:
     after_merge_classes: bool = False
     min_score: float = 0.0
     max_detections: int = 100
-
-
-def detect_merge_settings(**changes):
-    """The merge's settings for detection: every digit class at every scale (a scene
-    holds several digits), a threshold of 0.3, and boxes averaged by confidence (a box
-    that joins a cluster late weighs what its windows' probabilities sum to, not half,
-    so one oversized box no longer drags a merged box off its digit);
-    localization's are the defaults of :class:`MergeSettings` (one class per scale,
-    t = 0.15, the paper's plain mean of two boxes)."""
-    return MergeSettings(**{"top_k": DIGITS, "threshold": 0.3, "average": "confidence", **changes})
