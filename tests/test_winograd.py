@@ -1,0 +1,83 @@
+"""F(2x2, 3x3) Winograd convolution against the loop convolution."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from overfeat_scratch.common.checks import InputError
+from overfeat_scratch.ops.conv import conv2d_naive
+from overfeat_scratch.ops.winograd import (
+    AT,
+    BT,
+    G,
+    conv2d_winograd,
+    filter_transform,
+    winograd_applies,
+)
+
+
+def test_one_tile_is_sixteen_products_for_thirty_six():
+    """The three matrices compute a 2x2 block of a 3x3 correlation from a 4x4 tile."""
+    rng = np.random.default_rng(0)
+    d, g = rng.standard_normal((4, 4)), rng.standard_normal((3, 3))
+    y = AT @ ((G @ g @ G.T) * (BT @ d @ BT.T)) @ AT.T
+    direct = np.array([[np.sum(d[i : i + 3, j : j + 3] * g) for j in range(2)] for i in range(2)])
+    np.testing.assert_allclose(y, direct, rtol=0, atol=1e-12)
+
+
+@given(
+    n=st.integers(1, 2),
+    c=st.integers(1, 3),
+    o=st.integers(1, 3),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    padding=st.integers(0, 2),
+    seed=st.integers(0, 2**16),
+)
+def test_equals_the_loop_convolution_in_float64(n, c, o, h, w, padding, seed):
+    """Every size, odd or even outputs (the last tile partial), every padding."""
+    if h + 2 * padding < 3 or w + 2 * padding < 3:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((o, c, 3, 3))
+    b = rng.standard_normal(o)
+    want = conv2d_naive(x, wt, b, 1, padding)
+    got = conv2d_winograd(x, wt, b, 1, padding)
+    assert got.shape == want.shape and got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_float32_against_float64_on_a_layer_of_fast():
+    """A layer the size of fast.conv3's input (256 channels, 12x12, padding 1): float32
+    stays within 1e-5 of the output's scale of the float64 loop reference."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 256, 12, 12))
+    wt = rng.standard_normal((32, 256, 3, 3)) / np.sqrt(9 * 256)
+    b = rng.standard_normal(32)
+    want = conv2d_naive(x, wt, b, 1, 1)
+    x32, w32, b32 = (a.astype(np.float32) for a in (x, wt, b))
+    got = conv2d_winograd(x32, w32, b32, 1, 1, transformed=filter_transform(w32))
+    assert got.dtype == np.float32
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+def test_refuses_what_it_does_not_compute():
+    x = np.zeros((1, 2, 8, 8), np.float32)
+    b = np.zeros(4, np.float32)
+    assert winograd_applies((4, 2, 3, 3), 1) and not winograd_applies((4, 2, 3, 3), 2)
+    assert not winograd_applies((4, 2, 5, 5), 1)
+    with pytest.raises(InputError, match="3x3 filters of stride 1"):
+        conv2d_winograd(x, np.zeros((4, 2, 5, 5), np.float32), b)
+    with pytest.raises(InputError, match="3x3 filters of stride 1"):
+        conv2d_winograd(x, np.zeros((4, 2, 3, 3), np.float32), b, stride=2)
+    w = np.zeros((4, 2, 3, 3), np.float32)
+    with pytest.raises(InputError, match="filter_transform"):
+        conv2d_winograd(x, w, b, transformed=filter_transform(w)[:, :3])
+    with pytest.raises(InputError, match="filter_transform"):
+        conv2d_winograd(x, w, b, transformed=filter_transform(w.astype(np.float64)))
+    with pytest.raises(InputError, match="channels"):
+        conv2d_winograd(np.zeros((1, 3, 8, 8), np.float32), w, b)
