@@ -54,8 +54,17 @@ def filter_transform(w: np.ndarray) -> np.ndarray:
     computed in float64 and returned in ``w``'s dtype, C-contiguous per position."""
     if w.ndim != 4 or w.shape[2:] != (3, 3):
         raise InputError(f"filter_transform: expected filters (O, C, 3, 3), got {w.shape}")
-    u = np.einsum("ua,ocab,vb->uvoc", G, w.astype(np.float64), G, optimize=True)
-    return np.ascontiguousarray(u.reshape(TILE * TILE, *w.shape[:2]), dtype=w.dtype)
+    g = np.ascontiguousarray(w.transpose(2, 3, 0, 1), dtype=np.float64)  # (3, 3, O, C)
+    u = np.empty((TILE, TILE, *w.shape[:2]), w.dtype)
+    for i, row in enumerate(_g_combine(*g)):
+        for j, part in enumerate(_g_combine(*row)):
+            u[i, j] = part
+    return u.reshape(TILE * TILE, *w.shape[:2])
+
+
+def _g_combine(g0, g1, g2):
+    """The rows of ``G g`` from the three rows (or columns) of a filter."""
+    return g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2
 
 
 def _bt_combine(d0, d1, d2, d3):
