@@ -81,3 +81,61 @@ def test_refuses_what_it_does_not_compute():
         conv2d_winograd(x, w, b, transformed=filter_transform(w.astype(np.float64)))
     with pytest.raises(InputError, match="channels"):
         conv2d_winograd(np.zeros((1, 3, 8, 8), np.float32), w, b)
+
+
+def _conv_layer(seed=0, channels=64):
+    from overfeat_scratch.nn.layers import Conv2d
+
+    rng = np.random.default_rng(seed)
+    return Conv2d(channels, 8, 3, padding=1, init_std=0.05, rng=rng)
+
+
+def test_a_layer_in_eval_mode_uses_the_transform_and_matches_training_mode():
+    """The same layer, training (im2col) and eval (Winograd, filters transformed once):
+    one output within float32 rounding, and the transform kept while the weights stay."""
+    layer = _conv_layer()
+    x = np.random.default_rng(1).standard_normal((2, 64, 7, 9)).astype(np.float32)
+    want = layer.train().forward(x)
+    assert layer.winograd_filters() is None  # training: the direct route
+    got = layer.eval().forward(x, relu=True)
+    np.testing.assert_allclose(got, np.maximum(want, 0), rtol=0, atol=1e-5 * np.abs(want).max())
+    kept = layer.winograd_filters()
+    assert kept is not None and layer.winograd_filters() is kept
+    np.testing.assert_array_equal(kept, filter_transform(layer.params["w"]))
+
+
+def test_the_weights_cannot_change_under_a_kept_transform():
+    """While the transform is kept the weights are read-only, so an in-place write fails
+    instead of leaving the transform stale; train() makes them writable again, and new
+    weights (another array) get a new transform."""
+    from overfeat_scratch.ops.optim import sgd_step
+
+    layer = _conv_layer().eval()
+    x = np.random.default_rng(2).standard_normal((1, 64, 6, 6)).astype(np.float32)
+    layer.forward(x)
+    w = layer.params["w"]
+    with pytest.raises(ValueError, match="read-only"):
+        w[0, 0, 0, 0] = 1.0
+    with pytest.raises(InputError, match=r"net.train\(\)"):
+        sgd_step(w, np.zeros_like(w), np.zeros_like(w), 0.1, 0.9, 0.0)
+    layer.train()
+    w[0, 0, 0, 0] = 1.0  # writable again
+    layer.eval()
+    y = layer.forward(x)
+    layer.train()
+    np.testing.assert_allclose(y, layer.forward(x), rtol=0, atol=1e-5 * np.abs(y).max())
+    other = _conv_layer(seed=5).params["w"]
+    layer.eval().forward(x)
+    layer.params["w"] = other
+    np.testing.assert_array_equal(layer.winograd_filters(), filter_transform(other))
+
+
+def test_small_layers_and_other_shapes_keep_the_direct_route():
+    from overfeat_scratch.nn.layers import Conv2d, FullyConnected
+
+    assert _conv_layer(channels=8).eval().winograd_filters() is None
+    assert (
+        Conv2d(64, 4, 3, stride=2, rng=np.random.default_rng(0)).eval().winograd_filters() is None
+    )
+    assert Conv2d(64, 4, 5, rng=np.random.default_rng(0)).eval().winograd_filters() is None
+    assert FullyConnected(64, 4, 3, rng=np.random.default_rng(0)).eval().winograd_filters() is None

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..common.checks import InputError
 from ..common.memory import keep_freed_memory
-from ..ops import activations, conv, linear, losses, merge, nms, offset_pool, optim, pool
+from ..ops import activations, conv, linear, losses, merge, nms, offset_pool, optim, pool, winograd
 
 
 class Backend:
@@ -149,6 +149,12 @@ class NumpyBackend(Backend):
 
     def conv2d_backward(self, dy, x, w, stride, padding, input_grad=True):
         return conv.conv2d_backward_tiled(dy, x, w, stride, padding, input_grad)
+
+    def conv2d_forward_winograd(self, x, w, b, padding, transformed, relu=False):
+        """A 3x3 convolution of stride 1 by F(2x2, 3x3), ``transformed`` being
+        ``filter_transform(w)``."""
+        y = winograd.conv2d_winograd(x, w, b, 1, padding, transformed)
+        return np.maximum(y, 0, out=y) if relu else y
 
     max_pool2d_forward = staticmethod(pool.max_pool2d_forward)
     max_pool2d_backward = staticmethod(pool.max_pool2d_backward)

@@ -21,6 +21,7 @@ from ..common.checks import (
     check_std,
     conv_output_size,
 )
+from ..ops.winograd import WINOGRAD_MIN_CHANNELS, filter_transform, winograd_applies
 from .backend import Backend, get_backend
 
 
@@ -160,9 +161,52 @@ class Conv2d(Layer):
         self.check_rank(x)
         self.output_shape(tuple(x.shape[1:]))
         self.x = x
+        transformed = self.winograd_filters()
+        if transformed is not None:
+            return self.backend.conv2d_forward_winograd(
+                x, self.params["w"], self.params["b"], self.padding, transformed, relu=relu
+            )
         return self.backend.conv2d_forward(
             x, self.params["w"], self.params["b"], self.stride, self.padding, relu=relu
         )
+
+    def winograd_filters(self):
+        """The filters transformed for :func:`~overfeat_scratch.ops.winograd.conv2d_winograd`
+        where it serves (NumPy backend, not training, 3x3 filters of stride 1, at least
+        ``WINOGRAD_MIN_CHANNELS`` input channels), else ``None``.
+
+        The transform is computed once and kept while the weights stay the same array;
+        to keep it from going stale, the weights are read-only while it is kept (an
+        in-place write raises), and :meth:`train` drops it and makes them writable."""
+        w = self.params["w"]
+        if (
+            self.training
+            or self.kind != "conv"
+            or getattr(self.backend, "name", None) != "numpy"
+            or self.in_channels < WINOGRAD_MIN_CHANNELS
+            or not winograd_applies(w.shape, self.stride)
+        ):
+            return None
+        kept = getattr(self, "_winograd", None)
+        if kept is not None and kept[0] is w and not w.flags.writeable:
+            return kept[1]
+        self._release_winograd()
+        transformed = filter_transform(w)
+        self._winograd = (w, transformed, w.flags.writeable)
+        w.flags.writeable = False
+        return transformed
+
+    def _release_winograd(self):
+        kept = getattr(self, "_winograd", None)
+        if kept is not None:
+            if kept[2]:
+                kept[0].flags.writeable = True
+            self._winograd = None
+
+    def train(self, mode: bool = True):
+        if mode:
+            self._release_winograd()
+        return super().train(mode)
 
     def backward(self, dy, input_grad: bool = True):
         """``dx`` (``None`` with ``input_grad=False``); sets ``grads["w"]``, ``grads["b"]``."""

@@ -28,6 +28,12 @@ def check_sgd_args(param, grad, velocity, lr, momentum, weight_decay):
             f"sgd: parameter {tuple(param.shape)}, gradient {tuple(grad.shape)} and velocity "
             f"{tuple(velocity.shape)} must have one shape"
         )
+    if isinstance(param, np.ndarray) and not param.flags.writeable:
+        raise InputError(
+            "sgd: the parameter is read-only (a network in eval mode keeps its 3x3 filters "
+            "transformed for Winograd's convolution and their weights read-only); call "
+            "net.train() before updating it"
+        )
     if not (lr >= 0 and 0 <= momentum < 1 and weight_decay >= 0):
         raise InputError(
             f"sgd: expected lr >= 0, 0 <= momentum < 1, weight_decay >= 0; got lr={lr}, "

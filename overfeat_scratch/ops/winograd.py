@@ -4,7 +4,7 @@ A 3x3 convolution computes each output from a 3x3 window: 9 multiply-adds per ou
 and input channel. Winograd's algorithm (as applied to convolutional networks by Lavin
 and Gray, 2016) computes a 2x2 block of outputs from the 4x4 block of inputs that
 covers it with 16 multiplications instead of 36, at the price of adding and
-subtracting inputs before the products and outputs after them:
+subtracting inputs before the products and outputs after them::
 
     Y = A^T [ (G g G^T) * (B^T d B) ] A
 
@@ -25,8 +25,8 @@ channels x tiles. So a layer becomes
 Steps 2 and 4 are additions and subtractions of whole strided slices, written out
 below; :func:`conv2d_winograd` is the plain composition, checked against
 :func:`overfeat_scratch.ops.conv.conv2d_naive`. The transforms are exact in exact
-arithmetic; in float32 the error is a few ulps larger than the direct product's
-(the products add 16 terms per channel where the direct one adds 9).
+arithmetic (the matrices' entries are exact in binary); in float32 the rounding is
+of the same order as the direct product's.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ from .conv import check_conv_args
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+# Layers with fewer input channels keep the direct route: their products are thin, and
+# the transforms' passes over memory cost about what the multiplications save.
+WINOGRAD_MIN_CHANNELS = 64
 TILE = 4  # input tile side
 OUT = 2  # output block side
 
