@@ -124,6 +124,11 @@ def test_the_weights_cannot_change_under_a_kept_transform():
     y = layer.forward(x)
     layer.train()
     np.testing.assert_allclose(y, layer.forward(x), rtol=0, atol=1e-5 * np.abs(y).max())
+    kept = layer.eval().params["w"]
+    layer.forward(x)
+    layer.astype(np.float64)  # new weights: the old ones are released, writable again
+    assert kept.flags.writeable and layer.params["w"].dtype == np.float64
+    layer.astype(np.float32)
     other = _conv_layer(seed=5).params["w"]
     layer.eval().forward(x)
     layer.params["w"] = other

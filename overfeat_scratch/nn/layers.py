@@ -208,6 +208,14 @@ class Conv2d(Layer):
             self._release_winograd()
         return super().train(mode)
 
+    def to(self, backend):
+        self._release_winograd()  # the weights are replaced
+        return super().to(backend)
+
+    def astype(self, dtype):
+        self._release_winograd()
+        return super().astype(dtype)
+
     def backward(self, dy, input_grad: bool = True):
         """``dx`` (``None`` with ``input_grad=False``); sets ``grads["w"]``, ``grads["b"]``."""
         (x,) = self.forward_state("x")
