@@ -151,8 +151,12 @@ class NumpyBackend(Backend):
         return conv.conv2d_backward_tiled(dy, x, w, stride, padding, input_grad)
 
     def conv2d_forward_winograd(self, x, w, b, padding, transformed, relu=False):
-        """A 3x3 convolution of stride 1 by F(2x2, 3x3), ``transformed`` being
-        ``filter_transform(w)``."""
+        """A convolution of stride 1 by F(2x2, r x r), ``transformed`` being
+        ``filter_transform(w)``: 3x3 filters by the plain composition (few terms per
+        transform, one product per tile position with BLAS's threads), larger ones by
+        the compiled bands of tiles."""
+        if w.shape[2] != 3:
+            return winograd.conv2d_winograd_tiled(x, w, b, padding, transformed, relu=relu)
         y = winograd.conv2d_winograd(x, w, b, 1, padding, transformed)
         return np.maximum(y, 0, out=y) if relu else y
 

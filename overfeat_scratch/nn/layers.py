@@ -172,8 +172,8 @@ class Conv2d(Layer):
 
     def winograd_filters(self):
         """The filters transformed for :func:`~overfeat_scratch.ops.winograd.conv2d_winograd`
-        where it serves (NumPy backend, not training, 3x3 filters of stride 1, at least
-        ``WINOGRAD_MIN_CHANNELS`` input channels), else ``None``.
+        where it serves (NumPy backend, not training, square filters of 2 to 7 taps and
+        stride 1, at least ``WINOGRAD_MIN_CHANNELS`` input channels), else ``None``.
 
         The transform is computed once and kept while the weights stay the same array;
         to keep it from going stale, the weights are read-only while it is kept (an

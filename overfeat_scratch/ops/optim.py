@@ -30,7 +30,7 @@ def check_sgd_args(param, grad, velocity, lr, momentum, weight_decay):
         )
     if isinstance(param, np.ndarray) and not param.flags.writeable:
         raise InputError(
-            "sgd: the parameter is read-only (a network in eval mode keeps its 3x3 filters "
+            "sgd: the parameter is read-only (a network in eval mode keeps its filters "
             "transformed for Winograd's convolution and their weights read-only); call "
             "net.train() before updating it"
         )
