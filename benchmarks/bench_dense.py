@@ -19,6 +19,9 @@ import json
 import platform
 import time
 
+import overfeat_scratch  # noqa: F401  (first: it sets OpenBLAS up before NumPy loads it)
+
+# isort: split
 import numpy as np
 
 from overfeat_scratch import build_network

@@ -24,9 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import overfeat_scratch  # noqa: E402, F401  (first: it sets OpenBLAS up before NumPy loads it)
+
+# isort: split
+import numpy as np  # noqa: E402
 
 from overfeat_scratch.datasets.scenes import SceneConfig, coco_dict, generate_scenes  # noqa: E402
 from overfeat_scratch.detect.detection import DetectSettings, coco_results, detect  # noqa: E402

@@ -41,11 +41,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+import overfeat_scratch  # noqa: E402, F401  (first: it sets OpenBLAS up before NumPy loads it)
+
+# isort: split
+import numpy as np  # noqa: E402
 
 from overfeat_scratch.nn.layers import Conv2d  # noqa: E402
 from overfeat_scratch.nn.networks import build_network  # noqa: E402
@@ -59,7 +62,13 @@ TARGETS = {
     "backward_vs_torch": 1.0,  # ours / PyTorch, convolution backward
     "peak_memory_mb": 1500.0,  # batch-1 forward of fast
 }
-BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+BLAS_ENV = (
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+    "OPENBLAS_NUM_THREADS",
+    "OPENBLAS_THREAD_TIMEOUT",
+    "OMP_NUM_THREADS",
+)
 
 
 # --------------------------------------------------------------------------------------

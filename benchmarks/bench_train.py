@@ -26,6 +26,9 @@ import subprocess
 import sys
 import time
 
+import overfeat_scratch  # noqa: F401  (first: it sets OpenBLAS up before NumPy loads it)
+
+# isort: split
 import numpy as np
 
 from overfeat_scratch import build_network

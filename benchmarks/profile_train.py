@@ -46,6 +46,9 @@ def main():
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(args.threads)
     os.environ["OVERFEAT_THREADS"] = str(args.threads)
+    import overfeat_scratch  # noqa: F401  (first: it sets OpenBLAS up before NumPy loads it)
+
+    # isort: split
     import numpy as np
 
     from overfeat_scratch import build_network

@@ -8,8 +8,20 @@ starts without loading the networks it may not need.
 from __future__ import annotations
 
 import importlib
+import os
 
 __version__ = "0.1.0"
+
+# OpenBLAS's worker threads keep spinning for 2^28 cycles (about 0.1 s) after each
+# multi-threaded product, each holding a core. The package's own workers
+# (``overfeat_scratch.ops.parallel``) then share the cores with them and run at half
+# speed until the spinning stops, which between layers is most of the time. 2^16
+# cycles (tens of microseconds) still bridges back-to-back products. OpenBLAS reads
+# this once, when it is loaded: it takes effect where the package is imported before
+# NumPy (the command line, the benchmarks), and a value already set is kept. See the
+# performance chapter.
+BLAS_THREAD_TIMEOUT = "16"
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", BLAS_THREAD_TIMEOUT)
 
 # name -> the module that defines it
 _EXPORTS = {

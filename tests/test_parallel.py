@@ -509,3 +509,27 @@ def test_workers_follow_the_callers_floating_point_error_settings():
             assert all(np.isinf(parallel.run_tiles(overflow, range(8))))
         with np.errstate(over="raise"), pytest.raises(FloatingPointError):
             parallel.run_tiles(overflow, range(8))
+
+
+@pytest.mark.parametrize("preset", [None, "7"])
+def test_importing_the_package_first_shortens_openblas_spinning(preset):
+    """The package sets OpenBLAS's idle-thread timeout before NumPy loads OpenBLAS
+    (so its threads stop spinning soon after a product and leave the cores to the
+    workers), and keeps a value the user set."""
+    import os
+    import subprocess
+    import sys
+
+    import overfeat_scratch
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if preset is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = preset
+    code = (
+        "import sys, os, overfeat_scratch; assert 'numpy' not in sys.modules; "
+        "print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == (preset or overfeat_scratch.BLAS_THREAD_TIMEOUT)
