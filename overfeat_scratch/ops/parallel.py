@@ -17,6 +17,14 @@ previous setting comes back when the tiles are done.
 Works because NumPy's matrix products and copies, and the package's Numba loops
 (compiled with ``nogil=True``), release Python's global interpreter lock.
 
+Some layers still call BLAS with its own threads (one large product). After such a
+call OpenBLAS keeps its threads spinning, by default for about 0.1 s, and the workers
+here would share the cores with them; importing the package sets
+``OPENBLAS_THREAD_TIMEOUT`` (unless it is set) so that they sleep after tens of
+microseconds instead. OpenBLAS reads it when it is loaded: import the package before
+NumPy for it to apply (``overfeat_scratch.BLAS_THREAD_TIMEOUT``; the performance
+chapter has the measurements).
+
 ``OVERFEAT_THREADS`` (environment) or :func:`set_workers` sets the number of
 workers; 1 runs every tile in the calling thread, in order. Results never depend
 on the number of workers: the tiles depend on the shapes only, each tile writes

@@ -29,7 +29,7 @@ matrix), transposed. The points are 0, 1, -1, 2, -2, 1/2, -1/2 and "infinity" (t
 leading coefficient), as many as the filter needs: F(2x2, 3x3) uses 0, 1, -1, F(2x2,
 5x5) adds 2, -2, and F(2x2, 7x7) 1/2 and -1/2. The larger the points, the larger the
 matrices' entries and the rounding: float32 results of F(2x2, 7x7) differ from exact
-ones about 20 times more than the direct product's (the convolution chapter has the
+ones about 15 times more than the direct product's (the convolution chapter has the
 measurements), still within 1e-5 of the output's scale.
 
 Summed over input channels, the elementwise product at each of the (r+1)^2 positions
