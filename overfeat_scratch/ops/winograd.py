@@ -351,7 +351,9 @@ def _output_tiles(m, at, b, o0, t0, th, tw, relu, y):
                     yy, xx = OUT * p + r, OUT * q + s
                     if yy < ho and xx < wo:
                         value = out[t]
-                        y[ni, o0 + f, yy, xx] = max(value, 0) if relu else value
+                        if relu and value < 0:  # NaN stays NaN, as with np.maximum
+                            value = 0
+                        y[ni, o0 + f, yy, xx] = value
 
 
 def conv2d_winograd_tiled(x, w, b, padding=0, transformed=None, relu=False):
