@@ -277,6 +277,14 @@ BAND_BYTES = 4 << 20
 
 
 @numba.njit(cache=False, nogil=True)
+def _add_scaled(coef, src, dst):
+    """``dst += coef * src`` (one term of a transform), nothing when ``coef`` is 0."""
+    if coef != 0:
+        for k in range(dst.size):
+            dst[k] += coef * src[k]
+
+
+@numba.njit(cache=False, nogil=True)
 def _input_tiles(xt, padding, bt, th, tw, t0, t1, v):
     """``v[i*a + j, t, :] = (B^T d_t B)[i, j]`` for tiles ``t0 <= t < t1``: ``xt`` is
     the input channels-last ``(N, H, W, C)``, so each step adds whole runs of channels.
@@ -297,23 +305,14 @@ def _input_tiles(xt, padding, bt, th, tw, t0, t1, v):
                 xx = 2 * q + col - padding
                 if xx < 0 or xx >= wd:
                     continue
-                pixel = xt[ni, yy, xx]
                 for i in range(a):
-                    coef = bt[i, k]
-                    if coef != 0:
-                        row = rows[i, col]
-                        for ci in range(c):
-                            row[ci] += coef * pixel[ci]
+                    _add_scaled(bt[i, k], xt[ni, yy, xx], rows[i, col])
         for i in range(a):
             for j in range(a):
                 out = v[i * a + j, t]
                 out[:] = 0
                 for col in range(a):
-                    coef = bt[j, col]
-                    if coef != 0:
-                        row = rows[i, col]
-                        for ci in range(c):
-                            out[ci] += coef * row[ci]
+                    _add_scaled(bt[j, col], rows[i, col], out)
 
 
 @numba.njit(cache=False, nogil=True)
@@ -330,21 +329,13 @@ def _output_tiles(m, at, b, o0, t0, th, tw, relu, y):
         part[:] = 0
         for r in range(OUT):
             for i in range(a):
-                coef = at[r, i]
-                if coef != 0:
-                    for j in range(a):
-                        src, dst = m[i * a + j, f], part[r, j]
-                        for t in range(count):
-                            dst[t] += coef * src[t]
+                for j in range(a):
+                    _add_scaled(at[r, i], m[i * a + j, f], part[r, j])
         for r in range(OUT):
             for s in range(OUT):
                 out[:] = b[o0 + f]
                 for j in range(a):
-                    coef = at[s, j]
-                    if coef != 0:
-                        src = part[r, j]
-                        for t in range(count):
-                            out[t] += coef * src[t]
+                    _add_scaled(at[s, j], part[r, j], out)
                 for t in range(count):
                     tt = t0 + t
                     ni, p, q = tt // (th * tw), (tt // tw) % th, tt % tw
