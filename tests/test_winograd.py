@@ -209,3 +209,16 @@ def test_small_layers_and_other_shapes_keep_the_direct_route():
         Conv2d(64, 4, 7, stride=2, rng=np.random.default_rng(0)).eval().winograd_filters() is None
     )
     assert FullyConnected(64, 4, 3, rng=np.random.default_rng(0)).eval().winograd_filters() is None
+
+
+@pytest.mark.parametrize("r", [3, 5, 7])
+def test_the_filter_transform_is_g_w_g_transposed_for_every_filter(r):
+    """The Kronecker product computes G w G^T filter by filter, in float64."""
+    rng = np.random.default_rng(r)
+    w = rng.standard_normal((3, 2, r, r))
+    _, g, _ = winograd_matrices(r)
+    u = filter_transform(w).reshape(r + 1, r + 1, 3, 2)
+    for o in range(3):
+        for c in range(2):
+            np.testing.assert_allclose(u[:, :, o, c], g @ w[o, c] @ g.T, rtol=0, atol=1e-13)
+    assert filter_transform(w.astype(np.float32)).dtype == np.float32
