@@ -218,6 +218,23 @@ def test_tiled_conv_routes_against_the_one_product(x_shape, w_shape, stride, pad
             assert (dx is None) if not input_grad else relative_error(dx, refs[0]) < EXACT
 
 
+@pytest.mark.parametrize("n", [1, 5])
+def test_tiled_conv_epilogue_keeps_nan_through_the_fused_relu(n):
+    # One image in bands of rows, and groups of images per tile: the epilogue adds
+    # the bias and rectifies as np.maximum does, so a NaN input stays NaN.
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((n, 2, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    x[-1, 1, 5, 5] = np.nan
+    expected = np.maximum(conv.conv2d_forward(x, w, b), 0)
+    with workers(2), tiles(conv, TILE_COLUMNS=16, MIN_BAND=8):
+        y = conv.conv2d_forward_tiled(x, w, b, relu=True)
+    assert np.isnan(y).sum() == 4 * 9 and np.isnan(expected).sum() == 4 * 9
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
+    assert (y[~np.isnan(y)] >= 0).all()
+
+
 def test_tiled_conv_defaults_are_unit_stride_no_padding_no_relu():
     rng = np.random.default_rng(12)
     x, w, b = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)), np.zeros(3)

@@ -447,6 +447,25 @@ def _fully_connected_backward(dy_flat, x_flat, w_mat, input_grad):
     return dx, dw, dy_flat.sum(axis=0)
 
 
+@numba.njit(cache=False, nogil=True)
+def _write_images(product, bias, relu, out):
+    """The epilogue of a tile's product, in one pass: ``out[a, f, p] = product[f,
+    a * P + p] + bias[f]``, rectified where ``relu`` (NaN stays NaN, as with
+    ``np.maximum``). ``product`` holds filters by (image, position), as the product
+    of the weights with the tile's columns comes out; ``out`` is the tile's block
+    of the NCHW output, ``(images, filters, P)``, which the loop fills image by image.
+    """
+    images, filters, positions = out.shape
+    for a in range(images):
+        for f in range(filters):
+            shift = bias[f]
+            for p in range(positions):
+                value = product[f, a * positions + p] + shift
+                if relu and value < 0:
+                    value = 0
+                out[a, f, p] = value
+
+
 def conv2d_forward_tiled(x, w, b, stride=1, padding=0, relu=False):
     """:func:`conv2d_forward`, tile by tile on the worker threads (same result).
 
@@ -476,15 +495,8 @@ def conv2d_forward_tiled(x, w, b, stride=1, padding=0, relu=False):
 
     def write(product, n0, n1, i0, i1, o0=0, o1=o):
         """Add the bias to ``product`` (filters o0:o1, tile's positions) into ``y``."""
-        bias = b[o0:o1, None]
-        if n1 - n0 == 1:
-            block = y[n0, o0:o1, i0 * wo : i1 * wo]
-            np.add(product, bias, out=block)
-        else:
-            block = y[n0:n1, o0:o1]
-            np.add(product.reshape(o1 - o0, n1 - n0, -1).transpose(1, 0, 2), bias, out=block)
-        if relu:
-            np.maximum(block, 0, out=block)
+        block = y[n0:n1, o0:o1, i0 * wo : i1 * wo]
+        _write_images(product, b[o0:o1], relu, block)
 
     blocks = filter_blocks(o)
     if len(tiles) > 1 or len(blocks) == 1:
