@@ -10,6 +10,11 @@ Run:  .venv/bin/python benchmarks/bench_dense.py [--quick] [--json PATH]
    through layers 3-5's zero padding (reported).
 2. Fine (offset pooling) against coarse dense evaluation at the six scales, for
    both models: time and multiply-adds.
+3. The regressor's training windows (``regression_examples``, as
+   ``train-regressor`` makes them with the shipped localizer's detector): the
+   windows of each scale computed together against each window cut out and run
+   alone, on training scenes of the training ranges; time, multiply-adds, and the
+   largest difference between the two ways' features.
 """
 
 from __future__ import annotations
@@ -130,17 +135,73 @@ def offset_cost(args, results):
     results["offset"] = rows
 
 
+def regression_windows(args, results):
+    from overfeat_scratch.datasets.scenes import TRAINING_RANGES, generate_scenes
+    from overfeat_scratch.detect.localize import (
+        Localizer,
+        regression_examples,
+        single_digit_config,
+    )
+
+    localizer = Localizer.from_checkpoint()
+    detector = localizer.classifier
+    scenes = generate_scenes(args.scenes, 1, "train", single_digit_config(TRAINING_RANGES))
+
+    def run(shared, stats=None):
+        return regression_examples(
+            detector,
+            scenes,
+            localizer.factors,
+            normalize=localizer.normalize,
+            shared=shared,
+            stats=stats,
+        )
+
+    stats = {True: {}, False: {}}
+    out = {shared: run(shared, stats[shared]) for shared in (True, False)}
+    times = {True: [], False: []}
+    for _ in range(max(1, args.repeats - 1)):
+        for shared in (False, True):  # alternating: the machine's load hits both
+            t0 = time.perf_counter()
+            run(shared)
+            times[shared].append(time.perf_counter() - t0)
+    scale = float(np.abs(out[False][0]).max())
+    row = {
+        "scenes": args.scenes,
+        "windows": stats[True]["windows"],
+        "shared_s": min(times[True]),
+        "cropped_s": min(times[False]),
+        "speedup": min(times[False]) / min(times[True]),
+        "mac_ratio": stats[False]["multiply_adds"] / stats[True]["multiply_adds"],
+        "labels_equal": bool(np.array_equal(out[True][1], out[False][1])),
+        "max_rel_diff": float(np.abs(out[True][0] - out[False][0]).max() / scale),
+    }
+    results["regression_windows"] = row
+    print(f"\nthe regressor's windows: {row['windows']} from {args.scenes} training scenes")
+    print(
+        f"  together {row['shared_s']:.2f} s, each cut out {row['cropped_s']:.2f} s: "
+        f"speed-up {row['speedup']:.2f}x, multiply-add ratio {row['mac_ratio']:.2f}x"
+    )
+    print(
+        f"  same windows and labels: {row['labels_equal']}; features' max rel. diff "
+        f"{row['max_rel_diff']:.1e}"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one repeat, two scales")
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--scenes", type=int, help="training scenes for part 3 (300; quick 60)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     args.repeats = 1 if args.quick else 3
     args.scales = 2 if args.quick else 6
+    args.scenes = args.scenes or (60 if args.quick else 300)
     results = {"machine": platform.processor() or platform.machine(), "numpy": np.__version__}
     sliding_windows(args, results)
     offset_cost(args, results)
+    regression_windows(args, results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1, default=list)

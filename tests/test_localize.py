@@ -2,15 +2,17 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from overfeat_scratch.datasets.scenes import Scene
 from overfeat_scratch.detect.localize import (
     MIN_COVERAGE,
     BoxRegression,
+    CroppedWindows,
     Localizer,
     MergeSettings,
+    SharedWindows,
     build_regressor,
     candidates,
     decode_boxes,
@@ -24,8 +26,9 @@ from overfeat_scratch.detect.localize import (
     train_regressor,
 )
 from overfeat_scratch.detect.pyramid import BORDER, resize_scene, scene_border, scene_input
+from overfeat_scratch.nn import paper
 from overfeat_scratch.nn.dense import dense_evaluate_heads, last_pool_index, run_layers
-from overfeat_scratch.nn.networks import build_network
+from overfeat_scratch.nn.networks import build_from_specs, build_network
 from overfeat_scratch.nn.train import TrainConfig, save_checkpoint
 
 finite = st.floats(-500, 500, allow_nan=False)
@@ -110,6 +113,105 @@ def test_regression_windows_cover_half_the_box_and_match_dense_features():
         for j in range(pooled.shape[5] - 4)
     )
     assert found
+
+
+@settings(max_examples=12)
+@given(
+    st.integers(0, 2**16),
+    st.lists(
+        st.tuples(st.integers(32, 61), st.integers(32, 61), st.integers(1, 9)),
+        min_size=1,
+        max_size=6,
+    ),
+    st.integers(1, 40),
+)
+def test_shared_windows_equal_each_window_cut_out_and_run_alone(seed, images, batch_size):
+    # float64 network: the shared regions and the lone crops must agree to rounding.
+    net = build_network("mini-detector", seed=seed % 7).eval().astype(np.float64)
+    layers = feature_layers(net)
+    shared = SharedWindows.for_layers(net, layers, 32, 2, batch_size)
+    alone = CroppedWindows(net, layers, 32, batch_size)
+    assert shared is not None and shared.size == (10, 10) and shared.stride == 2
+    rng = np.random.default_rng(seed)
+    for height, width, count in images:
+        image = rng.standard_normal((height, width))
+        # Window corners anywhere on the grid 2 apart, repeats allowed: each image
+        # is a region of its own size, so the batches mix sizes and flush at odd counts.
+        tops = 2 * rng.integers(0, (height - 32) // 2 + 1, size=count)
+        lefts = 2 * rng.integers(0, (width - 32) // 2 + 1, size=count)
+        shared.add(image, tops, lefts)
+        alone.add(image, tops, lefts)
+    expected = alone.features()
+    got = shared.features()
+    assert got.shape == expected.shape == (sum(c for _, _, c in images), 64, 5, 5)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+
+
+def test_regression_examples_share_the_windows_work_with_the_same_result():
+    net = build_network("mini-detector", seed=3).eval()
+    scenes = [tiny_scene(seed=s, size=(70 + 6 * s, 80 - 4 * s)) for s in range(4)]
+    kwargs = dict(factors=(1.0, 0.8, 0.63), per_scale=6, seed=5, batch_size=16)
+    shared_stats, alone_stats = {}, {}
+    shared = regression_examples(net, scenes, stats=shared_stats, **kwargs)
+    alone = regression_examples(net, scenes, shared=False, stats=alone_stats, **kwargs)
+    np.testing.assert_array_equal(shared[1], alone[1])
+    assert shared_stats["way"] == "shared" and alone_stats["way"] == "cropped"
+    assert shared_stats["windows"] == alone_stats["windows"] == len(alone[1])
+    # The cropped way: each window costs conv1 (28 x 28 outputs, 32 maps, 1 x 5 x 5
+    # taps) plus conv2 (10 x 10 outputs, 64 maps, 32 x 5 x 5 taps).
+    per_window = 28 * 28 * 32 * 25 + 10 * 10 * 64 * 32 * 25
+    assert alone_stats["multiply_adds"] == len(alone[1]) * per_window
+    assert shared_stats["multiply_adds"] < alone_stats["multiply_adds"]
+    # float32: the products of a region and of a crop may round differently.
+    scale = np.abs(alone[0]).max()
+    np.testing.assert_allclose(shared[0], alone[0], rtol=0, atol=1e-5 * scale)
+
+
+def test_shared_windows_refuse_where_they_would_not_be_exact():
+    net = build_network("mini", seed=1).eval()
+    layers = feature_layers(net)
+    # Windows off the trunk's grid (1 pixel apart; the trunk's stride is 2).
+    assert SharedWindows.for_layers(net, layers, 32, 1) is None
+    assert SharedWindows.for_layers(net, layers, 32, 4) is not None
+    # A padded trunk sees its neighbours where a crop sees zeros.
+    specs = (
+        paper.LayerSpec("conv", 4, 3, pad=1, pool=2, pool_stride=2),
+        paper.LayerSpec("conv", 4, 3, pool=2, pool_stride=2),
+        paper.LayerSpec("full", 3, 3, relu=False),
+    )
+    padded = build_from_specs(specs, 1, "padded", seed=0, init_std="he").eval()
+    window = padded.window()
+    assert SharedWindows.for_layers(padded, feature_layers(padded), window, 2) is None
+    # regression_examples then cuts the windows out, and still works.
+    scene = tiny_scene()
+    stats = {}
+    fine = regression_examples(padded, [scene], factors=(1.0,), per_scale=4, stats=stats)
+    assert stats["way"] == "cropped"
+    cut = regression_examples(padded, [scene], factors=(1.0,), per_scale=4, shared=False)
+    np.testing.assert_array_equal(fine[0], cut[0])
+
+
+@pytest.mark.parametrize("kind", [SharedWindows, CroppedWindows])
+def test_window_collectors_refuse_bad_windows(kind):
+    net = build_network("mini", seed=1).eval()
+    layers = feature_layers(net)
+    windows = kind(net, layers, 32, 2) if kind is SharedWindows else kind(net, layers, 32)
+    image = np.zeros((40, 50), np.float32)
+    with pytest.raises(ValueError, match="no window was added"):
+        windows.features()
+    with pytest.raises(ValueError, match="2-D image"):
+        windows.add(image[None], [0], [0])
+    with pytest.raises(ValueError, match="one length"):
+        windows.add(image, [0, 2], [0])
+    with pytest.raises(ValueError, match="outside the 40x50 image"):
+        windows.add(image, [10], [0])
+    with pytest.raises(ValueError, match="outside"):
+        windows.add(image, [0], [-2])
+    if kind is SharedWindows:
+        with pytest.raises(ValueError, match="multiples of 2"):
+            windows.add(image, [1], [0])
+    windows.add(image, [8], [18])
+    assert windows.features().shape == (1, 64, 5, 5)
 
 
 def test_regression_examples_need_single_digit_scenes():

@@ -39,7 +39,8 @@ from ..common.checks import InputError, check_finite
 from ..common.fileio import SHIPPED_DIR, shipped_file
 from ..datasets.digits import DIGITS
 from ..nn.dense import dense_evaluate_heads, last_pool_index, run_layers, softmax
-from ..nn.layers import Sequential
+from ..nn.geometry import Geometry, stages_of
+from ..nn.layers import Sequential, multiply_adds_of
 from ..nn.train import CLASSIFICATION, TrainConfig, load_checkpoint, load_extra_network, train
 from ..ops.boxes import iou_pairs
 from .pyramid import (
@@ -189,17 +190,25 @@ def regression_examples(
     batch_size: int = 512,
     progress: bool = False,
     normalize: bool = True,
+    shared: bool = True,
+    stats: dict | None = None,
 ):
     """``(features (N, C, k, k) float32, labels (N, 5) float32)`` for the regressor.
 
     For each single-digit scene and each scale factor (the resized scene with its
     :data:`BORDER`): every window position of the
     fine (offset-pooled) grid whose window covers at least :data:`MIN_COVERAGE` of
-    the digit's box, ``per_scale`` of them drawn at random; the window is cut out
-    and passed through the frozen feature layers (for a network without padding
-    this is exactly what dense evaluation computes for that window). Labels are
+    the digit's box, ``per_scale`` of them drawn at random; the window's features are
+    what the frozen feature layers give for it (for a network without padding, exactly
+    what dense evaluation computes for that window). Labels are
     ``(class, t)`` with ``t`` from :func:`encode_boxes`. ``normalize``: as in
     :func:`scene_input` (it must match the classifier's training).
+
+    ``shared=True`` (the default) computes the windows of a scale together, as dense
+    evaluation does (:class:`SharedWindows`); ``shared=False`` cuts each window out and
+    runs it alone (:class:`CroppedWindows`, the reference). Both give the same features
+    (to float rounding) for the same windows. ``stats``, if given, receives the way
+    used (``"shared"`` or ``"cropped"``) and the multiply-adds it took.
     """
     from tqdm import tqdm
 
@@ -211,14 +220,12 @@ def regression_examples(
         fine_stride = max(1, _total_stride(classifier) // fine_stride)
     rng = np.random.default_rng(seed)
     layers = feature_layers(classifier)
-    crops, labels, features = [], [], []
-
-    def flush():
-        if crops:
-            x = np.stack(crops)[:, None]
-            out = run_layers(layers, classifier.backend.asarray(x, dtype=classifier.dtype))
-            features.append(classifier.backend.to_numpy(out).copy())
-            crops.clear()
+    windows = None
+    if shared:
+        windows = SharedWindows.for_layers(classifier, layers, window, fine_stride, batch_size)
+    if windows is None:
+        windows = CroppedWindows(classifier, layers, window, batch_size)
+    labels = []
 
     for scene in tqdm(scenes, desc="regression windows", disable=not progress, unit="scene"):
         if len(scene.annotations) != 1:
@@ -247,23 +254,171 @@ def regression_examples(
             if ii.size == 0:
                 continue
             pick = rng.choice(ii.size, size=min(per_scale, ii.size), replace=False)
-            for i, j in zip(ii[pick], jj[pick], strict=True):
-                top, left = ys[i], xs[j]
-                crops.append(resized[top : top + window, left : left + window])
-                center = np.array([[left + window / 2, top + window / 2]])
-                t = encode_boxes(box[None], center, window)[0]
-                labels.append([ann["label"], *t])
-            if len(crops) >= batch_size:
-                flush()
-    flush()
+            tops, lefts = ys[ii[pick]], xs[jj[pick]]
+            windows.add(resized, tops, lefts)
+            centers = np.stack([lefts + window / 2, tops + window / 2], axis=1)
+            t = encode_boxes(np.broadcast_to(box, (len(tops), 4)), centers, window)
+            labels.extend([ann["label"], *row] for row in t)
     if not labels:
         raise InputError("regression_examples: no window covers half of any box")
-    return np.concatenate(features).astype(np.float32), np.asarray(labels, np.float32)
+    features = windows.features()
+    if stats is not None:
+        stats.update(way=windows.way, windows=len(labels), multiply_adds=windows.multiply_adds)
+    return features.astype(np.float32, copy=False), np.asarray(labels, np.float32)
+
+
+def _window_corners(image, tops, lefts, window: int, stride: int = 1):
+    """``(tops, lefts)`` as integer arrays, checked against ``image`` (2-D)."""
+    if np.ndim(image) != 2:
+        raise InputError(f"windows: expected a 2-D image, got shape {np.shape(image)}")
+    tops, lefts = np.asarray(tops).astype(np.int64), np.asarray(lefts).astype(np.int64)
+    if tops.shape != lefts.shape or tops.ndim != 1:
+        raise InputError(
+            f"windows: expected tops and lefts of one length, got {tops.shape} and {lefts.shape}"
+        )
+    h, w = image.shape
+    if tops.size and (
+        tops.min() < 0 or lefts.min() < 0 or tops.max() + window > h or lefts.max() + window > w
+    ):
+        raise InputError(f"windows: a {window}x{window} window lies outside the {h}x{w} image")
+    if np.any(tops % stride) or np.any(lefts % stride):
+        raise InputError(f"windows: corners must be multiples of {stride}")
+    return tops, lefts
+
+
+class CroppedWindows:
+    """Window features the plain way: cut each window out, run the feature layers on it.
+
+    The reference for :class:`SharedWindows`. Windows are collected with :meth:`add`
+    and run in batches of ``batch_size``; :meth:`features` returns them in the order
+    they were added.
+    """
+
+    way = "cropped"
+
+    def __init__(self, net: Sequential, layers, window: int, batch_size: int = 512):
+        self.net, self.layers, self.window, self.batch_size = net, layers, window, batch_size
+        self._crops, self._features = [], []
+        self.multiply_adds = 0
+
+    def add(self, image: np.ndarray, tops, lefts) -> None:
+        """The windows of ``image`` (2-D) whose top-left corners are ``(tops, lefts)``."""
+        w = self.window
+        tops, lefts = _window_corners(image, tops, lefts, w)
+        self._crops.extend(image[t : t + w, x : x + w] for t, x in zip(tops, lefts, strict=True))
+        if len(self._crops) >= self.batch_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._crops:
+            backend = self.net.backend
+            x = backend.asarray(np.stack(self._crops)[:, None], dtype=self.net.dtype)
+            self.multiply_adds += len(x) * multiply_adds_of(self.layers, x.shape[1:])
+            self._features.append(backend.to_numpy(run_layers(self.layers, x)).copy())
+            self._crops.clear()
+
+    def features(self) -> np.ndarray:
+        """The features of every window added, in order: ``(N, C, k, k)``."""
+        self._flush()
+        if not self._features:
+            raise InputError("windows: no window was added")
+        return np.concatenate(self._features)
+
+
+class SharedWindows:
+    """Window features computed together, as dense evaluation computes them.
+
+    The windows of one scene at one scale overlap: eight windows 2 pixels apart cover
+    about a third of the pixels that eight separate crops would. So the layers before
+    the last pool (the *trunk*) run once on the smallest region that holds all of
+    them; the trunk's output for a window is the ``k x k`` block of the region's map at
+    ``(top / s, left / s)`` (``s``: the trunk's stride, ``k``: its output size for one
+    window), and the last pool turns that block into the window's features. For a
+    trunk without padding, and windows on the grid of its stride, this is exactly what
+    the window alone gives (:mod:`~overfeat_scratch.nn.geometry`): the same
+    multiply-adds, done once instead of once per window. Regions of similar size are
+    batched, padded at the bottom and right to a multiple of :attr:`QUANTUM` pixels
+    (the padding lies outside every window, so it changes no feature).
+    """
+
+    QUANTUM = 4
+    way = "shared"
+
+    def __init__(self, net: Sequential, layers, window: int, stride: int, batch_size: int = 512):
+        self.net, self.window, self.batch_size = net, window, batch_size
+        self.trunk, self.tail = layers[:-1], layers[-1:]
+        self.stride = stride
+        self.size = Geometry(tuple(stages_of(self.trunk))).output_size(window, window)
+        self._buckets: dict[tuple[int, int], list] = {}
+        self._pending: dict[tuple[int, int], int] = {}
+        self._parts: list[tuple[np.ndarray, np.ndarray]] = []
+        self._count = 0
+        self.multiply_adds = 0
+
+    @classmethod
+    def for_layers(cls, net, layers, window: int, fine_stride: int, batch_size: int = 512):
+        """A :class:`SharedWindows` where it is exact for ``layers`` (which end with a
+        pool) and windows ``fine_stride`` apart; ``None`` where it is not (a padded
+        trunk, or windows off the trunk's grid)."""
+        geometry = Geometry(tuple(stages_of(layers[:-1])))
+        if geometry.padding or fine_stride % geometry.stride:
+            return None
+        return cls(net, layers, window, geometry.stride, batch_size)
+
+    def add(self, image: np.ndarray, tops, lefts) -> None:
+        """The windows of ``image`` (2-D) whose top-left corners are ``(tops, lefts)``,
+        multiples of the trunk's stride."""
+        tops, lefts = _window_corners(image, tops, lefts, self.window, self.stride)
+        if tops.size == 0:
+            return
+        top, left = int(tops.min()), int(lefts.min())
+        h = int(tops.max()) - top + self.window
+        w = int(lefts.max()) - left + self.window
+        q = self.QUANTUM
+        key = (-(-h // q) * q, -(-w // q) * q)
+        rows, cols = (tops - top) // self.stride, (lefts - left) // self.stride
+        region = image[top : top + h, left : left + w]
+        self._buckets.setdefault(key, []).append((region, rows, cols, self._count))
+        self._count += len(tops)
+        self._pending[key] = self._pending.get(key, 0) + len(tops)
+        if self._pending[key] >= self.batch_size:
+            self._flush(key)
+
+    def _flush(self, key) -> None:
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        items, backend = self._buckets.pop(key), self.net.backend
+        del self._pending[key]
+        x = np.zeros((len(items), 1, *key), self.net.dtype)
+        for n, (region, *_) in enumerate(items):
+            x[n, 0, : region.shape[0], : region.shape[1]] = region
+        maps = backend.to_numpy(run_layers(self.trunk, backend.asarray(x, dtype=self.net.dtype)))
+        self.multiply_adds += len(x) * multiply_adds_of(self.trunk, x.shape[1:])
+        blocks = sliding_window_view(maps, self.size, axis=(2, 3))
+        which = np.concatenate([np.full(len(rows), n) for n, (_, rows, _, _) in enumerate(items)])
+        rows = np.concatenate([item[1] for item in items])
+        cols = np.concatenate([item[2] for item in items])
+        x = backend.asarray(
+            np.ascontiguousarray(blocks[which, :, rows, cols]), dtype=self.net.dtype
+        )
+        order = np.concatenate([start + np.arange(len(r)) for _, r, _, start in items])
+        self.multiply_adds += len(x) * multiply_adds_of(self.tail, x.shape[1:])
+        self._parts.append((order, backend.to_numpy(run_layers(self.tail, x)).copy()))
+
+    def features(self) -> np.ndarray:
+        """The features of every window added, in order: ``(N, C, k, k)``."""
+        for key in list(self._buckets):
+            self._flush(key)
+        if not self._parts:
+            raise InputError("windows: no window was added")
+        first = self._parts[0][1]
+        out = np.empty((self._count, *first.shape[1:]), first.dtype)
+        for order, values in self._parts:
+            out[order] = values
+        return out
 
 
 def _total_stride(net: Sequential) -> int:
-    from ..nn.geometry import Geometry
-
     return Geometry.of(net).stride
 
 

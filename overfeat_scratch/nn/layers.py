@@ -412,6 +412,15 @@ def _in_place_relu(layer) -> bool:
     return isinstance(layer, ReLU) and layer.inplace
 
 
+def multiply_adds_of(layers, in_shape: tuple) -> int:
+    """Multiply-adds of a stack of ``layers`` on one input of ``in_shape`` ``(C, H, W)``."""
+    total, shape = 0, tuple(in_shape)
+    for layer in layers:
+        total += layer.multiply_adds(shape)
+        shape = layer.output_shape(shape)
+    return total
+
+
 class Sequential(Layer):
     """Layers applied in order; backward in reverse order.
 
@@ -465,11 +474,7 @@ class Sequential(Layer):
         return out
 
     def multiply_adds(self, in_shape):
-        total, shape = 0, tuple(in_shape)
-        for layer in self.layers:
-            total += layer.multiply_adds(shape)
-            shape = layer.output_shape(shape)
-        return total
+        return multiply_adds_of(self.layers, in_shape)
 
     def window(self) -> int:
         """The smallest square input side that gives one output: the network's window.
