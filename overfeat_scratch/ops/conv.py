@@ -185,13 +185,18 @@ def _span(offset, stride, size, count):
 @numba.njit(cache=False, nogil=True)
 def _col2im_unit_stride(cols, kh, kw, ho, wo, dxp):
     """``dxp[n, c, i + u, j + v] += cols[(c*kh + u)*kw + v, (n*Ho + i)*Wo + j]``
-    (``dxp``: the padded gradient, ``(N, C, Ho + kh - 1, Wo + kw - 1)``)."""
+    (``dxp``: the padded gradient, ``(N, C, Ho + kh - 1, Wo + kw - 1)``).
+
+    Row by row of ``cols``, as :func:`_im2col_unit_stride` writes them: the columns
+    are read once, in order, while the few images' gradient stays in cache (1.5x
+    faster than image by image on ``mini``'s conv2 tiles). Every pixel still adds
+    its taps in the order ``(u, v)``, so the sums are the same bits."""
     n, c, _, _ = dxp.shape
-    for a in range(n):
-        for ci in range(c):
-            for u in range(kh):
-                for v in range(kw):
-                    row = (ci * kh + u) * kw + v
+    for ci in range(c):
+        for u in range(kh):
+            for v in range(kw):
+                row = (ci * kh + u) * kw + v
+                for a in range(n):
                     for i in range(ho):
                         first = (a * ho + i) * wo
                         for j in range(wo):
