@@ -1,5 +1,7 @@
 """The NumPy backend against the loop references, and backward against finite differences."""
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -170,6 +172,38 @@ def test_pool_nan_wins_as_np_argmax_says(kernel):
     np.testing.assert_array_equal(arg, arg_ref)
     assert np.isnan(y[0, 0, 0, 0]) and arg[0, 0, 0, 0] == kernel + 1
     assert arg[0, 1, 1, 1] == kernel
+
+
+def test_pool_2x2_tree_picks_the_first_maximum_of_every_window_of_ties_and_nans():
+    """Every 2x2 window of the values 0, 1 and NaN (81 of them): the tree of the 2x2
+    loop gives np.argmax's winner, as the loop reference does."""
+    values = np.array([0.0, 1.0, np.nan])
+    windows = np.array(list(itertools.product(values, repeat=4)))  # (81, 4), reading order
+    # Lay the windows side by side in one plane, 2 rows x (2 * 81) columns.
+    x = windows.reshape(81, 2, 2).transpose(1, 0, 2).reshape(1, 1, 2, 162)
+    for dtype in (np.float32, np.float64):
+        y, arg = pool.max_pool2d_forward(x.astype(dtype), 2, 2)
+        y_ref, arg_ref = pool.max_pool2d_naive(x, 2, 2)
+        np.testing.assert_array_equal(arg[0, 0, 0], np.argmax(windows, axis=1))
+        np.testing.assert_array_equal(arg, arg_ref)
+        np.testing.assert_array_equal(y, y_ref.astype(dtype))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 6), (1, 2, 5, 7), (3, 1, 9, 2)])
+def test_pool_2x2_backward_writes_every_input_pixel(shape):
+    """The 2x2 backward pass writes each pixel once instead of zeroing first: pixels
+    that lost their window, and the odd row or column no window covers, must be 0
+    (dx comes from np.empty, so a pixel it missed would hold garbage)."""
+    rng = np.random.default_rng(sum(shape))
+    x = np.round(rng.standard_normal(shape) * 2) / 2  # ties
+    for dtype in (np.float32, np.float64):
+        y, arg = pool.max_pool2d_forward(x.astype(dtype), 2, 2)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        for _ in range(3):  # fresh np.empty each time
+            dx = pool.max_pool2d_backward(dy, arg, shape, 2, 2)
+            expected = pool.max_pool2d_backward_naive(dy, arg, shape, 2)
+            np.testing.assert_array_equal(dx, expected)
+        assert np.count_nonzero(dx) == np.count_nonzero(dy)
 
 
 def test_pool_backward_refuses_winners_outside_the_window():

@@ -76,11 +76,12 @@ def max_pool2d_backward_naive(dy, arg, x_shape, kernel, stride=None):
 #
 # A strided view of all windows and one ``np.argmax`` (then ``take_along_axis``)
 # reads every input several times; these loops (Numba) read each window once and
-# keep the running maximum and its position. The window loops are unrolled for the
-# network's 2x2 and 3x3 pools (a copy of the loop with the sizes fixed, which the
-# compiler turns into vector code); other sizes run the same loop with run-time
-# sizes. Every (image, channel) plane pools on its own, so the planes are shared
-# among the package's worker threads in blocks (:mod:`.parallel`).
+# keep the running maximum and its position. The 3x3 pools run a copy of the loop
+# with the sizes fixed, which the compiler unrolls; the 2x2 pools (``mini``'s and
+# the fast model's) compare the window as a tree, which it also turns into vector
+# code; other sizes run the loop with run-time sizes. Every (image, channel) plane
+# pools on its own, so the planes are shared among the package's worker threads in
+# blocks (:mod:`.parallel`).
 # ``cache=False``: nothing is written to disk.
 
 
@@ -113,7 +114,35 @@ def _max_pool_any(x, kernel, stride, y, arg):
 
 @numba.njit(cache=False, nogil=True)
 def _max_pool_2x2(x, kernel, stride, y, arg):
-    _max_pool_loop(x, 2, 2, y, arg)
+    """The 2x2, stride-2 pool as a tree: the winner of each row of the window, then
+    the winner of the two rows. Its chains are two comparisons long instead of
+    three, and the compiler turns it into vector code (2.1x faster than
+    :func:`_max_pool_loop` on ``mini``'s pool1; written out, because the same tree
+    through a small inlined helper ran 1.4x slower). It keeps np.argmax's rule: a
+    row's winner is its first maximum (or first NaN), and the second row wins only if
+    its winner is strictly greater (or the first NaN), so the first maximum of the
+    four in reading order wins, as in the loop."""
+    n, c, ho, wo = y.shape
+    for a in range(n):
+        for ci in range(c):
+            for i in range(ho):
+                top = x[a, ci, 2 * i]
+                bottom = x[a, ci, 2 * i + 1]
+                out = y[a, ci, i]
+                where = arg[a, ci, i]
+                for j in range(wo):
+                    p, q = top[2 * j], top[2 * j + 1]
+                    r, s = bottom[2 * j], bottom[2 * j + 1]
+                    # each "take" is np.argmax's rule for a later value against an earlier one
+                    take = (q > p) | ((q != q) & (p == p))
+                    m0 = q if take else p
+                    k0 = np.int32(1) if take else np.int32(0)
+                    take = (s > r) | ((s != s) & (r == r))
+                    m1 = s if take else r
+                    k1 = np.int32(3) if take else np.int32(2)
+                    take = (m1 > m0) | ((m1 != m1) & (m0 == m0))
+                    out[j] = m1 if take else m0
+                    where[j] = k1 if take else k0
 
 
 @numba.njit(cache=False, nogil=True)
@@ -138,6 +167,34 @@ def _max_pool_backward_kernel(dy, arg, kernel, stride, dx):
                     where = arg[a, ci, i, j]
                     u, v = where // kernel, where % kernel
                     dx[a, ci, i * stride + u, j * stride + v] += dy[a, ci, i, j]
+
+
+@numba.njit(cache=False, nogil=True)
+def _max_pool_backward_2x2(dy, arg, kernel, stride, dx):
+    """:func:`_max_pool_backward_kernel` for the 2x2, stride-2 pool, whose windows do
+    not overlap: each input pixel is written once, with its window's gradient if it
+    won the window and 0 if not, so no zeroing pass comes first (1.9x faster on
+    ``mini``'s pool1). Rows and columns that no window covers (odd sizes) get 0."""
+    n, c, ho, wo = dy.shape
+    h, w = dx.shape[2], dx.shape[3]
+    for a in range(n):
+        for ci in range(c):
+            for i in range(ho):
+                grad = dy[a, ci, i]
+                where = arg[a, ci, i]
+                top = dx[a, ci, 2 * i]
+                bottom = dx[a, ci, 2 * i + 1]
+                for j in range(wo):
+                    g, k = grad[j], where[j]
+                    top[2 * j] = g if k == 0 else 0
+                    top[2 * j + 1] = g if k == 1 else 0
+                    bottom[2 * j] = g if k == 2 else 0
+                    bottom[2 * j + 1] = g if k == 3 else 0
+                for col in range(2 * wo, w):
+                    top[col] = 0
+                    bottom[col] = 0
+            for row in range(2 * ho, h):
+                dx[a, ci, row] = 0
 
 
 # Planes (image, channel) per tile of work for the worker threads, at least; and the
@@ -207,11 +264,11 @@ def max_pool2d_backward(dy, arg, x_shape, kernel, stride=None):
     dx = np.empty(x_shape, dtype=dy.dtype)
     dy_planes, arg_planes, dx_planes = as_planes(dy), as_planes(arg), as_planes(dx)
 
+    loop = _max_pool_backward_2x2 if (kernel, stride) == (2, 2) else _max_pool_backward_kernel
+
     def job(tile):
         p0, p1 = tile
-        _max_pool_backward_kernel(
-            dy_planes[p0:p1], arg_planes[p0:p1], kernel, stride, dx_planes[p0:p1]
-        )
+        loop(dy_planes[p0:p1], arg_planes[p0:p1], kernel, stride, dx_planes[p0:p1])
 
     run_tiles(job, plane_tiles(x_shape))
     return dx
