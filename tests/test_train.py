@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 from checkpoints import with_metadata
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from overfeat_scratch import build_network
@@ -22,7 +22,13 @@ from overfeat_scratch.nn.train import (
     save_checkpoint,
     train,
 )
-from overfeat_scratch.ops.optim import SGD, StepSchedule, sgd_step, sgd_step_naive
+from overfeat_scratch.ops.optim import (
+    SGD,
+    StepSchedule,
+    sgd_step,
+    sgd_step_fused,
+    sgd_step_naive,
+)
 
 
 @given(st.integers(1, 50), st.floats(0, 1), st.floats(0, 0.99), st.floats(0, 0.1))
@@ -36,12 +42,41 @@ def test_sgd_step_matches_loops(size, lr, momentum, weight_decay):
     np.testing.assert_allclose(v, v2, rtol=1e-12, atol=1e-15)
 
 
+@settings(max_examples=25)
+@given(
+    st.sampled_from([(7,), (3, 5), (4, 2, 3, 3), (1000,)]),
+    st.sampled_from([np.float32, np.float64]),
+    st.booleans(),
+    st.floats(0, 1),
+    st.floats(0, 0.99),
+    st.floats(0, 0.1),
+)
+def test_fused_sgd_step_gives_the_array_versions_bits(shape, dtype, strided, lr, mom, decay):
+    hyper = (lr, mom, decay)
+    rng = np.random.default_rng(len(shape))
+    w, g, v = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
+    if strided:  # not contiguous: the fused step hands over to the array version
+        w, g, v = (np.asfortranarray(a).T if a.ndim > 1 else a[::-1] for a in (w, g, v))
+    w2, v2 = w.copy(), v.copy()
+    w_before = w.copy()
+    sgd_step_fused(w, g, v, *hyper)
+    sgd_step(w2, g, v2, *hyper)
+    assert w.tobytes() == w2.tobytes() and v.tobytes() == v2.tobytes()
+    assert w.dtype == v.dtype == dtype
+    if hyper[0] > 0 and np.any(g != 0):
+        assert not np.array_equal(w, w_before)
+
+
 def test_sgd_rejects_bad_arguments():
     w = np.zeros(3, np.float32)
     with pytest.raises(ValueError, match="must have one shape"):
         sgd_step(w, np.zeros(4, np.float32), np.zeros(3, np.float32), 0.1, 0.9, 0)
     with pytest.raises(ValueError, match="0 <= momentum < 1"):
         sgd_step(w, w.copy(), w.copy(), 0.1, 1.5, 0)
+    with pytest.raises(ValueError, match="must have one shape"):
+        sgd_step_fused(w, np.zeros(4, np.float32), np.zeros(3, np.float32), 0.1, 0.9, 0)
+    with pytest.raises(ValueError, match="0 <= momentum < 1"):
+        sgd_step_fused(w, w.copy(), w.copy(), 0.1, 1.5, 0)
 
 
 def test_sgd_velocities_follow_the_parameters_dtype():

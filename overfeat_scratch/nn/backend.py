@@ -172,7 +172,7 @@ class NumpyBackend(Backend):
     linear_backward = staticmethod(linear.linear_backward)
     softmax_cross_entropy = staticmethod(losses.softmax_cross_entropy)
     l2_loss = staticmethod(losses.l2_loss)
-    sgd_step = staticmethod(optim.sgd_step)
+    sgd_step = staticmethod(optim.sgd_step_fused)
     greedy_merge = staticmethod(merge.merge_fast)
     non_max_suppression = staticmethod(nms.nms)
 
