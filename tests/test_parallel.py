@@ -144,6 +144,34 @@ def test_live_positions_stop_past_the_fraction():
     assert conv.live_positions(np.ones((1, 2, 3, 3))) is None
 
 
+@settings(max_examples=30)
+@given(
+    st.integers(0, 2**16),
+    st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 6), st.integers(1, 6)),
+    st.floats(0, 1),
+    st.sampled_from([0.1, 0.5, 0.9]),
+)
+def test_live_positions_decide_as_the_full_scan_does(seed, shape, density, fraction):
+    """The shortcut (the first channels' live positions, a lower bound) never changes
+    the answer of the scan over every channel: the same list, or None past the
+    fraction."""
+    rng = np.random.default_rng(seed)
+    dy = rng.standard_normal(shape) * (rng.random(shape) < density)
+    if seed % 3 == 0:
+        dy[:, : min(4, shape[1])] = 0  # the first channels say nothing: the scan decides
+    n, c, ho, wo = shape
+    most = int(fraction * n * ho * wo)
+    assert conv._some_live(dy, 4) <= np.count_nonzero(np.any(dy != 0, axis=1))
+    scan = conv._live_positions(dy, most)
+    expected = None if scan.size == 1 and scan[0] < 0 else scan
+    got = conv.live_positions(dy, fraction)
+    if expected is None:
+        assert got is None
+    else:
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(expected, np.flatnonzero(np.any(dy != 0, axis=1)))
+
+
 def test_tiled_backward_takes_the_live_route_where_few_positions_have_a_gradient(monkeypatch):
     # A detector's mined loss: a quarter of the windows of each 9x9 map.
     rng = np.random.default_rng(8)

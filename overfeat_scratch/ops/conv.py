@@ -566,6 +566,28 @@ def forward_temporaries(x_shape, w_shape, stride, padding, itemsize, workers):
 
 
 @numba.njit(cache=False, nogil=True)
+def _some_live(dy, channels):
+    """How many positions have a nonzero gradient (NaN counts) in one of the first
+    ``channels`` channels: a lower bound of the live positions, read channel plane by
+    channel plane in memory order (vector code), about a tenth of the cost of
+    :func:`_live_positions`' scan on a dense gradient."""
+    n, c, ho, wo = dy.shape
+    positions = ho * wo
+    flat = dy.reshape(n, c, positions)
+    seen = np.zeros(positions, np.bool_)
+    count = 0
+    for a in range(n):
+        seen[:] = False
+        for k in range(min(channels, c)):
+            plane = flat[a, k]
+            for p in range(positions):
+                seen[p] |= plane[p] != 0
+        for p in range(positions):
+            count += seen[p]
+    return count
+
+
+@numba.njit(cache=False, nogil=True)
 def _live_positions(dy, most):
     """Flat indices ``(n * Ho + i) * Wo + j`` of the positions where some channel of
     ``dy`` is nonzero (NaN counts as nonzero), in order; ``-1`` alone once there are
@@ -592,7 +614,12 @@ def live_positions(dy, fraction=LIVE_FRACTION_MAX):
     """The columns of ``from_nchw(dy)`` that hold a nonzero gradient, or ``None`` when
     more than ``fraction`` of them do (then the dense products are the faster way)."""
     n, _, ho, wo = dy.shape
-    live = _live_positions(np.ascontiguousarray(dy), int(fraction * n * ho * wo))
+    dy = np.ascontiguousarray(dy)
+    most = int(fraction * n * ho * wo)
+    # A dense gradient (plain training) is told apart by its first few channels alone.
+    if _some_live(dy, 4) > most:
+        return None
+    live = _live_positions(dy, most)
     return None if live.size == 1 and live[0] < 0 else live
 
 
