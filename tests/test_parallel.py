@@ -85,7 +85,8 @@ def test_tiled_convolution_matches_loops(case, sizes, count, input_grad):
 
 def test_every_kind_of_tile_occurs():
     # The shapes of the paper's and mini's layers pick each route.
-    assert len(conv.column_tiles(128, 10, 10, conv.tile_width(800, 4))) == 13  # image groups
+    # image groups: 128 images of 100 positions, at most 10 a tile, 14 tiles (not 13)
+    assert len(conv.column_tiles(128, 10, 10, conv.tile_width(800, 4))) == 14
     assert conv.column_tiles(1, 56, 56) == [
         (0, 1, 0, 14),
         (0, 1, 14, 28),
@@ -193,12 +194,26 @@ def test_tiled_backward_takes_the_live_route_where_few_positions_have_a_gradient
         assert relative_error(a, r) < F32
 
 
+@given(st.integers(1, 300), st.integers(1, 200), st.integers(1, 2048))
+def test_image_groups_come_in_an_even_count_within_the_width(n, positions, width):
+    groups = conv.image_groups(n, positions, width)
+    sizes = [n1 - n0 for n0, n1 in groups]
+    assert groups[0][0] == 0 and groups[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(groups, groups[1:], strict=False))
+    assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+    most = max(1, width // positions)  # images a tile may hold (at least one)
+    assert max(sizes) <= most
+    if len(groups) > 1:
+        assert len(groups) % conv.TILE_COUNT_MULTIPLE == 0 or len(groups) == n
+        assert len(groups) < -(-n // most) + conv.TILE_COUNT_MULTIPLE
+
+
 def test_tiled_conv_backward_adds_the_weight_gradients_of_every_image_group():
     rng = np.random.default_rng(10)
     x = rng.standard_normal((6, 2, 6, 6))
     w = rng.standard_normal((3, 2, 3, 3))
     dy = rng.standard_normal((6, 3, 4, 4))
-    assert len(conv.image_groups(6, 16, 32)) == 3
+    assert len(conv.image_groups(6, 16, 32)) == 4  # 3 would do; an even count
     refs = conv.conv2d_backward_naive(dy, x, w)
     with workers(2), tiles(conv, TILE_COLUMNS=32, TILE_BYTES=0):
         for input_grad in (True, False):
