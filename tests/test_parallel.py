@@ -153,16 +153,16 @@ def test_live_positions_stop_past_the_fraction():
     st.sampled_from([0.1, 0.5, 0.9]),
 )
 def test_live_positions_decide_as_the_full_scan_does(seed, shape, density, fraction):
-    """The shortcut (the first channels' live positions, a lower bound) never changes
-    the answer of the scan over every channel: the same list, or None past the
-    fraction."""
+    """The shortcut (the live positions of the first channels, a lower bound) never
+    changes the answer of the scan over every channel: the same list, or None past
+    the fraction."""
     rng = np.random.default_rng(seed)
     dy = rng.standard_normal(shape) * (rng.random(shape) < density)
     if seed % 3 == 0:
         dy[:, : min(4, shape[1])] = 0  # the first channels say nothing: the scan decides
     n, c, ho, wo = shape
     most = int(fraction * n * ho * wo)
-    assert conv._some_live(dy, 4) <= np.count_nonzero(np.any(dy != 0, axis=1))
+    assert conv._some_live(dy, most) <= np.count_nonzero(np.any(dy != 0, axis=1))
     scan = conv._live_positions(dy, most)
     expected = None if scan.size == 1 and scan[0] < 0 else scan
     got = conv.live_positions(dy, fraction)

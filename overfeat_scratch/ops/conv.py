@@ -576,24 +576,34 @@ def forward_temporaries(x_shape, w_shape, stride, padding, itemsize, workers):
 
 
 @numba.njit(cache=False, nogil=True)
-def _some_live(dy, channels):
-    """How many positions have a nonzero gradient (NaN counts) in one of the first
-    ``channels`` channels: a lower bound of the live positions, read channel plane by
-    channel plane in memory order (vector code), about a tenth of the cost of
-    :func:`_live_positions`' scan on a dense gradient."""
+def _some_live(dy, most):
+    """A lower bound of the count of live positions (a nonzero gradient, NaN counts, in
+    some channel), read channel plane by channel plane in memory order (vector code):
+    it stops once the count passes ``most`` (then the positions are too many for the
+    live route, and :func:`_live_positions` need not scan), or once a channel adds
+    fewer than 1 in 64 of the positions (a detector's mined windows, live in every
+    channel or none: the scan then decides). On ``mini``'s conv1 gradient at batch 128
+    (83% zeros, a pool's winners) it reads 7 of 32 channels in 0.1 ms, where the scan
+    takes 0.8 ms."""
     n, c, ho, wo = dy.shape
     positions = ho * wo
     flat = dy.reshape(n, c, positions)
-    seen = np.zeros(positions, np.bool_)
+    seen = np.zeros((n, positions), np.bool_)
     count = 0
-    for a in range(n):
-        seen[:] = False
-        for k in range(min(channels, c)):
+    for k in range(c):
+        for a in range(n):
             plane = flat[a, k]
+            row = seen[a]
             for p in range(positions):
-                seen[p] |= plane[p] != 0
-        for p in range(positions):
-            count += seen[p]
+                row[p] |= plane[p] != 0
+        total = 0
+        for a in range(n):
+            row = seen[a]
+            for p in range(positions):
+                total += row[p]
+        if total > most or 64 * (total - count) < n * positions:
+            return total
+        count = total
     return count
 
 
@@ -627,7 +637,7 @@ def live_positions(dy, fraction=LIVE_FRACTION_MAX):
     dy = np.ascontiguousarray(dy)
     most = int(fraction * n * ho * wo)
     # A dense gradient (plain training) is told apart by its first few channels alone.
-    if _some_live(dy, 4) > most:
+    if _some_live(dy, most) > most:
         return None
     live = _live_positions(dy, most)
     return None if live.size == 1 and live[0] < 0 else live
