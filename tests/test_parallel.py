@@ -196,6 +196,7 @@ def test_tiled_backward_takes_the_live_route_where_few_positions_have_a_gradient
 
 @given(st.integers(1, 300), st.integers(1, 200), st.integers(1, 2048))
 def test_image_groups_come_in_an_even_count_within_the_width(n, positions, width):
+    # image_groups is parallel.blocks of the images a tile may hold
     groups = conv.image_groups(n, positions, width)
     sizes = [n1 - n0 for n0, n1 in groups]
     assert groups[0][0] == 0 and groups[-1][1] == n
@@ -204,8 +205,8 @@ def test_image_groups_come_in_an_even_count_within_the_width(n, positions, width
     most = max(1, width // positions)  # images a tile may hold (at least one)
     assert max(sizes) <= most
     if len(groups) > 1:
-        assert len(groups) % conv.TILE_COUNT_MULTIPLE == 0 or len(groups) == n
-        assert len(groups) < -(-n // most) + conv.TILE_COUNT_MULTIPLE
+        assert len(groups) % parallel.TILE_COUNT_MULTIPLE == 0 or len(groups) == n
+        assert len(groups) < -(-n // most) + parallel.TILE_COUNT_MULTIPLE
 
 
 def test_tiled_conv_backward_adds_the_weight_gradients_of_every_image_group():
@@ -517,7 +518,10 @@ def test_split_and_blocks_by_hand():
     assert parallel.split(7, 2) == [(0, 3), (3, 7)]
     assert parallel.split(0, 3) == []
     assert parallel.blocks(5, 1) == [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
-    assert parallel.blocks(5, 2) == [(0, 1), (1, 3), (3, 5)]
+    # 3 ranges would do; an even count is cut instead (two workers, equal shares)
+    assert parallel.blocks(5, 2) == [(0, 1), (1, 2), (2, 3), (3, 5)]
+    assert parallel.blocks(12, 5) == [(0, 3), (3, 6), (6, 9), (9, 12)]
+    assert parallel.blocks(6, 6) == [(0, 6)]  # one range stays one
     assert parallel.blocks(4, 0) == [(0, 1), (1, 2), (2, 3), (3, 4)]
 
 

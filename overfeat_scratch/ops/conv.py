@@ -34,7 +34,7 @@ from ..common.checks import (
     check_same_dtype,
     conv_output_size,
 )
-from .parallel import run_tiles, split
+from .parallel import blocks, run_tiles, split
 
 
 def check_conv_args(x, w, b, stride, padding):
@@ -341,8 +341,6 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, input_grad=True):
 # the per-tile overhead).
 TILE_COLUMNS = 1024
 TILE_BYTES = 1 << 20
-# Several tiles of images come in a multiple of this many (equal shares for 2 workers).
-TILE_COUNT_MULTIPLE = 2
 # The narrowest band of output rows worth a tile of its own (in positions).
 MIN_BAND = 256
 # Rows of the weight matrix (filters) per tile at most, when the output has one tile
@@ -370,16 +368,9 @@ def tile_width(rows, itemsize):
 
 def image_groups(n, positions, width):
     """``n`` images in ranges ``(n0, n1)`` of at most ``width`` output positions (at
-    least one image each), as equal in size as the count of ranges allows. Where
-    there are several, their count is a multiple of :data:`TILE_COUNT_MULTIPLE`, so
-    that two (or four) workers get equal shares: 13 tiles on two workers leave one
-    idle for the 13th (``mini``'s conv2 at batch 128: 14 tiles instead, 7% faster).
-    The count depends on the shapes only, never on the workers, so the sums of the
-    tiles' parts, and the result, are the same bits with any number of workers."""
-    parts = -(-n // max(1, width // positions))
-    if parts > 1:
-        parts = -(-parts // TILE_COUNT_MULTIPLE) * TILE_COUNT_MULTIPLE
-    return split(n, parts)
+    least one image each), as equal in size as the count of ranges allows
+    (:func:`~.parallel.blocks`: an even count where there are several)."""
+    return blocks(n, width // positions)
 
 
 def column_tiles(n, ho, wo, width=TILE_COLUMNS, filters=0):

@@ -171,6 +171,19 @@ def split(count: int, parts: int, minimum: int = 1) -> list[tuple[int, int]]:
     return [(bounds[k], bounds[k + 1]) for k in range(parts) if bounds[k + 1] > bounds[k]]
 
 
+# Work cut into several tiles is cut into a multiple of this many, where the items
+# allow: two workers (or four) then get equal shares. 13 equal tiles on two workers
+# leave one idle while the other does the 13th (mini's conv2 at batch 128: 14 tiles
+# instead, 7% faster). The count depends on the sizes only, never on the workers, so
+# results summed over tiles are the same bits with any number of workers.
+TILE_COUNT_MULTIPLE = 2
+
+
 def blocks(count: int, most: int) -> list[tuple[int, int]]:
-    """``count`` items in as few nearly equal ranges as keep each at most ``most``."""
-    return split(count, -(-count // max(1, most)))
+    """``count`` items in nearly equal ranges of at most ``most``: as few as that
+    allows, rounded up to a multiple of :data:`TILE_COUNT_MULTIPLE` where there are
+    several."""
+    parts = -(-count // max(1, most))
+    if parts > 1:
+        parts = -(-parts // TILE_COUNT_MULTIPLE) * TILE_COUNT_MULTIPLE
+    return split(count, parts)
