@@ -353,9 +353,6 @@ CHANNEL_TILES = 8
 # (the paper's layers after the first) one product over all columns, shared among
 # BLAS's own threads, is faster (measured: 1.15 to 1.3 times on the 3x3 layers).
 TILE_ROWS_MAX = 1024
-# Fully connected layers on fewer images than this: one product with BLAS's threads
-# (for one image a matrix-vector product that streams the weights once).
-FC_TILE_IMAGES = 64
 # The backward pass runs its products on the live output positions only (those where
 # some filter's gradient is nonzero) when at most this fraction of them is live.
 LIVE_FRACTION_MAX = 0.5
@@ -410,47 +407,23 @@ def is_fully_connected(x_shape, w_shape, padding):
 
 
 def _fully_connected_forward(x_flat, w_mat, b, relu=False):
-    """``y = x_flat @ w_mat.T + b`` (``(N, O)``; rectified with ``relu``), in blocks of
-    filters."""
-    if x_flat.shape[0] < FC_TILE_IMAGES:
-        y = (w_mat @ x_flat.T).T + b
-        return np.maximum(y, 0, out=y) if relu else y
-    y = np.empty((x_flat.shape[0], w_mat.shape[0]), dtype=np.result_type(x_flat, w_mat))
-
-    def job(block):
-        o0, o1 = block
-        # W @ x.T, the weights as the left operand: for one image a matrix-vector
-        # product that streams the weights once (x @ W.T repacks them first).
-        np.add((w_mat[o0:o1] @ x_flat.T).T, b[o0:o1], out=y[:, o0:o1])
-        if relu:
-            np.maximum(y[:, o0:o1], 0, out=y[:, o0:o1])
-
-    run_tiles(job, filter_blocks(w_mat.shape[0]))
-    return y
+    """``y = x_flat @ w_mat.T + b`` (``(N, O)``; rectified with ``relu``): one product
+    on BLAS's own threads. ``W @ x.T``, the weights as the left operand: for one image
+    a matrix-vector product that streams the weights once (``x @ W.T`` repacks them
+    first). Blocks of filters on the package's workers, each product single-threaded,
+    were 1.2 to 1.5x slower for `mini`'s layers at batch 64 to 512 and no faster for
+    the paper's (measured on an AVX-512 machine, with OpenBLAS's idle threads no
+    longer spinning: :data:`~overfeat_scratch.BLAS_THREAD_TIMEOUT`)."""
+    y = (w_mat @ x_flat.T).T + b
+    return np.maximum(y, 0, out=y) if relu else y
 
 
 def _fully_connected_backward(dy_flat, x_flat, w_mat, input_grad):
-    """``dx = dy @ W``, ``dW = dy.T @ x``, ``db = sum(dy)``: the filters' rows of ``dW``
-    and the input's columns of ``dx`` in blocks, all in one set of tiles."""
-    o, k = w_mat.shape
-    if x_flat.shape[0] < FC_TILE_IMAGES:
-        dx = dy_flat @ w_mat if input_grad else None
-        return dx, dy_flat.T @ x_flat, dy_flat.sum(axis=0)
-    dw = np.empty_like(w_mat)
-    dx = np.empty((x_flat.shape[0], k), dtype=dy_flat.dtype) if input_grad else None
-
-    def job(tile):
-        kind, start, stop = tile
-        if kind == "w":
-            dw[start:stop] = dy_flat[:, start:stop].T @ x_flat
-        else:
-            dx[:, start:stop] = dy_flat @ w_mat[:, start:stop]
-
-    tiles = [("w", a, z) for a, z in filter_blocks(o)]
-    if input_grad:
-        tiles += [("x", a, z) for a, z in split(k, k // TILE_COLUMNS)]
-    run_tiles(job, tiles)
-    return dx, dw, dy_flat.sum(axis=0)
+    """``dx = dy @ W``, ``dW = dy.T @ x``, ``db = sum(dy)``: two products on BLAS's own
+    threads (as in :func:`_fully_connected_forward`, 1.3 to 1.6x faster than tiles of
+    them on the workers for `mini`'s layers)."""
+    dx = dy_flat @ w_mat if input_grad else None
+    return dx, dy_flat.T @ x_flat, dy_flat.sum(axis=0)
 
 
 @numba.njit(cache=False, nogil=True)
@@ -553,9 +526,7 @@ def forward_temporaries(x_shape, w_shape, stride, padding, itemsize, workers):
     blocks = filter_blocks(o)
     largest = max(o1 - o0 for o0, o1 in blocks)
     if is_fully_connected(x_shape, w_shape, padding):
-        if n < FC_TILE_IMAGES:  # the product and its transposed sum with the bias
-            return 2 * n * o
-        return (min(workers, len(blocks)) + 1) * n * largest
+        return 2 * n * o  # the product and its transposed sum with the bias
     padded = n * c * (h + 2 * padding) * (wd + 2 * padding) if padding else 0
     if rows > TILE_ROWS_MAX:  # one product: all the columns, and the product
         return padded + n * ho * wo * (rows + o)
