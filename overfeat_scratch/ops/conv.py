@@ -538,71 +538,42 @@ def forward_temporaries(x_shape, w_shape, stride, padding, itemsize, workers):
 
 
 @numba.njit(cache=False, nogil=True)
-def _some_live(dy, most):
-    """A lower bound of the count of live positions (a nonzero gradient, NaN counts, in
-    some channel), read channel plane by channel plane in memory order (vector code):
-    it stops once the count passes ``most`` (then the positions are too many for the
-    live route, and :func:`_live_positions` need not scan), or once a channel adds
-    fewer than 1 in 64 of the positions (a detector's mined windows, live in every
-    channel or none: the scan then decides). On ``mini``'s conv1 gradient at batch 128
-    (83% zeros, a pool's winners) it reads 7 of 32 channels in 0.1 ms, where the scan
-    takes 0.8 ms."""
+def _live_mask(dy, most):
+    """``(live, count)``: ``live[a, p]`` whether position ``p`` of image ``a`` has a
+    nonzero gradient (NaN counts) in some channel, and how many do; built channel
+    plane by channel plane in memory order (vector code), and given up once more
+    than ``most`` are live (then ``count > most`` and the mask is partial). A dense
+    gradient (plain training) stops after a few channels: on ``mini``'s conv1
+    gradient at batch 128 (83% zeros, a pool's winners) 7 of 32, in 0.1 ms, where a
+    scan position by position took 0.8 ms."""
     n, c, ho, wo = dy.shape
     positions = ho * wo
     flat = dy.reshape(n, c, positions)
-    seen = np.zeros((n, positions), np.bool_)
+    live = np.zeros((n, positions), np.bool_)
     count = 0
     for k in range(c):
         for a in range(n):
             plane = flat[a, k]
-            row = seen[a]
+            row = live[a]
             for p in range(positions):
                 row[p] |= plane[p] != 0
-        total = 0
+        count = 0
         for a in range(n):
-            row = seen[a]
+            row = live[a]
             for p in range(positions):
-                total += row[p]
-        if total > most or 64 * (total - count) < n * positions:
-            return total
-        count = total
-    return count
-
-
-@numba.njit(cache=False, nogil=True)
-def _live_positions(dy, most):
-    """Flat indices ``(n * Ho + i) * Wo + j`` of the positions where some channel of
-    ``dy`` is nonzero (NaN counts as nonzero), in order; ``-1`` alone once there are
-    more than ``most``. Channels are read until the first nonzero one, so a dense
-    gradient costs about one read per position."""
-    n, c, ho, wo = dy.shape
-    live = np.empty(min(most, n * ho * wo) + 1, np.int64)
-    count = 0
-    for a in range(n):
-        for i in range(ho):
-            for j in range(wo):
-                for k in range(c):
-                    if dy[a, k, i, j] != 0:
-                        if count == most:
-                            live[0] = -1
-                            return live[:1]
-                        live[count] = (a * ho + i) * wo + j
-                        count += 1
-                        break
-    return live[:count]
+                count += row[p]
+        if count > most:
+            break
+    return live, count
 
 
 def live_positions(dy, fraction=LIVE_FRACTION_MAX):
-    """The columns of ``from_nchw(dy)`` that hold a nonzero gradient, or ``None`` when
-    more than ``fraction`` of them do (then the dense products are the faster way)."""
+    """The columns of ``from_nchw(dy)`` that hold a nonzero gradient, in order, or
+    ``None`` when more than ``fraction`` of them do (then the dense products are the
+    faster way)."""
     n, _, ho, wo = dy.shape
-    dy = np.ascontiguousarray(dy)
-    most = int(fraction * n * ho * wo)
-    # A dense gradient (plain training) is told apart by its first few channels alone.
-    if _some_live(dy, most) > most:
-        return None
-    live = _live_positions(dy, most)
-    return None if live.size == 1 and live[0] < 0 else live
+    live, count = _live_mask(np.ascontiguousarray(dy), int(fraction * n * ho * wo))
+    return None if count > int(fraction * n * ho * wo) else np.flatnonzero(live)
 
 
 @numba.njit(cache=False, nogil=True)
