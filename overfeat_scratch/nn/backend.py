@@ -152,13 +152,8 @@ class NumpyBackend(Backend):
 
     def conv2d_forward_winograd(self, x, w, b, padding, transformed, relu=False):
         """A convolution of stride 1 by F(2x2, r x r), ``transformed`` being
-        ``filter_transform(w)``: 3x3 filters by the plain composition (few terms per
-        transform, one product per tile position with BLAS's threads), larger ones by
-        the compiled bands of tiles."""
-        if w.shape[2] != 3:
-            return winograd.conv2d_winograd_tiled(x, w, b, padding, transformed, relu=relu)
-        y = winograd.conv2d_winograd(x, w, b, 1, padding, transformed)
-        return np.maximum(y, 0, out=y) if relu else y
+        ``filter_transform(w)``: the compiled bands of tiles, for every filter size."""
+        return winograd.conv2d_winograd_tiled(x, w, b, padding, transformed, relu=relu)
 
     max_pool2d_forward = staticmethod(pool.max_pool2d_forward)
     max_pool2d_backward = staticmethod(pool.max_pool2d_backward)
