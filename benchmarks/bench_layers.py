@@ -23,7 +23,8 @@ What is measured
    path (``nn.Conv2d``/``nn.ReLU``/``nn.MaxPool2d``, then flatten + ``nn.Linear``, in
    ``torch.inference_mode``) with the same weights and the same number of threads.
 3. **Convolution forward + backward** for every convolution shape of both networks:
-   ``conv2d_forward`` + ``conv2d_backward`` against ``nn.Conv2d`` + autograd.
+   what a ``Conv2d`` layer runs (its forward in eval mode, the NumPy backend's
+   ``conv2d_backward_tiled``) against ``nn.Conv2d`` + autograd.
 4. The **peak memory** (VmHWM) of a batch-1 forward pass of ``fast``, in a subprocess.
 
 PyTorch is optional (``pip install torch``, CPU wheel); without it the PyTorch columns
@@ -426,7 +427,8 @@ def conv_shapes(batch: int, models) -> list[dict]:
 
 
 def bench_conv(specs: list[dict], phases: Phases, torch) -> list[dict]:
-    """``conv2d_forward`` and ``conv2d_backward`` against ``nn.Conv2d`` and autograd."""
+    """A ``Conv2d`` layer's forward (eval mode) and the backend's backward
+    (``conv2d_backward_tiled``) against ``nn.Conv2d`` and autograd."""
     ours, theirs, rows = {}, {}, []
     for spec in specs:
         rng = np.random.default_rng(2)
@@ -444,7 +446,7 @@ def bench_conv(specs: list[dict], phases: Phases, torch) -> list[dict]:
         layer.forward(x)
         ours[name + ":fwd"] = clock(lambda layer=layer, x=x: layer.forward(x))
         ours[name + ":bwd"] = clock(
-            lambda dy=dy, x=x, w=w, s=s, p=p: conv_ops.conv2d_backward(dy, x, w, s, p)
+            lambda dy=dy, x=x, w=w, s=s, p=p: conv_ops.conv2d_backward_tiled(dy, x, w, s, p)
         )
         if torch is not None:
             module = torch.nn.Conv2d(spec["w"][1], spec["w"][0], spec["w"][2], s, p)

@@ -93,6 +93,8 @@ def test_every_kind_of_tile_occurs():
         (0, 1, 42, 56),
     ]
     assert conv.column_tiles(1, 12, 12) == [(0, 1, 0, 12)]  # one tile: filter blocks instead
+    # bands of rows in an even count: accurate.conv1 (108 rows of 108) in 8, not 7
+    assert len(conv.column_tiles(1, 108, 108, conv.tile_width(147, 4), 96)) == 8
     # Many filters for the positions (the paper's conv2 at batch 1): filters are split.
     assert conv.column_tiles(1, 30, 30, filters=256) == [(0, 1, 0, 30)]
     assert conv.filter_blocks(1024) == [(0, 256), (256, 512), (512, 768), (768, 1024)]
