@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from overfeat_scratch.common.checks import InputError
+from overfeat_scratch.nn import layers
 from overfeat_scratch.ops import winograd
 from overfeat_scratch.ops.conv import conv2d_naive
 from overfeat_scratch.ops.winograd import (
@@ -15,6 +16,7 @@ from overfeat_scratch.ops.winograd import (
     conv2d_winograd,
     conv2d_winograd_tiled,
     filter_transform,
+    transformed_bytes,
     winograd_applies,
     winograd_matrices,
 )
@@ -208,7 +210,33 @@ def test_small_layers_and_other_shapes_keep_the_direct_route():
     assert (
         Conv2d(64, 4, 7, stride=2, rng=np.random.default_rng(0)).eval().winograd_filters() is None
     )
-    assert FullyConnected(64, 4, 3, rng=np.random.default_rng(0)).eval().winograd_filters() is None
+    with pytest.MonkeyPatch.context() as patch:  # transformed filters too large to keep
+        layer = _conv_layer(kernel=5)
+        patch.setattr(layers, "WINOGRAD_MAX_BYTES", transformed_bytes((8, 64, 5, 5), 4) - 1)
+        assert layer.eval().winograd_filters() is None
+    full = FullyConnected(64, 4, 3, rng=np.random.default_rng(0)).eval()
+    assert full.winograd_filters((64, 3, 3)) is None  # one window: one product
+    assert full.winograd_filters((64, 8, 8)) is not None  # a map: dense evaluation
+
+
+def test_a_fully_connected_layer_takes_the_transform_in_dense_evaluation_only():
+    """mini's full3 (5x5 over 64 maps) in eval mode: on one window the plain product
+    (the same bits as in training mode); sliding over a map, Winograd's F(2x2, 5x5),
+    within float32 rounding of the direct route."""
+    from overfeat_scratch.nn.layers import FullyConnected
+
+    layer = FullyConnected(64, 16, 5, init_std=0.05, rng=np.random.default_rng(3))
+    rng = np.random.default_rng(4)
+    window = rng.standard_normal((3, 64, 5, 5)).astype(np.float32)
+    scene = rng.standard_normal((2, 64, 14, 17)).astype(np.float32)
+    want_window, want_scene = layer.train().forward(window), layer.forward(scene)
+    layer.eval()
+    np.testing.assert_array_equal(layer.forward(window), want_window)
+    assert getattr(layer, "_winograd", None) is None  # nothing computed for one window
+    got = layer.forward(scene)
+    assert layer._winograd is not None
+    tolerance = FLOAT32_TOLERANCE[5] * np.abs(want_scene).max()
+    np.testing.assert_allclose(got, want_scene, rtol=0, atol=tolerance)
 
 
 @pytest.mark.parametrize("r", [3, 5, 7])

@@ -183,9 +183,11 @@ def _layer_memory(layer, shape: tuple, n: int, itemsize: int) -> tuple[int, int,
     input, a ReLU its output, a pool its winners' indices), in evaluation too, so
     every layer's output stays alive until the network's next forward pass. A
     convolution's temporaries are those of its tiles
-    (:func:`~overfeat_scratch.ops.conv.forward_temporaries`); an in-place ReLU
-    allocates nothing.
+    (:func:`~overfeat_scratch.ops.conv.forward_temporaries`, or
+    :func:`~overfeat_scratch.ops.winograd.forward_temporaries` where it runs Winograd's
+    route); an in-place ReLU allocates nothing.
     """
+    from ..ops import winograd
     from ..ops.conv import forward_temporaries
     from ..ops.parallel import workers
     from .layers import Conv2d, Dropout, MaxPool2d, ReLU
@@ -194,9 +196,14 @@ def _layer_memory(layer, shape: tuple, n: int, itemsize: int) -> tuple[int, int,
     outputs = n * int(np.prod(out))
     if isinstance(layer, Conv2d):
         w_shape = (layer.out_channels, layer.in_channels, layer.kernel, layer.kernel)
-        temporary = forward_temporaries(
-            (n, *shape), w_shape, layer.stride, layer.padding, itemsize, workers()
-        )
+        if layer.uses_winograd(shape):
+            temporary = winograd.forward_temporaries(
+                (n, *shape), w_shape, layer.padding, itemsize, workers()
+            )
+        else:
+            temporary = forward_temporaries(
+                (n, *shape), w_shape, layer.stride, layer.padding, itemsize, workers()
+            )
         return temporary, outputs, out
     if isinstance(layer, MaxPool2d):
         return 0, 2 * outputs, out

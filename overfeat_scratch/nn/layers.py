@@ -21,7 +21,13 @@ from ..common.checks import (
     check_std,
     conv_output_size,
 )
-from ..ops.winograd import WINOGRAD_MIN_CHANNELS, filter_transform, winograd_applies
+from ..ops.winograd import (
+    WINOGRAD_MAX_BYTES,
+    WINOGRAD_MIN_CHANNELS,
+    filter_transform,
+    transformed_bytes,
+    winograd_applies,
+)
 from .backend import Backend, get_backend
 
 
@@ -161,7 +167,7 @@ class Conv2d(Layer):
         self.check_rank(x)
         self.output_shape(tuple(x.shape[1:]))
         self.x = x
-        transformed = self.winograd_filters()
+        transformed = self.winograd_filters(tuple(x.shape[1:]))
         if transformed is not None:
             return self.backend.conv2d_forward_winograd(
                 x, self.params["w"], self.params["b"], self.padding, transformed, relu=relu
@@ -170,23 +176,39 @@ class Conv2d(Layer):
             x, self.params["w"], self.params["b"], self.stride, self.padding, relu=relu
         )
 
-    def winograd_filters(self):
+    def uses_winograd(self, in_shape=None) -> bool:
+        """Whether :meth:`forward` runs Winograd's route (see :meth:`winograd_filters`)
+        on an input of shape ``in_shape`` (C, H, W), without computing anything."""
+        w = self.params["w"]
+        if (
+            self.training
+            or getattr(self.backend, "name", None) != "numpy"
+            or self.in_channels < WINOGRAD_MIN_CHANNELS
+            or not winograd_applies(w.shape, self.stride)
+            or transformed_bytes(w.shape, w.itemsize) > WINOGRAD_MAX_BYTES
+        ):
+            return False
+        if in_shape is None:
+            return True
+        _, ho, wo = self.output_shape(in_shape)
+        return ho * wo > 1
+
+    def winograd_filters(self, in_shape=None):
         """The filters transformed for :func:`~overfeat_scratch.ops.winograd.conv2d_winograd`
-        where it serves (NumPy backend, not training, square filters of 2 to 7 taps and
-        stride 1, at least ``WINOGRAD_MIN_CHANNELS`` input channels), else ``None``.
+        where it serves, else ``None``: NumPy backend, not training, square filters of 2
+        to 7 taps and stride 1, at least ``WINOGRAD_MIN_CHANNELS`` input channels, and
+        transformed filters of at most ``WINOGRAD_MAX_BYTES``; given the input's shape
+        ``in_shape`` (C, H, W), also an output of more than one position. So a fully
+        connected layer takes it in dense evaluation, where it slides over a map, and
+        stays one matrix product on a single window; the paper's large fully connected
+        layers (hundreds of MB of transformed filters) never take it.
 
         The transform is computed once and kept while the weights stay the same array;
         to keep it from going stale, the weights are read-only while it is kept (an
         in-place write raises), and :meth:`train` drops it and makes them writable."""
-        w = self.params["w"]
-        if (
-            self.training
-            or self.kind != "conv"
-            or getattr(self.backend, "name", None) != "numpy"
-            or self.in_channels < WINOGRAD_MIN_CHANNELS
-            or not winograd_applies(w.shape, self.stride)
-        ):
+        if not self.uses_winograd(in_shape):
             return None
+        w = self.params["w"]
         kept = getattr(self, "_winograd", None)
         if kept is not None and kept[0] is w and not w.flags.writeable:
             return kept[1]

@@ -79,6 +79,10 @@ OUT = 2  # output block side
 # Layers with fewer input channels keep the direct route: their products are thin, and
 # the transforms' passes over memory cost about what the multiplications save.
 WINOGRAD_MIN_CHANNELS = 64
+# A layer keeps its transformed filters, (r+1)^2 / r^2 times the weights' memory: the
+# paper's fully connected layers as convolutions (fast's full6, 6x6 over 256 maps into
+# 3072, would keep 154 MB) keep the direct route instead.
+WINOGRAD_MAX_BYTES = 128 << 20
 
 
 def tile_side(r: int) -> int:
@@ -91,6 +95,12 @@ def winograd_applies(w_shape, stride) -> bool:
     stride 1."""
     kh, kw = w_shape[2:]
     return kh == kw and 2 <= kh <= MAX_KERNEL and stride == 1
+
+
+def transformed_bytes(w_shape, itemsize) -> int:
+    """Bytes of :func:`filter_transform` of filters of shape ``w_shape`` (O, C, r, r)."""
+    o, c, r, _ = w_shape
+    return tile_side(r) ** 2 * o * c * itemsize
 
 
 @functools.cache
@@ -366,6 +376,41 @@ def _output_tiles(m, at, b, o0, t0, th, tw, relu, y):
                     p, ni = 0, ni + 1
 
 
+def _units(n, o, ho, wo, r, itemsize):
+    """The work of :func:`conv2d_winograd_tiled`: the bands of tiles, and the blocks of
+    filters each band is multiplied by (one unit of work is a band and a block)."""
+    a = tile_side(r)
+    th, tw = tile_counts(ho, wo)
+    bands = blocks(n * th * tw, BAND_TILES)
+    per_band = bands[0][1] - bands[0][0]
+    filters = max(16, BAND_BYTES // (a * a * per_band * itemsize))
+    # Few bands (a small input): cut the filters finer, so that every worker has work,
+    # one block each (at batch 1 two blocks a worker made the 3x3 layers 1.1 to 1.3x
+    # slower: each product packs the band's tiles again, and thin products run slower).
+    filters = min(filters, max(16, -(-o * len(bands) // workers())))
+    return bands, blocks(o, filters)
+
+
+def forward_temporaries(x_shape, w_shape, padding, itemsize, workers_count) -> int:
+    """How many numbers :func:`conv2d_winograd_tiled` allocates besides its output, at
+    most, with ``workers_count`` units in flight: the input laid out channels-last, its
+    transform, and per unit its products and the output transform's rows, plus one
+    more input's worth for the checks' and NumPy's small arrays (an estimate from
+    above). The transformed filters are not counted: a layer keeps them, as it keeps
+    its weights."""
+    n, c, h, wd = x_shape
+    o, _, r, _ = w_shape
+    ho, wo = h + 2 * padding - r + 1, wd + 2 * padding - r + 1
+    a = tile_side(r)
+    th, tw = tile_counts(ho, wo)
+    bands, filter_blocks = _units(n, o, ho, wo, r, itemsize)
+    per_band = bands[0][1] - bands[0][0]
+    largest = max(o1 - o0 for o0, o1 in filter_blocks)
+    unit = a * a * largest * per_band + (OUT * a + OUT * OUT) * per_band
+    in_flight = min(workers_count, len(bands) * len(filter_blocks))
+    return 2 * n * h * wd * c + a * a * n * th * tw * c + in_flight * unit
+
+
 def conv2d_winograd_tiled(x, w, b, padding=0, transformed=None, relu=False):
     """:func:`conv2d_winograd` (stride 1), compiled and cut into tiles for the workers;
     ``relu=True`` also rectifies the output. Same numbers as the plain version up to
@@ -377,23 +422,16 @@ def conv2d_winograd_tiled(x, w, b, padding=0, transformed=None, relu=False):
     n, c, _, _ = x.shape
     o = w.shape[0]
     th, tw = tile_counts(ho, wo)
-    tiles = n * th * tw
     xt = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    v = np.empty((a * a, tiles, c), x.dtype)  # V[u, v] transposed: tiles x channels
-    bands = blocks(tiles, BAND_TILES)
+    v = np.empty((a * a, n * th * tw, c), x.dtype)  # V[u, v] transposed: tiles x channels
+    bands, filter_blocks = _units(n, o, ho, wo, r, x.itemsize)
     run_tiles(lambda band: _input_tiles(xt, padding, bt, th, tw, band[0], band[1], v), bands)
     y = np.empty((n, o, ho, wo), x.dtype)
-    per_band = bands[0][1] - bands[0][0]
-    filters = max(16, BAND_BYTES // (a * a * per_band * x.itemsize))
-    # Few bands (a small input): cut the filters finer, so that every worker has work,
-    # one block each (at batch 1 two blocks a worker made the 3x3 layers 1.1 to 1.3x
-    # slower: each product packs the band's tiles again, and thin products run slower).
-    filters = min(filters, max(16, -(-o * len(bands) // workers())))
 
     def job(unit):
         (t0, t1), (o0, o1) = unit
         m = np.matmul(u[:, o0:o1], v[:, t0:t1].transpose(0, 2, 1))
         _output_tiles(m, at, b, o0, t0, th, tw, relu, y)
 
-    run_tiles(job, [(band, f) for band in bands for f in blocks(o, filters)])
+    run_tiles(job, [(band, f) for band in bands for f in filter_blocks])
     return y
