@@ -599,3 +599,12 @@ def test_importing_the_package_first_shortens_openblas_spinning(preset):
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == (preset or overfeat_scratch.BLAS_THREAD_TIMEOUT)
+
+
+def test_tile_counts_are_rounded_over_all_images(monkeypatch):
+    assert parallel.tile_count(7) == 8
+    assert parallel.tile_count(7, repeats=2) == 7  # 14 tiles already
+    assert parallel.tile_count(1, repeats=3) == 1  # one part per image stays one
+    monkeypatch.setattr(parallel, "TILE_COUNT_MULTIPLE", 4)
+    assert parallel.tile_count(5, repeats=2) == 6  # 12 tiles
+    assert parallel.tile_count(5, repeats=3) == 8  # 24 tiles

@@ -34,7 +34,7 @@ from ..common.checks import (
     check_same_dtype,
     conv_output_size,
 )
-from .parallel import TILE_COUNT_MULTIPLE, blocks, run_tiles, split
+from .parallel import blocks, run_tiles, split, tile_count
 
 
 def check_conv_args(x, w, b, stride, padding):
@@ -386,9 +386,7 @@ def column_tiles(n, ho, wo, width=TILE_COLUMNS, filters=0):
         return [(a, z, 0, ho) for a, z in image_groups(n, positions, width)]
     if 4 * filters > positions:
         return [(a, a + 1, 0, ho) for a in range(n)]
-    bands = max(-(-positions // width), min(4, positions // MIN_BAND), 1)
-    if bands > 1 and n * bands % TILE_COUNT_MULTIPLE:  # an even count, as in blocks()
-        bands += 1
+    bands = tile_count(max(-(-positions // width), min(4, positions // MIN_BAND), 1), n)
     rows = split(ho, bands)
     return [(a, a + 1, i0, i1) for a in range(n) for i0, i1 in rows]
 

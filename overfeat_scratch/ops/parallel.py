@@ -179,11 +179,18 @@ def split(count: int, parts: int, minimum: int = 1) -> list[tuple[int, int]]:
 TILE_COUNT_MULTIPLE = 2
 
 
+def tile_count(parts: int, repeats: int = 1) -> int:
+    """``parts`` raised, where there are several, until the tiles, ``repeats`` times
+    ``parts`` of them (the parts of each of several images), are a multiple of
+    :data:`TILE_COUNT_MULTIPLE`."""
+    if parts > 1:
+        while repeats * parts % TILE_COUNT_MULTIPLE:
+            parts += 1
+    return parts
+
+
 def blocks(count: int, most: int) -> list[tuple[int, int]]:
     """``count`` items in nearly equal ranges of at most ``most``: as few as that
     allows, rounded up to a multiple of :data:`TILE_COUNT_MULTIPLE` where there are
-    several."""
-    parts = -(-count // max(1, most))
-    if parts > 1:
-        parts = -(-parts // TILE_COUNT_MULTIPLE) * TILE_COUNT_MULTIPLE
-    return split(count, parts)
+    several (:func:`tile_count`)."""
+    return split(count, tile_count(-(-count // max(1, most))))
