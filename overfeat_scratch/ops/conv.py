@@ -572,8 +572,9 @@ def live_positions(dy, fraction=LIVE_FRACTION_MAX):
     ``None`` when more than ``fraction`` of them do (then the dense products are the
     faster way)."""
     n, _, ho, wo = dy.shape
-    live, count = _live_mask(np.ascontiguousarray(dy), int(fraction * n * ho * wo))
-    return None if count > int(fraction * n * ho * wo) else np.flatnonzero(live)
+    most = int(fraction * n * ho * wo)
+    live, count = _live_mask(np.ascontiguousarray(dy), most)
+    return None if count > most else np.flatnonzero(live)
 
 
 @numba.njit(cache=False, nogil=True)
@@ -697,14 +698,12 @@ def conv2d_backward_tiled(dy, x, w, stride=1, padding=0, input_grad=True):
     # paper's 5x5 and 7x7 layers, the same for the 3x3 ones; cutting them by input
     # channels instead ran 1.5 times slower). Alone, dW takes BLAS's threads.
     if not input_grad:
-        return conv2d_backward(dy, x, w, stride, padding, input_grad)
-    cols = im2col(x, kh, kw, stride, padding)
-    dy_mat = from_nchw(dy)
+        return conv2d_backward(dy, x, w, stride, padding, input_grad=False)
 
-    def product(which):
-        if which == "dw":
-            return (dy_mat @ cols.T).reshape(w.shape)
-        return col2im(w_mat.T @ dy_mat, x.shape, kh, kw, stride, padding)
+    def half(which):
+        if which == "dw":  # the columns and dW, db: the reference without dx
+            return conv2d_backward(dy, x, w, stride, padding, input_grad=False)[1:]
+        return col2im(w_mat.T @ from_nchw(dy), x.shape, kh, kw, stride, padding)
 
-    dw, dx = run_tiles(product, ("dw", "dx"))
-    return dx, dw, dy_mat.sum(axis=1)
+    (dw, db), dx = run_tiles(half, ("dw", "dx"))
+    return dx, dw, db
