@@ -574,6 +574,10 @@ def train_on_scenes(
     return 0
 
 
+# How train-regressor's first line names the loss's units (localize.EDGE_ERRORS).
+ERRORS_IN = {"box": "against the true box", "window": "in windows"}
+
+
 def cmd_train_regressor(args) -> int:
     from .detect.localize import (
         REGRESSOR_CONFIG,
@@ -585,11 +589,14 @@ def cmd_train_regressor(args) -> int:
     from .nn.train import load_extra_network
 
     if args.resume:
-        run, _ = resume_scene_run(args, None, BoxRegression.name)
+        run, meta = resume_scene_run(args, None, BoxRegression.name)
         classifier, _ = load_extra_network(args.resume, "classifier", backend=args.backend)
         classifier.eval()
         shared = run.net.name == "mini-regressor-shared"
+        # Checkpoints from before the choice measured edges in windows.
+        edge_errors = meta.get("edge_errors", "window")
     else:
+        edge_errors = args.edge_errors
         classifier, source = load_classifier(args.checkpoint, args.backend, "detector")
         config = replace(REGRESSOR_CONFIG, **config_changes(args))
         shared = args.shared
@@ -598,14 +605,15 @@ def cmd_train_regressor(args) -> int:
         run = SceneRun(regressor, config, None, source, *classifier_input(source), scene_config)
     kind = "shared" if shared else "class-specific"
     print(
-        f"regressor ({kind}) on the pooled features of {run.source}: windows from "
+        f"regressor ({kind}, edge errors {ERRORS_IN[edge_errors]}) on the pooled features of "
+        f"{run.source}: windows from "
         f"{args.scenes} single-digit training scenes (seed {args.scene_seed}), "
         f"{run.config.epochs} epochs, writing {args.out}"
     )
     return train_on_scenes(
         args,
         run,
-        BoxRegression(class_specific=not shared),
+        BoxRegression(class_specific=not shared, edge_errors=edge_errors),
         lambda scenes, seed: regression_examples(
             classifier,
             scenes,
@@ -618,6 +626,7 @@ def cmd_train_regressor(args) -> int:
         "windows",
         "{} of test windows have IoU < 0.5",
         scenes={"per_scale": args.per_scale},
+        extra={"edge_errors": edge_errors},
         networks={"classifier": classifier},
     )
 
@@ -1177,6 +1186,13 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint's (default: the shipped detector)",
     )
     p.add_argument("--shared", action="store_true", help="one box for all classes")
+    p.add_argument(
+        "--edge-errors",
+        choices=tuple(ERRORS_IN),  # localize.EDGE_ERRORS (a test keeps them equal)
+        default="box",
+        help="the loss measures each edge's error against the true box's width or height "
+        "(box) or in windows (window, the paper's)",
+    )
     add_run_arguments(p, "runs/regressor", "regressor", "initialisation and batch order")
     add_scene_arguments(p, 4000, 500, 1, "single-digit")
     p.add_argument("--per-scale", type=positive, default=8, help="windows per scene and scale")

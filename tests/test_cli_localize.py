@@ -63,6 +63,7 @@ def test_train_commands_write_checkpoints_and_logs(workdir):
         np.load(workdir / "regressor" / "checkpoint.npz")["metadata"].tobytes().decode()
     )
     assert meta["objective"] == "box-regression"
+    assert meta["edge_errors"] == "box"
     assert meta["extra_networks"]["classifier"]["name"] == "mini-detector"
     # Both record how they read scenes, and the ranges their scenes were drawn from.
     from overfeat_scratch.datasets.scenes import TRAINING_RANGES, scene_config_from_record
@@ -79,6 +80,34 @@ def test_train_commands_write_checkpoints_and_logs(workdir):
     assert scene_config_from_record(meta["scene_config"]).max_digits == 1
     loc = Localizer.from_checkpoint(workdir / "regressor" / "checkpoint.npz")
     assert loc.normalize and loc.factors == WIDE_SCALE_FACTORS
+
+
+def read_meta(path) -> dict:
+    return json.loads(np.load(path)["metadata"].tobytes().decode())
+
+
+def test_regressor_edge_errors_are_an_option_kept_by_resume(workdir, tmp_path):
+    """``--edge-errors window`` trains the paper's loss and records it; a resumed run
+    goes on with the loss its checkpoint records, whatever the option's default; the
+    option's choices are the objective's."""
+    from overfeat_scratch.cli import build_parser
+    from overfeat_scratch.detect.localize import EDGE_ERRORS
+
+    common = ["--test-scenes", "2", "--quiet", "--scenes", "4"]
+    detector = str(workdir / "detector" / "checkpoint.npz")
+    first = tmp_path / "window"
+    args = ["--checkpoint", detector, "--edge-errors", "window", "--epochs", "1"]
+    assert main(["train-regressor", *args, "--out", str(first), *common]) == 0
+    assert read_meta(first / "checkpoint.npz")["edge_errors"] == "window"
+    again = tmp_path / "again"
+    resumed = ["--resume", str(first / "checkpoint.npz"), "--epochs", "2"]
+    assert main(["train-regressor", *resumed, "--out", str(again), *common]) == 0
+    meta = read_meta(again / "checkpoint.npz")
+    assert meta["epoch"] == 2 and meta["edge_errors"] == "window"
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices["train-regressor"]
+    option = next(a for a in sub._actions if a.dest == "edge_errors")
+    assert tuple(option.choices) == EDGE_ERRORS and option.default == "box"
 
 
 def test_plain_scenes_train_on_raw_input(tmp_path):

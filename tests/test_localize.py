@@ -48,7 +48,7 @@ def test_encoding_is_relative_to_the_window_centre_in_window_units():
 
 
 def test_box_regression_trains_only_the_true_class_outputs():
-    objective = BoxRegression(class_specific=True)
+    objective = BoxRegression(class_specific=True, edge_errors="window")
     from overfeat_scratch.nn.backend import get_backend
 
     backend = get_backend("numpy")
@@ -68,11 +68,77 @@ def test_box_regression_trains_only_the_true_class_outputs():
     mask[0, 8:12] = mask[1, 36:40] = mask[2, 0:4] = True
     assert np.all(g[~mask] == 0)
     np.testing.assert_allclose(g[mask].reshape(3, 4), (chosen - labels[:, 1:]) / 3, rtol=1e-5)
-    shared = BoxRegression(class_specific=False)
+    shared = BoxRegression(class_specific=False, edge_errors="window")
     _, grad, _, _ = shared.loss(backend, scores[:, :4], labels)
     assert grad.shape == (3, 4, 1, 1)
     with pytest.raises(ValueError, match="class 9 needs output"):
         objective.loss(backend, scores[:, :20], labels)
+
+
+def box_loss_loops(pred, target, floor):
+    """Float64 loops: each edge's error over the true box's width (x edges) or
+    height (y edges), at least ``floor``; ``0.5 * sum(e**2) / N`` and its gradient."""
+    n = len(pred)
+    loss, grad = 0.0, np.zeros((n, 4))
+    for i in range(n):
+        width = max(float(target[i, 2]) - float(target[i, 0]), floor)
+        height = max(float(target[i, 3]) - float(target[i, 1]), floor)
+        for k, extent in enumerate((width, height, width, height)):
+            e = (float(pred[i, k]) - float(target[i, k])) / extent
+            loss += 0.5 * e * e / n
+            grad[i, k] = e / extent / n
+    return loss, grad
+
+
+def test_box_edge_errors_are_fractions_of_the_true_box():
+    """``edge_errors="box"``: loss and gradient as float64 loops compute them, within
+    float32 rounding (rtol 1e-5); a thin box's edges weigh more than a wide one's, and
+    the shared and class-specific heads agree on the chosen outputs."""
+    from overfeat_scratch.detect.localize import MIN_BOX_EXTENT
+    from overfeat_scratch.nn.backend import get_backend
+
+    backend = get_backend("numpy")
+    rng = np.random.default_rng(3)
+    # Boxes 0.05 to 0.9 windows wide and tall: the thinnest below the floor.
+    lo = rng.uniform(-0.5, 0.0, size=(6, 2))
+    size = np.array([[0.05, 0.6], [0.3, 0.7], [0.9, 0.9], [0.12, 0.5], [0.5, 0.08], [0.6, 0.4]])
+    target = np.concatenate([lo, lo + size], axis=1)
+    classes = np.arange(6) % 10
+    labels = np.concatenate([classes[:, None], target], axis=1).astype(np.float32)
+    scores = rng.normal(scale=0.2, size=(6, 4, 1, 1)).astype(np.float32)
+    shared = BoxRegression(class_specific=False)
+    assert shared.edge_errors == "box"
+    loss, grad, _, scored = shared.loss(backend, scores, labels)
+    want_loss, want_grad = box_loss_loops(scores.reshape(6, 4), labels[:, 1:], MIN_BOX_EXTENT)
+    assert scored == 6
+    assert loss == pytest.approx(want_loss, rel=1e-5)
+    np.testing.assert_allclose(grad.reshape(6, 4), want_grad, rtol=1e-5, atol=1e-7)
+    # The gradient is the loss's: central differences in float64 on one output.
+    step = 1e-3
+    up, down = scores.astype(np.float64).copy(), scores.astype(np.float64).copy()
+    up[1, 2], down[1, 2] = up[1, 2] + step, down[1, 2] - step
+    numeric = (
+        box_loss_loops(up.reshape(6, 4), labels[:, 1:], MIN_BOX_EXTENT)[0]
+        - box_loss_loops(down.reshape(6, 4), labels[:, 1:], MIN_BOX_EXTENT)[0]
+    ) / (2 * step)
+    assert grad.reshape(6, 4)[1, 2] == pytest.approx(numeric, rel=1e-4)
+    # The same error on one edge costs a thin box more than a wide one.
+    two = np.array([[0, -0.05, -0.3, 0.05, 0.3], [0, -0.4, -0.3, 0.4, 0.3]], np.float32)
+    one = two[:, 1:, None, None].copy()
+    one[:, 0] += 0.05
+    thin, wide = (shared.loss(backend, one[k : k + 1], two[k : k + 1])[0] for k in (0, 1))
+    assert thin == pytest.approx(wide * 8**2, rel=1e-5)  # widths 0.1 and 0.8
+    # The class-specific head trains the same numbers at the class's outputs.
+    specific = BoxRegression(class_specific=True)
+    wide_scores = np.zeros((6, 40, 1, 1), np.float32)
+    for i, c in enumerate(classes):
+        wide_scores[i, 4 * c : 4 * c + 4] = scores[i]
+    loss_specific, grad_specific, _, _ = specific.loss(backend, wide_scores, labels)
+    assert loss_specific == pytest.approx(loss, rel=1e-6)
+    for i, c in enumerate(classes):
+        np.testing.assert_array_equal(grad_specific[i, 4 * c : 4 * c + 4], grad[i])
+    with pytest.raises(ValueError, match="edge errors 'pixels'; expected one of"):
+        BoxRegression(class_specific=True, edge_errors="pixels")
 
 
 def tiny_scene(seed=0, size=(70, 80), box=(30, 20, 48, 42), label=3):
