@@ -110,11 +110,16 @@ EDGE_ERRORS = ("box", "window")
 MIN_BOX_EXTENT = 0.1
 
 
+def check_edge_errors(edge_errors: str) -> str:
+    if edge_errors not in EDGE_ERRORS:
+        raise InputError(f"edge errors {edge_errors!r}; expected one of {EDGE_ERRORS}")
+    return edge_errors
+
+
 def edge_weights(target, edge_errors: str) -> np.ndarray:
     """``(N, 4)`` factors that turn the window-unit errors of the edges ``target
     (N, 4)`` into the units ``edge_errors`` names (:data:`EDGE_ERRORS`)."""
-    if edge_errors not in EDGE_ERRORS:
-        raise InputError(f"edge errors {edge_errors!r}; expected one of {EDGE_ERRORS}")
+    check_edge_errors(edge_errors)
     target = np.asarray(target)
     if edge_errors == "window":
         return np.ones_like(target)
@@ -140,9 +145,8 @@ class BoxRegression:
     name = "box-regression"
 
     def __init__(self, class_specific: bool, edge_errors: str = "box"):
-        edge_weights(np.zeros((0, 4)), edge_errors)  # refuses an unknown name
         self.class_specific = class_specific
-        self.edge_errors = edge_errors
+        self.edge_errors = check_edge_errors(edge_errors)
 
     def example_size(self, net, examples) -> int:
         return CLASSIFICATION.example_size(net, examples)
