@@ -485,7 +485,51 @@ def scene_datasets(args, make, what: str, scene_config=None):
 
 
 def check_scene_training(args) -> None:
+    if args.resume and args.checkpoint:
+        raise InputError(
+            f"--checkpoint {args.checkpoint} with --resume {args.resume}: a resumed run "
+            "reads its networks from the checkpoint it resumes; expected one of the two"
+        )
     check_run(args, [args.checkpoint])
+
+
+# Where a scene-trained run records each scene flag (under "scenes" in its metadata).
+SCENE_RECORD = {
+    "scenes": "train",
+    "test_scenes": "test",
+    "scene_seed": "seed",
+    "per_scale": "per_scale",
+}
+
+
+def settle_scene_flags(args, meta: dict | None = None) -> None:
+    """Fill in the scene flags left out: a new run's defaults, or, resuming the run of
+    ``meta``, the values it recorded. A resumed run goes on with the scenes it started
+    with, so a flag given that says otherwise is refused."""
+    recorded = (meta or {}).get("scenes", {})
+    for flag, default in args.scene_defaults.items():
+        given = getattr(args, flag)
+        value = default if given is None else given
+        if meta is not None:
+            value = recorded.get(SCENE_RECORD[flag], default)
+            check_resumed_flag(args, "--" + flag.replace("_", "-"), given, value)
+        setattr(args, flag, value)
+
+
+def check_resumed_flag(args, option: str, given, recorded) -> None:
+    """Refuse, on ``--resume``, an ``option`` whose ``given`` value (None: left out; True:
+    a switch given) differs from the run's ``recorded`` one."""
+    if given is None or given == recorded:
+        return
+    if isinstance(recorded, bool):
+        started = f"{'with' if recorded else 'without'} {option}"
+    else:
+        started = f"with {option} {recorded}"
+    raise InputError(
+        f"--resume {args.resume}: the run started {started}, and a resumed run goes on as "
+        f"it started; got {option}{'' if given is True else f' {given}'}; expected "
+        f"{option} left out"
+    )
 
 
 @dataclass
@@ -506,14 +550,17 @@ class SceneRun:
 def resume_scene_run(args, expected, objective: str) -> tuple[SceneRun, dict]:
     """``(run, the checkpoint's record)`` to continue ``--resume``: everything as the
     run started it."""
-    from .datasets.scenes import scene_config_from_record
-    from .detect.localize import input_settings
+    from .datasets.scenes import SceneConfig, scene_config_from_record
+    from .detect.localize import input_settings, single_digit_config
 
     net, meta, config, resume = resume_run(
         args.resume, config_changes(args), args.backend, expected, objective
     )
+    settle_scene_flags(args, meta)
     normalize, factors = input_settings(meta, args.resume)
     scene_config = scene_config_from_record(meta.get("scene_config"))
+    plain = scene_config in (SceneConfig(), single_digit_config(SceneConfig()))
+    check_resumed_flag(args, "--plain-scenes", args.plain_scenes or None, plain)
     source = meta.get("classifier_checkpoint", "?")
     return SceneRun(net, config, resume, source, normalize, factors, scene_config), meta
 
@@ -595,8 +642,11 @@ def cmd_train_regressor(args) -> int:
         shared = run.net.name == "mini-regressor-shared"
         # Checkpoints from before the choice measured edges in windows.
         edge_errors = meta.get("edge_errors", "window")
+        check_resumed_flag(args, "--shared", args.shared or None, shared)
+        check_resumed_flag(args, "--edge-errors", args.edge_errors, edge_errors)
     else:
-        edge_errors = args.edge_errors
+        settle_scene_flags(args)
+        edge_errors = "box" if args.edge_errors is None else args.edge_errors
         classifier, source = load_classifier(args.checkpoint, args.backend, "detector")
         config = replace(REGRESSOR_CONFIG, **config_changes(args))
         shared = args.shared
@@ -868,7 +918,9 @@ def cmd_train_detector(args) -> int:
     if args.resume:
         run, meta = resume_scene_run(args, "mini-detector", MinedDetection.name)
         mining = meta.get("mining", True)
+        check_resumed_flag(args, "--no-mining", args.no_mining or None, not mining)
     else:
+        settle_scene_flags(args)
         classifier, source = load_classifier(args.checkpoint, args.backend)
         if classifier.name != "mini":
             raise InputError(
@@ -1066,15 +1118,29 @@ def add_run_arguments(p, out: str, config: str, seed_help: str | None = None) ->
     p.add_argument("--seed", type=seed, help=seed_help)
 
 
-def add_scene_arguments(p, scenes: int, test_scenes: int, first_seed: int, kind: str) -> None:
-    """How many scenes a scene-trained run makes, and from which seed."""
-    p.add_argument("--scenes", type=positive, default=scenes, help=f"{kind} training scenes")
+def add_scene_arguments(
+    p, scenes: int, test_scenes: int, first_seed: int, kind: str, per_scale: int | None = None
+) -> None:
+    """How many scenes a scene-trained run makes, and from which seed (and, with
+    ``per_scale``, how many windows it takes per scene and scale). The flags default to
+    None, so that a resumed run can tell a flag given from one left out
+    (:func:`settle_scene_flags`); ``scene_defaults`` holds a new run's values."""
+    defaults = {"scenes": scenes, "test_scenes": test_scenes, "scene_seed": first_seed}
+    p.add_argument("--scenes", type=positive, help=f"{kind} training scenes (default {scenes})")
     p.add_argument(
-        "--test-scenes", type=positive, default=test_scenes, help="held-out scenes for test error"
+        "--test-scenes",
+        type=positive,
+        help=f"held-out scenes for test error (default {test_scenes})",
     )
     p.add_argument(
-        "--scene-seed", type=scene_seed, default=first_seed, help="seed of the generated scenes"
+        "--scene-seed", type=scene_seed, help=f"seed of the generated scenes (default {first_seed})"
     )
+    if per_scale is not None:
+        defaults["per_scale"] = per_scale
+        p.add_argument(
+            "--per-scale", type=positive, help=f"windows per scene and scale (default {per_scale})"
+        )
+    p.set_defaults(scene_defaults=defaults)
 
 
 def add_quiet(p) -> None:
@@ -1189,13 +1255,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--edge-errors",
         choices=tuple(ERRORS_IN),  # localize.EDGE_ERRORS (a test keeps them equal)
-        default="box",
         help="the loss measures each edge's error against the true box's width or height "
-        "(box) or in windows (window, the paper's)",
+        "(box, the default) or in windows (window, the paper's)",
     )
     add_run_arguments(p, "runs/regressor", "regressor", "initialisation and batch order")
-    add_scene_arguments(p, 4000, 500, 1, "single-digit")
-    p.add_argument("--per-scale", type=positive, default=8, help="windows per scene and scale")
+    add_scene_arguments(p, 4000, 500, 1, "single-digit", per_scale=8)
     p.add_argument("--plain-scenes", action="store_true", help=PLAIN_SCENES_HELP)
     add_backend(p)
     add_quiet(p)

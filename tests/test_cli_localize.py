@@ -101,13 +101,64 @@ def test_regressor_edge_errors_are_an_option_kept_by_resume(workdir, tmp_path):
     assert read_meta(first / "checkpoint.npz")["edge_errors"] == "window"
     again = tmp_path / "again"
     resumed = ["--resume", str(first / "checkpoint.npz"), "--epochs", "2"]
-    assert main(["train-regressor", *resumed, "--out", str(again), *common]) == 0
+    # The scene flags left out: the resumed run takes the recorded ones, not the defaults.
+    assert main(["train-regressor", *resumed, "--out", str(again), "--quiet"]) == 0
     meta = read_meta(again / "checkpoint.npz")
     assert meta["epoch"] == 2 and meta["edge_errors"] == "window"
+    assert meta["scenes"] == read_meta(first / "checkpoint.npz")["scenes"]
+    assert meta["scenes"]["train"] == 4 and meta["scenes"]["test"] == 2
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices["train-regressor"]
     option = next(a for a in sub._actions if a.dest == "edge_errors")
-    assert tuple(option.choices) == EDGE_ERRORS and option.default == "box"
+    assert tuple(option.choices) == EDGE_ERRORS
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--scenes", "6"], "started with --scenes 4"),
+        (["--test-scenes", "3"], "started with --test-scenes 2"),
+        (["--scene-seed", "5"], "started with --scene-seed 1"),
+        (["--per-scale", "3"], "started with --per-scale 8"),
+        (["--edge-errors", "box"], "started with --edge-errors window"),
+        (["--shared"], "started without --shared"),
+        (["--plain-scenes"], "started without --plain-scenes"),
+    ],
+)
+def test_resumed_regressor_refuses_flags_that_contradict_its_record(
+    workdir, tmp_path, capsys, flags, named
+):
+    """A resumed run goes on with the scenes and choices it started with; a flag that
+    says otherwise is refused before anything is trained or written, naming both."""
+    detector = str(workdir / "detector" / "checkpoint.npz")
+    first = tmp_path / "first"
+    start = ["--checkpoint", detector, "--edge-errors", "window", "--epochs", "1"]
+    common = ["--test-scenes", "2", "--quiet", "--scenes", "4"]
+    assert main(["train-regressor", *start, "--out", str(first), *common]) == 0
+    capsys.readouterr()
+    again = tmp_path / "again"
+    resumed = ["--resume", str(first / "checkpoint.npz"), "--epochs", "2", "--quiet"]
+    assert main(["train-regressor", *resumed, "--out", str(again), *flags]) == 2
+    err = capsys.readouterr().err
+    assert named in err and f"got {flags[0]}" in err
+    assert not (again / "checkpoint.npz").exists()
+    # The same values as recorded are no contradiction.
+    same = ["--scenes", "4", "--test-scenes", "2", "--edge-errors", "window", "--per-scale", "8"]
+    assert main(["train-regressor", *resumed, "--out", str(again), *same]) == 0
+
+
+def test_resumed_detector_refuses_contradicting_flags(workdir, tmp_path, capsys):
+    checkpoint = str(workdir / "detector" / "checkpoint.npz")
+    resumed = ["train-detector", "--resume", checkpoint, "--epochs", "2", "--quiet"]
+    for flags, named in [
+        (["--no-mining"], "started without --no-mining"),
+        (["--scenes", "7"], "started with --scenes 6"),
+        (["--plain-scenes"], "started without --plain-scenes"),
+        (["--checkpoint", str(workdir / "mini.npz")], "a resumed run reads its networks"),
+    ]:
+        assert main([*resumed, "--out", str(tmp_path / "again"), *flags]) == 2
+        assert named in capsys.readouterr().err
+        assert not (tmp_path / "again" / "checkpoint.npz").exists()
 
 
 def test_plain_scenes_train_on_raw_input(tmp_path):
@@ -210,3 +261,27 @@ def test_bad_inputs_are_clear_errors(workdir, tmp_path, capsys):
         == 2
     )
     assert "--factors" in capsys.readouterr().err
+
+
+def test_new_runs_take_the_scene_defaults_the_help_names():
+    """The scene flags default to None (so that a resumed run can tell them given); a
+    new run fills in the values its help text promises."""
+    from overfeat_scratch.cli import build_parser, settle_scene_flags
+
+    parser = build_parser()
+    expected = {
+        "train-regressor": {"scenes": 4000, "test_scenes": 500, "scene_seed": 1, "per_scale": 8},
+        "train-detector": {"scenes": 24000, "test_scenes": 300, "scene_seed": 11},
+    }
+    sub = next(a for a in parser._actions if a.dest == "command").choices
+    for command, values in expected.items():
+        args = parser.parse_args([command])
+        assert all(getattr(args, flag) is None for flag in values)
+        settle_scene_flags(args)
+        assert {flag: getattr(args, flag) for flag in values} == values
+        helps = {a.dest: a.help for a in sub[command]._actions}
+        for flag, value in values.items():
+            assert f"(default {value})" in helps[flag]
+        given = parser.parse_args([command, "--scenes", "12"])
+        settle_scene_flags(given)
+        assert given.scenes == 12
