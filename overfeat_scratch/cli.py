@@ -876,7 +876,9 @@ def check_result(result, name: str) -> None:
 def cmd_localize(args) -> int:
     from .detect.localize import Localizer, localization_error, localize
 
-    localizer = Localizer.from_checkpoint(args.checkpoint, backend=args.backend)
+    localizer = Localizer.from_checkpoint(
+        args.checkpoint, backend=args.backend, flatten=not args.keep_shading
+    )
     factors, settings = localize_settings(args)
     items, scales, truths, label_to_id = open_inputs(args, localizer, factors, settings.top_k)
     rows, predictions = [], []
@@ -980,7 +982,9 @@ def cmd_detect(args) -> int:
     from .detect.detection import check_detector, detect
     from .detect.localize import Localizer
 
-    localizer = Localizer.from_checkpoint(args.checkpoint, backend=args.backend)
+    localizer = Localizer.from_checkpoint(
+        args.checkpoint, backend=args.backend, flatten=not args.keep_shading
+    )
     check_detector(localizer, args.checkpoint or "the shipped localizer")
     factors, merge = localize_settings(args)
     settings = detect_settings(args)
@@ -1072,6 +1076,12 @@ def add_image_command_arguments(p, merge, checkpoint: str, found: str) -> None:
     p.add_argument("--out", metavar="JSON", help=f"write the {found} in the COCO results format")
     p.add_argument("--draw", metavar="DIR", help=f"draw the {found} on each image into DIR")
     add_merge_arguments(p, merge)
+    p.add_argument(
+        "--keep-shading",
+        action="store_true",
+        help="leave a sloping ground (uneven light) as it is; by default a slope of 48 "
+        "grey levels or more across the image is removed first",
+    )
     add_backend(p)
     p.add_argument("input", metavar="IMAGE_OR_DIR", help="an image, or a COCO scene folder")
 

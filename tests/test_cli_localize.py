@@ -263,6 +263,16 @@ def test_bad_inputs_are_clear_errors(workdir, tmp_path, capsys):
     assert "--factors" in capsys.readouterr().err
 
 
+def test_localize_and_detect_can_keep_the_shading(workdir, capsys):
+    """``--keep-shading`` reads the image as it is; both ways run and report."""
+    checkpoint = str(workdir / "regressor" / "checkpoint.npz")
+    for command, folder in (("localize", "singles"), ("detect", "scenes")):
+        for flags in ([], ["--keep-shading"]):
+            args = [command, str(workdir / folder), "--checkpoint", checkpoint, "--scales", "1"]
+            assert main([*args, *flags]) == 0
+    assert "localization error on 2 single-digit scenes" in capsys.readouterr().out
+
+
 def test_new_runs_take_the_scene_defaults_the_help_names():
     """The scene flags default to None (so that a resumed run can tell them given); a
     new run fills in the values its help text promises."""

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -336,3 +336,76 @@ def test_default_scenes_pass_the_contrast_step_almost_unchanged():
         x = to_input(scene.image[None])[0, 0]
         gains.append(INK_LEVEL / ink_tail(normalize_scene(x)))
     assert abs(np.median(gains) - 1) < 0.02
+
+
+def ramp_reference(height, width, b, c):
+    """The slope b * x / W + c * y / H at pixel centres, less its value at the image's
+    centre, in float64."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    return b * ((x + 0.5) / width - 0.5) + c * ((y + 0.5) / height - 0.5)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    height=st.integers(48, 130),
+    width=st.integers(48, 130),
+    b=st.floats(-0.4, 0.4),
+    c=st.floats(-0.4, 0.4),
+    dark=st.booleans(),
+)
+def test_a_sloping_ground_is_fitted_and_removed(seed, height, width, b, c, dark):
+    """A noisy ground on a slope with ink strokes over part of it, light ink on dark or
+    dark ink on light: the fitted slope is the true one (float64 reference), the ink
+    left out, and the flattened image is the evenly lit one."""
+    from overfeat_scratch.ops.image import flatten_shading, shading_plane
+
+    rng = np.random.default_rng(seed)
+    ink = np.zeros((height, width))
+    ink[10:40, 12:16] = 0.7  # strokes well off the ground at any slope
+    ink[20:24, 12:40] = 0.7
+    even = (0.9 - ink if dark else 0.1 + ink) + 0.02 * rng.standard_normal((height, width))
+    image = (even + ramp_reference(height, width, b, c)).astype(np.float32)
+    np.testing.assert_allclose(shading_plane(image)[1:], [b, c], atol=0.02)
+    flat = flatten_shading(image, min_rise=0.0)
+    assert flat.dtype == np.float32
+    np.testing.assert_allclose(flat, even, atol=0.02)
+    # A slope below min_rise is left alone, bit for bit.
+    rise = abs(b) + abs(c)
+    kept = flatten_shading(image, min_rise=rise + 0.05)
+    np.testing.assert_array_equal(kept, image)
+
+
+def test_evenly_lit_scenes_are_left_exactly_as_they_were():
+    """Scenes like those the networks were trained on (in input units, as the
+    localizer flattens them) come back unchanged: their fitted slopes stay below
+    SHADING_MIN_RISE."""
+    from overfeat_scratch.datasets.scenes import SceneConfig, generate_scenes
+    from overfeat_scratch.ops.image import SHADING_MIN_RISE, flatten_shading, shading_plane
+
+    configs = (
+        SceneConfig(),
+        SceneConfig(dark=1.0, fragments=12.0, clutter_on_digits=1.0),
+        SceneConfig(min_digit_height=80, max_digit_height=96, max_digits=2, blur=2.0),
+    )
+    for config in configs:
+        for scene in generate_scenes(8, 3, "test", config):
+            x = scene.image.astype(np.float32) / 255
+            assert sum(abs(v) for v in shading_plane(x)[1:]) < SHADING_MIN_RISE / 2
+            np.testing.assert_array_equal(flatten_shading(x), x)
+
+
+def test_flattening_refuses_bad_input_and_leaves_small_images():
+    from overfeat_scratch.ops.image import flatten_shading, shading_plane
+
+    with pytest.raises(ValueError, match="NaN"):
+        shading_plane(np.full((40, 40), np.nan))
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        flatten_shading(np.zeros((40, 40, 1)))
+    with pytest.raises(ValueError, match="block"):
+        shading_plane(np.zeros((40, 40)), block=1)
+    with pytest.raises(ValueError, match="min_rise"):
+        flatten_shading(np.zeros((40, 40)), min_rise=float("nan"))
+    # Fewer than two blocks each way: no slope can be fitted, and none is removed.
+    small = np.arange(20 * 40, dtype=np.float32).reshape(20, 40)
+    np.testing.assert_array_equal(flatten_shading(small, min_rise=0.0), small)

@@ -511,3 +511,24 @@ def test_localizer_reads_its_input_mode_from_the_checkpoint(tmp_path):
         assert (loc.normalize, loc.factors) == expected
         scene = np.full((36, 36), 90, np.uint8)
         np.testing.assert_array_equal(loc.prepare(scene), scene_input(scene, expected[0]))
+
+
+def test_the_localizer_flattens_shaded_scenes_unless_told_not_to():
+    """By default a localizer removes a sloping ground before its networks read the
+    scene (and leaves an even one alone); ``flatten=False`` reads the scene as it is."""
+    from overfeat_scratch.datasets.scenes import SceneConfig, generate_scenes
+
+    net = build_network("mini", seed=2).eval()
+    regressor = build_regressor(class_specific=True, seed=3).eval()
+    on, off = Localizer(net, regressor), Localizer(net, regressor, flatten=False)
+    assert on.flatten and not off.flatten
+    even = generate_scenes(1, 9, "test", SceneConfig())[0].image
+    lit = generate_scenes(1, 9, "test", SceneConfig(shading=90.0))[0].image
+    np.testing.assert_array_equal(on.prepare(even), off.prepare(even))
+    np.testing.assert_array_equal(off.prepare(lit), scene_input(lit, normalize=True))
+    np.testing.assert_array_equal(on.prepare(lit), scene_input(lit, True, flatten=True))
+    reference = on.prepare(even)
+    assert (
+        np.abs(on.prepare(lit) - reference).mean()
+        < 0.3 * np.abs(off.prepare(lit) - reference).mean()
+    )

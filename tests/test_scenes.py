@@ -631,3 +631,41 @@ def test_scenes_command_draws_varied_scenes(tmp_path):
     expected = generate_scenes(4, 3, "test", TRAINING_RANGES)
     for (_, _, pixels), scene in zip(images, expected, strict=True):
         np.testing.assert_array_equal(pixels, scene.image)
+
+
+def test_shading_lights_the_same_scene_unevenly():
+    """A scene with shading is the scene without it (same digits, places, noise) with
+    a ramp added that rises by ``shading`` grey levels across it; the localizer's
+    flattening undoes it."""
+    from overfeat_scratch.detect.pyramid import scene_input
+    from overfeat_scratch.ops.image import shading_plane
+
+    even = generate_scenes(6, 21, "test", SceneConfig(noise_over_digits=1.0))
+    lit = generate_scenes(6, 21, "test", SceneConfig(noise_over_digits=1.0, shading=80.0))
+    for a, b in zip(even, lit, strict=True):
+        assert a.annotations == b.annotations
+        lifted = b.image.astype(np.int64) - a.image.astype(np.int64)
+        unclipped = b.image < 255
+        assert lifted.min() >= 0 and lifted[unclipped].max() in (79, 80, 81)
+        assert abs(sum(abs(v) for v in shading_plane(b.image.astype(np.float32))[1:]) - 80) < 4
+        # Flattened and normalised, the lit scene reads like the even one.
+        flat = scene_input(b.image, normalize=True, flatten=True)
+        reference = scene_input(a.image, normalize=True, flatten=True)
+        np.testing.assert_array_equal(reference, scene_input(a.image, normalize=True))
+        # What is left is mostly the contrast step's gain, moved by ink clipped at 255.
+        unflattened = np.abs(scene_input(b.image, normalize=True) - reference).mean()
+        assert np.abs(flat - reference).mean() < 0.3 * unflattened
+        assert np.median(np.abs(flat - reference)) < 2 / 255
+
+
+def test_shading_ranges_are_drawn_and_checked():
+    scenes = generate_scenes(20, 4, "test", SceneConfig(shading=(0, 96)))
+    # The ramp's direction is drawn per scene: its brightest corner moves around.
+    corners = {
+        np.argmax([s.image[0, 0], s.image[0, -1], s.image[-1, 0], s.image[-1, -1]]) for s in scenes
+    }
+    assert len(corners) >= 3
+    with pytest.raises(ValueError, match="shading"):
+        SceneConfig(shading=(-1.0, 20.0))
+    with pytest.raises(ValueError, match="shading"):
+        SceneConfig(shading=300.0)

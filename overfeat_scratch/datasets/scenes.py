@@ -114,6 +114,19 @@ def draw_uniform(rng, value) -> float:
     return float(rng.uniform(low, high))
 
 
+def shading_ramp(height: int, width: int, rise: float, angle: float) -> np.ndarray:
+    """``(height, width)`` float32: 0 at the darkest corner, ``rise`` at the brightest,
+    rising linearly along the direction ``angle`` (radians, 0 = to the right)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    along = np.float32(np.cos(angle)) * x / max(width - 1, 1) + np.float32(np.sin(angle)) * y / max(
+        height - 1, 1
+    )
+    span = float(along.max() - along.min())
+    if span == 0:
+        return np.zeros((height, width), np.float32)
+    return ((along - along.min()) * np.float32(rise / span)).astype(np.float32)
+
+
 def draw_event(rng, probability: float) -> bool:
     """True with ``probability``; 0 and 1 draw nothing from the generator."""
     if probability <= 0 or probability >= 1:
@@ -156,6 +169,10 @@ class SceneConfig:
       digits and clutter included (otherwise only the background is noisy, and
       ink is drawn over it).
     - ``blur``: standard deviation, in pixels, of a Gaussian blur of the ink.
+    - ``shading``: uneven light. The whole image (ground, ink, noise) is lifted by a
+      ramp that rises by this many grey levels from one side of the canvas to the
+      other, along a direction drawn per scene (clipped at 255; before ``dark``
+      turns the image round).
     - ``dark``: probability that the scene is dark ink on light paper (the
       finished image turned round: ``255 - pixel``).
 
@@ -168,7 +185,7 @@ class SceneConfig:
       on ranges alone spends the network on the hard corners of the ranges; a
       share of plain scenes keeps the common case in view.
 
-    ``background``, ``ink``, ``noise``, ``blur`` and ``fragments`` take one value
+    ``background``, ``ink``, ``noise``, ``blur``, ``fragments`` and ``shading`` take one value
     or a ``(low, high)`` range, drawn uniformly per scene. Only ranges and
     probabilities strictly between 0 and 1 draw from the scene's generator, so
     the defaults reproduce the scenes made before these properties varied.
@@ -190,6 +207,7 @@ class SceneConfig:
     max_fragment: int = 12
     ink: float | tuple[float, float] = 255
     blur: float | tuple[float, float] = 0.0
+    shading: float | tuple[float, float] = 0.0
     noise_over_digits: float = 0.0
     clutter_on_digits: float = 0.0
     dark: float = 0.0
@@ -225,6 +243,7 @@ class SceneConfig:
             "noise": value_range(self.noise, "noise", 0),
             "blur": value_range(self.blur, "blur", 0, 8),
             "fragments": value_range(self.fragments, "fragments", 0),
+            "shading": value_range(self.shading, "shading", 0, 255),
         }
         if ranges["ink"][0] <= ranges["background"][1]:
             raise InputError(
@@ -261,6 +280,7 @@ PLAIN_FIELDS = (
     "fragments",
     "ink",
     "blur",
+    "shading",
     "noise_over_digits",
     "clutter_on_digits",
     "dark",
@@ -491,6 +511,11 @@ def make_scene(rng, config: SceneConfig, images, labels):
     if noise > 0 and noise_everywhere:
         noisy = image + noise * rng.standard_normal((h_canvas, w_canvas), dtype=np.float32)
         image = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+    # Drawn last, so that a scene with shading is the scene without it, lit unevenly.
+    shading = draw_uniform(rng, config.shading)
+    if shading > 0:
+        lit = image + shading_ramp(h_canvas, w_canvas, shading, rng.uniform(0, 2 * np.pi))
+        image = np.clip(np.rint(lit), 0, 255).astype(np.uint8)
     if dark:
         image = 255 - image
     return image, annotations
@@ -692,7 +717,9 @@ def scene_config_from_record(record) -> SceneConfig:
 
 # Every point of the robustness benchmark's grid lies inside what training sees:
 # grey grounds from black to mid-grey, both polarities, noise over the digits or
-# not, blur, clutter that touches digits, digits from 16 to 96 pixels tall. The
+# not, blur, clutter that touches digits, digits from 16 to 96 pixels tall. The one
+# exception is shading: the localizer flattens a sloping ground before its networks
+# read the scene (:func:`~.image.flatten_shading`), so they are trained on even light. The
 # ink is at least 80 grey levels off the ground (the benchmark's faintest ink,
 # 128 on 24, is 104 off): after normalisation (:func:`~.image.normalize_scene`)
 # only that difference matters, and fainter ink under noise of 28 is barely

@@ -513,12 +513,19 @@ class Localizer:
     networks see them; ``factors``: the scales it evaluates by default. Both are
     properties of how the networks were trained, so checkpoints record them
     (those that do not are read as raw input at :data:`LEGACY_SCALE_FACTORS`).
+
+    ``flatten``: remove a slope of the ground (uneven light) before anything else
+    (:func:`~overfeat_scratch.ops.image.flatten_shading`). It touches only scenes
+    whose ground rises by at least ``SHADING_MIN_RISE`` across them, and leaves the
+    evenly lit ones the networks were trained on exactly as they are; it is not a
+    property of the training, so checkpoints do not record it.
     """
 
     classifier: Sequential
     regressor: Sequential
     normalize: bool = True
     factors: tuple = SCALE_FACTORS
+    flatten: bool = True
 
     @property
     def class_specific(self) -> bool:
@@ -530,7 +537,7 @@ class Localizer:
         return self.classifier.backend
 
     @classmethod
-    def from_checkpoint(cls, path=None, backend="numpy") -> Localizer:
+    def from_checkpoint(cls, path=None, backend="numpy", flatten: bool = True) -> Localizer:
         """From a ``train-regressor`` checkpoint (default: the shipped one)."""
         path = shipped_regressor() if path is None else Path(path)
         regressor, meta, _ = load_checkpoint(path, backend=backend)
@@ -541,11 +548,11 @@ class Localizer:
             )
         classifier, _ = load_extra_network(path, "classifier", backend=backend)
         normalize, factors = input_settings(meta, path)
-        return cls(classifier.eval(), regressor.eval(), normalize, factors)
+        return cls(classifier.eval(), regressor.eval(), normalize, factors, flatten)
 
     def prepare(self, image) -> np.ndarray:
         """An ``(H, W)`` uint8 grey image as this localizer's networks' input."""
-        return scene_input(image, self.normalize)
+        return scene_input(image, self.normalize, self.flatten)
 
 
 # How a checkpoint's networks read scenes: recorded under "input" in its metadata.

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..common.checks import InputError
 from ..datasets.digits import to_input
-from ..ops.image import INK_LEVEL, normalize_scene, resize_bilinear
+from ..ops.image import INK_LEVEL, flatten_shading, normalize_scene, resize_bilinear
 
 # Six scales a third of an octave apart: a digit 20 to 64 pixels tall in the scene
 # is about 20 pixels tall (as MNIST digits are in mini's 32-pixel window) at one
@@ -55,7 +55,7 @@ def scene_border(window: int, border: float = BORDER) -> int:
     return int(round(border * window))
 
 
-def scene_input(image, normalize: bool = False) -> np.ndarray:
+def scene_input(image, normalize: bool = False, flatten: bool = False) -> np.ndarray:
     """An ``(H, W)`` uint8 grey scene as the networks' float32 input.
 
     Pixels are scaled to ``[0, 1]`` (mini's input scale); with ``normalize`` (what
@@ -69,11 +69,17 @@ def scene_input(image, normalize: bool = False) -> np.ndarray:
     computed before any window is cut: dense evaluation of the normalised scene
     still equals sliding a window over it, and the border's fill, the median,
     becomes exactly 0.
+
+    ``flatten``: first remove a slope of the ground, uneven light across the scene
+    (:func:`~overfeat_scratch.ops.image.flatten_shading`), one plane for the whole
+    scene, so the equality holds as well.
     """
     image = np.asarray(image)
     if image.ndim != 2:
         raise InputError(f"expected an (H, W) grey image, got shape {image.shape}")
     x = to_input(image[None])[0, 0]
+    if flatten:
+        x = flatten_shading(x)
     return normalize_scene(x, INK_LEVEL) if normalize else x
 
 
