@@ -51,6 +51,9 @@ GRID = {
     ],
     "clutter": [(v, {"fragments": float(v), "clutter_on_digits": 1.0}) for v in (0, 12)],
     "blur": [(v, {"blur": float(v)}) for v in (2,)],
+    # Uneven light: a ramp rising this many grey levels across the scene. Last, so
+    # that the points before it keep their seeds.
+    "shading": [(v, {"shading": float(v)}) for v in (48, 96)],
 }
 # Where each factor's default lies on its curve.
 DEFAULT_VALUES = {
@@ -61,6 +64,7 @@ DEFAULT_VALUES = {
     "height": "20-64",
     "clutter": 6,
     "blur": 0,
+    "shading": 0,
 }
 TARGETS = {"localization": 0.03, "detection": 0.90}
 

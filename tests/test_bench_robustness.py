@@ -30,6 +30,8 @@ def test_every_point_and_task_has_its_own_seed_outside_training_and_tuning():
     assert min(values["background"]) == 0 and max(values["background"]) == 96
     assert values["noise"] == [0, 24] and values["ink"] == [128]
     assert values["clutter"] == [0, 12] and values["polarity"] == ["dark"]
+    assert values["shading"] == [48, 96] and bench.DEFAULT_VALUES["shading"] == 0
+    assert set(bench.DEFAULT_VALUES) == set(bench.GRID)
 
 
 def test_committed_results_cover_the_grid_for_both_models():
