@@ -67,6 +67,16 @@ def pixels_8bit(img, mode: str, name: str) -> np.ndarray:
     return np.asarray(converted, dtype=np.uint8).copy()
 
 
+def check_grey(image, name: str) -> np.ndarray:
+    """An ``(H, W)`` grey image of finite values as float32, or a clear error."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 2:
+        raise InputError(f"{name}: expected an (H, W) image, got shape {image.shape}")
+    if not np.isfinite(image).all():
+        raise InputError(f"{name}: the image contains NaN or infinite values")
+    return image
+
+
 def check_image(image, name="image") -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
@@ -189,11 +199,7 @@ def shading_plane(image, block: int = SHADING_BLOCK) -> np.ndarray:
     """``(a, b, c)``: the plane ``a + b * x / W + c * y / H`` fitted to the ground of an
     ``(H, W)`` image, ``(x, y)`` the pixel's column and row (see :data:`SHADING_BLOCK`).
     ``(median, 0, 0)`` for an image too small to hold two blocks each way."""
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim != 2:
-        raise InputError(f"shading_plane: expected an (H, W) image, got shape {image.shape}")
-    if not np.isfinite(image).all():
-        raise InputError("shading_plane: the image contains NaN or infinite values")
+    image = check_grey(image, "shading_plane")
     if not (isinstance(block, (int, np.integer)) and block >= 2):
         raise InputError(f"shading_plane: block must be an integer >= 2, got {block!r}")
     h, w = image.shape
@@ -231,7 +237,7 @@ def flatten_shading(
     less comes back unchanged, bit for bit. One plane for the whole scene, computed
     before any window is cut: the dense evaluation of the flattened scene still
     equals sliding the window over it."""
-    image = np.asarray(image, dtype=np.float32)
+    image = check_grey(image, "flatten_shading")
     if not (np.isfinite(min_rise) and min_rise >= 0):
         raise InputError(f"flatten_shading: min_rise must be a number >= 0, got {min_rise!r}")
     a, b, c = shading_plane(image, block)
@@ -292,11 +298,7 @@ def normalize_scene(image, ink_level: float | None = None) -> np.ndarray:
     ``ink_level``, the gain clipped to :data:`GAIN_RANGE`; faint ink and strong ink
     then look alike. ``None`` leaves the contrast alone.
     """
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim != 2:
-        raise InputError(f"normalize_scene: expected an (H, W) image, got shape {image.shape}")
-    if not np.isfinite(image).all():
-        raise InputError("normalize_scene: the image contains NaN or infinite values")
+    image = check_grey(image, "normalize_scene")
     if ink_level is not None and not (np.isfinite(ink_level) and ink_level > 0):
         raise InputError(f"normalize_scene: ink_level must be a number > 0, got {ink_level!r}")
     centred = image - np.float32(np.median(image))
