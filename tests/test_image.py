@@ -409,3 +409,81 @@ def test_flattening_refuses_bad_input_and_leaves_small_images():
     # Fewer than two blocks each way: no slope can be fitted, and none is removed.
     small = np.arange(20 * 40, dtype=np.float32).reshape(20, 40)
     np.testing.assert_array_equal(flatten_shading(small, min_rise=0.0), small)
+
+
+# --------------------------------------------------------------------------------------
+# Turning and stroke width (the scenes' handwriting)
+
+
+@pytest.mark.parametrize("shape", [(5, 5), (4, 7), (9, 2)])
+def test_quarter_turns_are_np_rot90(shape):
+    from overfeat_scratch.ops.image import rotate_bilinear
+
+    image = np.random.default_rng(0).integers(0, 256, shape).astype(np.float32)
+    np.testing.assert_array_equal(rotate_bilinear(image, 0.0), image)
+    for quarter in (1, 2, 3):
+        # Anticlockwise on screen, as np.rot90; to the rounding of cos(90 degrees).
+        turned = rotate_bilinear(image, 90.0 * quarter)
+        assert turned.shape == np.rot90(image, quarter).shape
+        np.testing.assert_allclose(turned, np.rot90(image, quarter), rtol=0, atol=1e-9)
+
+
+@settings(max_examples=25)
+@given(
+    st.integers(3, 12),
+    st.integers(3, 12),
+    st.floats(-45, 45),
+    st.floats(-3, 3),
+    st.floats(-3, 3),
+)
+def test_turning_a_linear_ramp_inside_the_image(h, w, degrees, b, c):
+    # Bilinear reading reproduces a + b*x + c*y exactly between pixel centres, so
+    # wherever an output pixel reads from inside the input, it is the ramp at the
+    # turned-back point (float64 reference, float32 result).
+    from overfeat_scratch.ops.image import rotate_bilinear
+
+    y, x = np.indices((h, w), dtype=np.float64)
+    image = 5 + b * x + c * y
+    out = rotate_bilinear(image, degrees)
+    oh, ow = out.shape
+    theta = np.deg2rad(degrees)
+    assert oh == int(np.ceil(round(abs(h * np.cos(theta)) + abs(w * np.sin(theta)), 6)))
+    yo, xo = np.indices(out.shape, dtype=np.float64)
+    dx, dy = xo + 0.5 - ow / 2, yo + 0.5 - oh / 2
+    sx = np.cos(theta) * dx - np.sin(theta) * dy + w / 2 - 0.5
+    sy = np.sin(theta) * dx + np.cos(theta) * dy + h / 2 - 0.5
+    inside = (sx >= 0) & (sx <= w - 1) & (sy >= 0) & (sy <= h - 1)
+    np.testing.assert_allclose(out[inside], (5 + b * sx + c * sy)[inside], atol=1e-4)
+    # Reads from well outside the input are 0.
+    outside = (sx <= -1) | (sx >= w) | (sy <= -1) | (sy >= h)
+    assert np.all(out[outside] == 0)
+
+
+@settings(max_examples=25)
+@given(st.integers(1, 9), st.integers(1, 9), st.booleans(), st.integers(0, 2**32 - 1))
+def test_stroke_change_is_the_3x3_maximum_or_minimum(h, w, grow, seed):
+    from overfeat_scratch.ops.image import stroke_change
+
+    image = np.random.default_rng(seed).integers(0, 256, (h, w)).astype(np.uint8)
+    out = stroke_change(image, grow)
+    pick = max if grow else min
+    for i in range(h):
+        for j in range(w):
+            # The neighbourhood, with 0 beyond the edges.
+            around = [
+                int(image[a, b]) if 0 <= a < h and 0 <= b < w else 0
+                for a in (i - 1, i, i + 1)
+                for b in (j - 1, j, j + 1)
+            ]
+            assert out[i, j] == pick(around)
+
+
+def test_turning_and_stroke_change_refuse_bad_input():
+    from overfeat_scratch.ops.image import rotate_bilinear, stroke_change
+
+    with pytest.raises(ValueError, match=r"rotate_bilinear: expected an \(H, W\) array"):
+        rotate_bilinear(np.zeros((2, 3, 1)), 10.0)
+    with pytest.raises(ValueError, match="finite angle"):
+        rotate_bilinear(np.zeros((2, 3)), float("nan"))
+    with pytest.raises(ValueError, match=r"stroke_change: expected an \(H, W\) array"):
+        stroke_change(np.zeros(4), True)

@@ -669,3 +669,109 @@ def test_shading_ranges_are_drawn_and_checked():
         SceneConfig(shading=(-1.0, 20.0))
     with pytest.raises(ValueError, match="shading"):
         SceneConfig(shading=300.0)
+
+
+# --------------------------------------------------------------------------------------
+# Handwriting: width, slant and pen drawn per digit
+
+
+def test_handwriting_draws_nothing_at_its_defaults():
+    # The defaults (aspect 1, rotation 0, stroke 0) draw nothing: the same scenes as
+    # a config that names them.
+    named = SceneConfig(aspect=(1.0, 1.0), rotation=0.0, stroke=0.0)
+    for a, b in zip(generate_scenes(4, 31), generate_scenes(4, 31, config=named), strict=True):
+        np.testing.assert_array_equal(a.image, b.image)
+        assert a.annotations == b.annotations
+
+
+def test_turned_digits_are_the_rendered_digit_turned_and_their_own_tight_box():
+    from overfeat_scratch.datasets.scenes import reshape_digit
+    from overfeat_scratch.ops.image import rotate_bilinear
+
+    images, _ = load_mnist("test")
+    # One digit on a clean canvas: the canvas holds exactly the rendered digit, made
+    # wider by the aspect and turned, at some height of the range.
+    config = SceneConfig(
+        max_digits=1, rotation=20.0, aspect=1.2, fragments=0.0, noise=0.0, background=0
+    )
+    for scene in generate_scenes(6, 32, "test", config):
+        (ann,) = scene.annotations
+        x0, y0, x1, y1 = ann["box"]
+        ink = scene.image[y0:y1, x0:x1]
+        assert scene.image.sum() == ink.sum()  # nothing outside the box
+        digit = images[ann["mnist_index"]]
+        matches = [
+            h
+            for h in range(config.min_digit_height, config.max_digit_height + 1)
+            if np.array_equal(reshape_digit(render_digit(digit, h, 1.2), 20.0), ink)
+        ]
+        assert len(matches) == 1, matches
+    # Drawn per digit from ranges: widths and slants spread.
+    ranged = SceneConfig(rotation=(-30, 30), aspect=(0.7, 1.4), fragments=0.0)
+    shapes = [
+        (a["box"][2] - a["box"][0]) / (a["box"][3] - a["box"][1])
+        for s in generate_scenes(12, 32, "test", ranged)
+        for a in s.annotations
+    ]
+    assert max(shapes) / min(shapes) > 2
+    # reshape_digit: 0 degrees and no stroke is the patch itself; a quarter turn is
+    # exact, and is what rotate_bilinear gives, cropped to the ink.
+    patch = render_digit(images[0], 40)
+    np.testing.assert_array_equal(reshape_digit(patch), patch)
+    turned = reshape_digit(patch, 90.0)
+    np.testing.assert_array_equal(turned, np.rot90(patch))
+    expected = np.clip(np.rint(rotate_bilinear(patch, 90.0)), 0, 255).astype(np.uint8)
+    bx0, by0, bx1, by1 = ink_box(expected)
+    np.testing.assert_array_equal(turned, expected[by0:by1, bx0:bx1])
+
+
+def test_strokes_widen_and_narrow():
+    from overfeat_scratch.datasets.scenes import reshape_digit
+
+    images, _ = load_mnist("test")
+    patch = render_digit(images[3], 48)
+    wide, narrow = reshape_digit(patch, stroke=1), reshape_digit(patch, stroke=-1)
+    ink = np.count_nonzero(patch > 127)
+    assert np.count_nonzero(wide > 127) > 1.2 * ink
+    assert 0 < np.count_nonzero(narrow > 127) < 0.8 * ink
+    # Widened by a pixel on every side of the ink box, narrowed within it.
+    assert wide.shape == (patch.shape[0] + 2, patch.shape[1] + 2)
+    assert narrow.shape[0] <= patch.shape[0] and narrow.shape[1] <= patch.shape[1]
+    with pytest.raises(ValueError, match="no ink left"):
+        reshape_digit(np.eye(3, dtype=np.uint8) * 255, stroke=-1)
+
+
+def test_small_digits_are_only_widened():
+    # Below MIN_THINNED_HEIGHT a digit's strokes would break: stroke = 1 widens all.
+    from overfeat_scratch.datasets.scenes import MIN_THINNED_HEIGHT
+
+    config = SceneConfig(
+        min_digit_height=20, max_digit_height=MIN_THINNED_HEIGHT - 1, stroke=1.0, fragments=0.0
+    )
+    plain = dataclasses.replace(config, stroke=0.0)
+    widened, upright = generate_scenes(6, 33, config=config), generate_scenes(6, 33, config=plain)
+    for a, b in zip(widened, upright, strict=True):
+        # The same digits (a probability of 1 draws nothing, and neither does the
+        # choice to narrow below MIN_THINNED_HEIGHT), each box a pixel larger on every
+        # side (the places differ: the free places of a larger box).
+        assert [x["mnist_index"] for x in a.annotations] == [
+            x["mnist_index"] for x in b.annotations
+        ]
+        for x, y in zip(a.annotations, b.annotations, strict=True):
+            (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = x["box"], y["box"]
+            assert ay1 - ay0 == by1 - by0 + 2 and ax1 - ax0 == bx1 - bx0 + 2
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"rotation": (-50.0, 10.0)}, "rotation"),
+        ({"rotation": float("nan")}, "rotation"),
+        ({"aspect": (0.2, 1.0)}, "aspect"),
+        ({"aspect": 3.0}, "aspect"),
+        ({"stroke": 1.5}, "stroke"),
+    ],
+)
+def test_bad_handwriting_is_refused(fields, message):
+    with pytest.raises(ValueError, match=message):
+        SceneConfig(**fields)

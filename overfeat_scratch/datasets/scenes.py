@@ -13,7 +13,9 @@ How a scene is made (:func:`make_scene`), all from one seeded NumPy generator:
 2. Digits: each one a random MNIST image of the split, cropped to its ink,
    resized with :func:`~overfeat_scratch.ops.image.resize_bilinear` so that its ink
    is the drawn height (aspect kept; blurred first when shrinking, so that it
-   does not alias), and put at a position drawn
+   does not alias); where configured, made wider or narrower (``aspect``), its
+   strokes a pixel wider or narrower (``stroke``) and turned (``rotation``), as
+   another hand would write it; then put at a position drawn
    uniformly among those where its box overlaps no placed box by more than
    ``max_iou`` (and covers at most ``max_covered`` of the smaller box, so a small
    digit never hides inside a large one's box). When no position is free, other
@@ -60,7 +62,7 @@ import numpy as np
 from ..common.checks import InputError, InputTypeError, check_positive_int
 from ..common.fileio import atomic_write
 from ..ops.boxes import intersection_broadcast, iou, iou_broadcast
-from ..ops.image import pixels_8bit, resize_bilinear
+from ..ops.image import pixels_8bit, resize_bilinear, rotate_bilinear, stroke_change
 from .coco import (
     ANNOTATIONS_FILE,
     CocoAnnotation,
@@ -83,6 +85,9 @@ LAYOUT_TRIES = 10
 # The smallest digit height: MNIST ink is 20 pixels tall, and below about 12
 # pixels a digit, shrunk, is a blur that no reader could name.
 MIN_DIGIT_HEIGHT = 12
+# A digit's strokes are narrowed (``SceneConfig.stroke``) only from this height up:
+# the strokes of smaller ones are two pixels wide or less and would break.
+MIN_THINNED_HEIGHT = 32
 
 
 def value_range(value, name: str, low_limit: float, high_limit: float | None = None):
@@ -159,6 +164,17 @@ class SceneConfig:
     - ``clutter_on_digits``: probability that a scene's fragments may go anywhere,
       touching and crossing its digits (otherwise they stay off the digits' boxes).
 
+    Handwriting (drawn per digit):
+
+    - ``aspect``: the digit's width over the width its own proportions give
+      (1: as written; 1.2: a fifth wider).
+    - ``rotation``: degrees the digit is turned, anticlockwise (a page scanned
+      askew, a hand that leans); its box is the box of the turned ink, so
+      ``min_digit_height`` and ``max_digit_height`` are heights before turning.
+    - ``stroke``: probability that the digit's strokes are a pixel wider or, for
+      digits at least :data:`MIN_THINNED_HEIGHT` tall, narrower (half each; smaller
+      digits are only widened): another pen.
+
     Photometry:
 
     - ``background``: grey level of the empty canvas.
@@ -185,7 +201,8 @@ class SceneConfig:
       on ranges alone spends the network on the hard corners of the ranges; a
       share of plain scenes keeps the common case in view.
 
-    ``background``, ``ink``, ``noise``, ``blur``, ``fragments`` and ``shading`` take one value
+    ``background``, ``ink``, ``noise``, ``blur``, ``fragments``, ``shading``, ``aspect`` and
+    ``rotation`` take one value
     or a ``(low, high)`` range, drawn uniformly per scene. Only ranges and
     probabilities strictly between 0 and 1 draw from the scene's generator, so
     the defaults reproduce the scenes made before these properties varied.
@@ -208,6 +225,9 @@ class SceneConfig:
     ink: float | tuple[float, float] = 255
     blur: float | tuple[float, float] = 0.0
     shading: float | tuple[float, float] = 0.0
+    aspect: float | tuple[float, float] = 1.0
+    rotation: float | tuple[float, float] = 0.0
+    stroke: float = 0.0
     noise_over_digits: float = 0.0
     clutter_on_digits: float = 0.0
     dark: float = 0.0
@@ -232,7 +252,7 @@ class SceneConfig:
         check_range("min_fragment", "max_fragment", 1, min(28, self.min_size))
         if self.max_tries < 1:
             raise InputError(f"SceneConfig.max_tries: expected >= 1, got {self.max_tries}")
-        probabilities = ("noise_over_digits", "clutter_on_digits", "dark", "plain")
+        probabilities = ("noise_over_digits", "clutter_on_digits", "dark", "plain", "stroke")
         for name in ("max_iou", "max_covered", *probabilities):
             value = getattr(self, name)
             if isinstance(value, bool) or not 0 <= value <= 1:
@@ -244,6 +264,8 @@ class SceneConfig:
             "blur": value_range(self.blur, "blur", 0, 8),
             "fragments": value_range(self.fragments, "fragments", 0),
             "shading": value_range(self.shading, "shading", 0, 255),
+            "aspect": value_range(self.aspect, "aspect", 0.5, 2),
+            "rotation": value_range(self.rotation, "rotation", -45, 45),
         }
         if ranges["ink"][0] <= ranges["background"][1]:
             raise InputError(
@@ -281,6 +303,9 @@ PLAIN_FIELDS = (
     "ink",
     "blur",
     "shading",
+    "aspect",
+    "rotation",
+    "stroke",
     "noise_over_digits",
     "clutter_on_digits",
     "dark",
@@ -306,10 +331,10 @@ def ink_box(image) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def render_digit(digit, height: int) -> np.ndarray:
+def render_digit(digit, height: int, aspect: float = 1.0) -> np.ndarray:
     """An MNIST ``(28, 28)`` digit cropped to its ink and resized: ``(h, w)`` uint8.
 
-    The ink is scaled to ``height`` rows, the width in proportion. When enlarging
+    The ink is scaled to ``height`` rows, the width in proportion (times ``aspect``). When enlarging
     (``height`` at least the digit's ink height, as from 20 up) interpolated
     values are rounded up, so any pixel touched by ink stays ink, the result is
     its own tight box and ``h == height``. When shrinking, the ink is first
@@ -325,7 +350,7 @@ def render_digit(digit, height: int) -> np.ndarray:
         raise InputError("render_digit: the digit image has no ink")
     x0, y0, x1, y1 = box
     ink = digit[y0:y1, x0:x1]
-    width = max(1, round(ink.shape[1] * height / ink.shape[0]))
+    width = max(1, round(ink.shape[1] * height / ink.shape[0] * aspect))
     shrink = ink.shape[0] / height
     if shrink > 1:
         source = gaussian_blur(np.pad(ink, 2), math.sqrt(shrink**2 - 1) / 2)[2:-2, 2:-2]
@@ -335,6 +360,22 @@ def render_digit(digit, height: int) -> np.ndarray:
         big = resize_bilinear(ink[:, :, None], height, width)[:, :, 0]
         patch = np.minimum(np.ceil(big), 255).astype(np.uint8)
     x0, y0, x1, y1 = ink_box(patch)
+    return patch[y0:y1, x0:x1]
+
+
+def reshape_digit(patch, rotation: float = 0.0, stroke: int = 0) -> np.ndarray:
+    """A rendered digit (:func:`render_digit`) in another hand: its strokes a pixel
+    wider (``stroke`` 1) or narrower (-1), then turned ``rotation`` degrees
+    anticlockwise; cropped to its ink again. With neither, the patch itself."""
+    if stroke:
+        # A margin of one pixel, so that widened strokes are not cut at the ink box.
+        patch = stroke_change(np.pad(patch, 1), grow=stroke > 0)
+    if rotation:
+        patch = np.clip(np.rint(rotate_bilinear(patch, rotation)), 0, 255).astype(np.uint8)
+    box = ink_box(patch)
+    if box is None:
+        raise InputError("reshape_digit: no ink left (strokes narrowed away)")
+    x0, y0, x1, y1 = box
     return patch[y0:y1, x0:x1]
 
 
@@ -397,7 +438,14 @@ def place_digit(rng, config, images, canvas_shape, placed, exclude):
         fit = min(cap, h_canvas, (w_canvas * (y1 - y0)) // (x1 - x0))
         if fit < low:
             continue
-        patch = render_digit(images[index], int(rng.integers(low, fit + 1)))
+        height = int(rng.integers(low, fit + 1))
+        # Handwriting (fixed values draw nothing, so default scenes are unchanged).
+        patch = render_digit(images[index], height, draw_uniform(rng, config.aspect))
+        stroke = 0
+        if draw_event(rng, config.stroke):
+            thin = height >= MIN_THINNED_HEIGHT and rng.random() < 0.5
+            stroke = -1 if thin else 1
+        patch = reshape_digit(patch, draw_uniform(rng, config.rotation), stroke)
         free = free_positions(canvas_shape, patch.shape, placed, config.max_iou, config.max_covered)
         free = np.flatnonzero(free)
         if free.size:
@@ -717,7 +765,10 @@ def scene_config_from_record(record) -> SceneConfig:
 
 # Every point of the robustness benchmark's grid lies inside what training sees:
 # grey grounds from black to mid-grey, both polarities, noise over the digits or
-# not, blur, clutter that touches digits, digits from 16 to 96 pixels tall. The one
+# not, blur, clutter that touches digits, digits from 16 to 96 pixels tall. Digits
+# are written as MNIST's writers wrote them (``aspect``, ``rotation`` and ``stroke``
+# stay at their defaults: trained on those too, this small network read blurred
+# digits worse; see the localization chapter, "Scenes from another hand"). The one
 # exception is shading: the localizer flattens a sloping ground before its networks
 # read the scene (:func:`~.image.flatten_shading`), so they are trained on even light. The
 # ink is at least 80 grey levels off the ground (the benchmark's faintest ink,

@@ -121,6 +121,62 @@ def resize_bilinear(image, height: int, width: int) -> np.ndarray:
     return rows[:, left] * (1 - wx)[None, :, None] + rows[:, right] * wx[None, :, None]
 
 
+def rotate_bilinear(image, degrees: float) -> np.ndarray:
+    """An ``(H, W)`` image turned ``degrees`` anticlockwise about its centre: float32,
+    on a canvas just large enough to hold all of it, zero where no input falls.
+
+    Each output pixel centre is turned back by ``-degrees`` into the input, and the
+    input is read there bilinearly (the 2x2 pixels around that point, weighted by
+    nearness; pixels outside the input count as 0). Turning by 0 returns the
+    image unchanged, as float32.
+    """
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise InputError(f"rotate_bilinear: expected an (H, W) array, got shape {image.shape}")
+    if not np.isfinite(degrees):
+        raise InputError(f"rotate_bilinear: expected a finite angle, got {degrees!r}")
+    h, w = image.shape
+    theta = np.deg2rad(degrees)
+    cos, sin = np.cos(theta), np.sin(theta)
+    # Rounded before the ceiling, so that 90 degrees does not grow the canvas by one.
+    out_h = int(np.ceil(round(abs(h * cos) + abs(w * sin), 6)))
+    out_w = int(np.ceil(round(abs(w * cos) + abs(h * sin), 6)))
+    y, x = np.mgrid[0:out_h, 0:out_w].astype(np.float64)
+    # Output pixel centres about the canvas centre, turned back into the input (the
+    # y axis points down, so "anticlockwise" on screen is clockwise in (x, y)).
+    dx, dy = x + 0.5 - out_w / 2, y + 0.5 - out_h / 2
+    sx = cos * dx - sin * dy + w / 2 - 0.5
+    sy = sin * dx + cos * dy + h / 2 - 0.5
+    # One pixel of zeros around the input: reads just outside it fall there.
+    padded = np.pad(image.astype(np.float32), 1)
+    x0, y0 = np.floor(sx), np.floor(sy)
+    fx, fy = (sx - x0).astype(np.float32), (sy - y0).astype(np.float32)
+    x0 = np.clip(x0.astype(np.intp) + 1, 0, w + 1)
+    y0 = np.clip(y0.astype(np.intp) + 1, 0, h + 1)
+    x1, y1 = np.minimum(x0 + 1, w + 1), np.minimum(y0 + 1, h + 1)
+    inside = (sx > -1) & (sx < w) & (sy > -1) & (sy < h)
+    top = padded[y0, x0] * (1 - fx) + padded[y0, x1] * fx
+    bottom = padded[y1, x0] * (1 - fx) + padded[y1, x1] * fx
+    return np.where(inside, top * (1 - fy) + bottom * fy, np.float32(0)).astype(np.float32)
+
+
+def stroke_change(image, grow: bool) -> np.ndarray:
+    """The strokes of an ``(H, W)`` image of light ink on 0 made a pixel wider
+    (``grow``: each pixel the maximum of its 3x3 neighbourhood) or narrower (the
+    minimum); beyond the edges is 0, as around a digit cropped to its ink."""
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise InputError(f"stroke_change: expected an (H, W) array, got shape {image.shape}")
+    h, w = image.shape
+    padded = np.pad(image, 1)
+    pick = np.maximum if grow else np.minimum
+    out = padded[1 : h + 1, 1 : w + 1].copy()
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            pick(out, padded[dy : dy + h, dx : dx + w], out=out)
+    return out
+
+
 def resize_short_side(image, size: int) -> np.ndarray:
     """Resize so that the shorter side is ``size``, keeping the aspect ratio."""
     h, w = np.asarray(image).shape[:2]
