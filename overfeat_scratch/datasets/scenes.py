@@ -334,10 +334,10 @@ def ink_box(image) -> tuple[int, int, int, int] | None:
 def render_digit(digit, height: int, aspect: float = 1.0) -> np.ndarray:
     """An MNIST ``(28, 28)`` digit cropped to its ink and resized: ``(h, w)`` uint8.
 
-    The ink is scaled to ``height`` rows, the width in proportion (times ``aspect``). When enlarging
-    (``height`` at least the digit's ink height, as from 20 up) interpolated
-    values are rounded up, so any pixel touched by ink stays ink, the result is
-    its own tight box and ``h == height``. When shrinking, the ink is first
+    The ink is scaled to ``height`` rows, the width in proportion (times
+    ``aspect``). When enlarging (``height`` at least the digit's ink height, as
+    from 20 up) interpolated values are rounded up, so any pixel touched by ink
+    stays ink, the result is its own tight box and ``h == height``. When shrinking, the ink is first
     blurred by the usual anti-aliasing Gaussian (``sigma = sqrt(s^2 - 1) / 2`` for a
     reduction by ``s``) and values are rounded to nearest, so faint edges do not
     grow the box; ``h`` is then ``height`` or a pixel less.
