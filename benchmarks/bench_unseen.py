@@ -26,8 +26,10 @@ Every scene draws each of these from ranges (``RANGES``), so the benchmark score
 the family, not one point of it. ``--n`` single-digit scenes are localized (top-1
 error) and ``--n`` scenes of one to five digits detected (mAP@0.5) by the shipped
 localizer and by the one shipped before the training scenes varied, and the scores
-are broken down by polarity, JPEG and clutter. Seeds: ``SEEDS`` (used for nothing
-else); anything tuned against these scenes would use ``TUNING_SEEDS`` instead.
+are broken down by polarity, JPEG and clutter; then all again on the same scenes
+with every digit upright and as written (``UPRIGHT``), which tells what the digits'
+shapes cost. Seeds: ``SEEDS`` (used for nothing else); anything tuned against
+these scenes would use ``TUNING_SEEDS`` instead.
 """
 
 from __future__ import annotations
