@@ -481,8 +481,10 @@ def test_stroke_change_is_the_3x3_maximum_or_minimum(h, w, grow, seed):
 def test_turning_and_stroke_change_refuse_bad_input():
     from overfeat_scratch.ops.image import rotate_bilinear, stroke_change
 
-    with pytest.raises(ValueError, match=r"rotate_bilinear: expected an \(H, W\) array"):
+    with pytest.raises(ValueError, match=r"rotate_bilinear: expected an \(H, W\) image"):
         rotate_bilinear(np.zeros((2, 3, 1)), 10.0)
+    with pytest.raises(ValueError, match="rotate_bilinear: the image contains NaN"):
+        rotate_bilinear(np.full((2, 3), np.nan), 10.0)
     with pytest.raises(ValueError, match="finite angle"):
         rotate_bilinear(np.zeros((2, 3)), float("nan"))
     with pytest.raises(ValueError, match=r"stroke_change: expected an \(H, W\) array"):

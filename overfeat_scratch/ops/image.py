@@ -130,9 +130,7 @@ def rotate_bilinear(image, degrees: float) -> np.ndarray:
     nearness; pixels outside the input count as 0). Turning by 0 returns the
     image unchanged, as float32.
     """
-    image = np.asarray(image)
-    if image.ndim != 2:
-        raise InputError(f"rotate_bilinear: expected an (H, W) array, got shape {image.shape}")
+    image = check_grey(image, "rotate_bilinear")
     if not np.isfinite(degrees):
         raise InputError(f"rotate_bilinear: expected a finite angle, got {degrees!r}")
     h, w = image.shape
@@ -148,7 +146,7 @@ def rotate_bilinear(image, degrees: float) -> np.ndarray:
     sx = cos * dx - sin * dy + w / 2 - 0.5
     sy = sin * dx + cos * dy + h / 2 - 0.5
     # One pixel of zeros around the input: reads just outside it fall there.
-    padded = np.pad(image.astype(np.float32), 1)
+    padded = np.pad(image, 1)
     x0, y0 = np.floor(sx), np.floor(sy)
     fx, fy = (sx - x0).astype(np.float32), (sy - y0).astype(np.float32)
     x0 = np.clip(x0.astype(np.intp) + 1, 0, w + 1)
