@@ -132,6 +132,11 @@ def shading_ramp(height: int, width: int, rise: float, angle: float) -> np.ndarr
     return ((along - along.min()) * np.float32(rise / span)).astype(np.float32)
 
 
+def grey8(values) -> np.ndarray:
+    """Values rounded to the nearest grey level and clipped to 0-255, as uint8."""
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
 def draw_event(rng, probability: float) -> bool:
     """True with ``probability``; 0 and 1 draw nothing from the generator."""
     if probability <= 0 or probability >= 1:
@@ -337,10 +342,11 @@ def render_digit(digit, height: int, aspect: float = 1.0) -> np.ndarray:
     The ink is scaled to ``height`` rows, the width in proportion (times
     ``aspect``). When enlarging (``height`` at least the digit's ink height, as
     from 20 up) interpolated values are rounded up, so any pixel touched by ink
-    stays ink, the result is its own tight box and ``h == height``. When shrinking, the ink is first
-    blurred by the usual anti-aliasing Gaussian (``sigma = sqrt(s^2 - 1) / 2`` for a
-    reduction by ``s``) and values are rounded to nearest, so faint edges do not
-    grow the box; ``h`` is then ``height`` or a pixel less.
+    stays ink, the result is its own tight box and ``h == height``. When
+    shrinking, the ink is first blurred by the usual anti-aliasing Gaussian
+    (``sigma = sqrt(s^2 - 1) / 2`` for a reduction by ``s``) and values are rounded
+    to nearest, so faint edges do not grow the box; ``h`` is then ``height`` or a
+    pixel less.
     """
     from ..ops.image import gaussian_blur
 
@@ -355,7 +361,7 @@ def render_digit(digit, height: int, aspect: float = 1.0) -> np.ndarray:
     if shrink > 1:
         source = gaussian_blur(np.pad(ink, 2), math.sqrt(shrink**2 - 1) / 2)[2:-2, 2:-2]
         big = resize_bilinear(source[:, :, None], height, width)[:, :, 0]
-        patch = np.clip(np.rint(big), 0, 255).astype(np.uint8)
+        patch = grey8(big)
     else:
         big = resize_bilinear(ink[:, :, None], height, width)[:, :, 0]
         patch = np.minimum(np.ceil(big), 255).astype(np.uint8)
@@ -371,7 +377,7 @@ def reshape_digit(patch, rotation: float = 0.0, stroke: int = 0) -> np.ndarray:
         # A margin of one pixel, so that widened strokes are not cut at the ink box.
         patch = stroke_change(np.pad(patch, 1), grow=stroke > 0)
     if rotation:
-        patch = np.clip(np.rint(rotate_bilinear(patch, rotation)), 0, 255).astype(np.uint8)
+        patch = grey8(rotate_bilinear(patch, rotation))
     box = ink_box(patch)
     if box is None:
         raise InputError("reshape_digit: no ink left (strokes narrowed away)")
@@ -523,7 +529,7 @@ def make_scene(rng, config: SceneConfig, images, labels):
     canvas = np.full((h_canvas, w_canvas), background, dtype=np.float32)
     if noise > 0 and not noise_everywhere:
         canvas += noise * rng.standard_normal((h_canvas, w_canvas), dtype=np.float32)
-    canvas = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+    canvas = grey8(canvas)
 
     # The ink layer: fragments and digits by maximum, at full brightness.
     layer = np.zeros((h_canvas, w_canvas), dtype=np.uint8)
@@ -554,16 +560,16 @@ def make_scene(rng, config: SceneConfig, images, labels):
         from ..ops.image import gaussian_blur
 
         scaled = gaussian_blur(layer, blur) * np.float32(ink / 255)
-        layer = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+        layer = grey8(scaled)
     image = np.maximum(canvas, layer)
     if noise > 0 and noise_everywhere:
         noisy = image + noise * rng.standard_normal((h_canvas, w_canvas), dtype=np.float32)
-        image = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+        image = grey8(noisy)
     # Drawn last, so that a scene with shading is the scene without it, lit unevenly.
     shading = draw_uniform(rng, config.shading)
     if shading > 0:
         lit = image + shading_ramp(h_canvas, w_canvas, shading, rng.uniform(0, 2 * np.pi))
-        image = np.clip(np.rint(lit), 0, 255).astype(np.uint8)
+        image = grey8(lit)
     if dark:
         image = 255 - image
     return image, annotations
